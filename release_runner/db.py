@@ -1,0 +1,579 @@
+"""The only module that talks to psycopg: connecting with retries, the runner lock, the history
+table, running one migration, and turning driver errors into facts (SQLSTATE, file position).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.generators import execute as execute_generator
+from psycopg.pq import ExecStatus, TransactionStatus
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from release_runner.errors import UnreachableError, UsageError
+from release_runner.log import redact
+from release_runner.plan import HistoryRow
+from release_runner.preflight import Prepared
+from release_runner.settings import pg_duration
+
+Connection = psycopg.Connection[Any]
+
+# libpq messages of failures that heal by themselves; psycopg gives connection errors no SQLSTATE.
+_TRANSIENT = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "starting up",
+    "shutting down",
+    "not yet accepting connections",
+    "recovery mode",
+    "too many clients",
+    "remaining connection slots",
+    "could not translate host name",
+    "temporary failure in name resolution",
+    "name or service not known",
+    "server closed the connection",
+    "connection reset",
+    "no route to host",
+    "network is unreachable",
+    "ssl syscall error",
+    "eof detected",
+    "terminating connection",
+)
+# ...and of those that never heal: retrying would only hide them until the budget runs out.
+_PERMANENT = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "invalid connection option",
+    "invalid sslmode",
+    "missing \"=\"",
+    "invalid uri",
+    "invalid integer value",
+)
+RETRYABLE_SQLSTATES = {
+    "55P03": "lock_timeout",
+    "40P01": "deadlock",
+    "40001": "serialization_failure",
+}
+
+
+def query(name: str) -> str:
+    """A query kept in `release_runner/queries/<name>.sql`."""
+    return (resources.files("release_runner") / "queries" / f"{name}.sql").read_text()
+
+
+def is_transient(error: BaseException) -> bool:
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    message = str(error).lower()
+    if any(marker in message for marker in _PERMANENT):
+        return False
+    return any(marker in message for marker in _TRANSIENT)
+
+
+def connect(
+    url: str,
+    budget: float,
+    application_name: str,
+    on_retry: Callable[[int, str, float], None],
+) -> Connection:
+    """Connect in autocommit mode, retrying transient failures with exponential backoff and
+    jitter until `budget` seconds have passed. libpq's own connect_timeout is capped at the
+    time left, so one hung attempt cannot eat the budget.
+
+    Raises UnreachableError when the budget is spent, UsageError for failures that never heal
+    (wrong password, missing database, malformed URL)."""
+    deadline = time.monotonic() + budget
+
+    def attempt() -> Connection:
+        left = max(deadline - time.monotonic(), 1.0)
+        return psycopg.connect(
+            url,
+            autocommit=True,
+            prepare_threshold=None,
+            application_name=application_name,
+            connect_timeout=max(2, min(10, math.ceil(left))),
+        )
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        on_retry(state.attempt_number, redact(str(error).strip()), delay)
+
+    retrying = Retrying(
+        stop=stop_after_delay(budget),
+        wait=wait_exponential_jitter(initial=0.25, max=5.0, jitter=0.5),
+        retry=retry_if_exception(is_transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except psycopg.Error as error:
+        message = redact(str(error).strip())
+        if is_transient(error):
+            raise UnreachableError(
+                f"database unreachable within {budget:g}s: {message}; check the URL's host and "
+                "port, or raise --connect-timeout",
+                reason=message,
+            ) from None
+        raise UsageError(
+            f"cannot connect: {message}; check the database URL (user, password, database name)",
+            reason=message,
+        ) from None
+
+
+def detect_transaction_pooler(url: str, first: Connection, application_name: str) -> bool:
+    """True when `url` goes through a transaction-mode pooler: two idle client connections
+    that report the same backend pid share a server connection, and a pid that changes
+    between two queries of one client means the same."""
+    with psycopg.connect(
+        url, autocommit=True, prepare_threshold=None, application_name=application_name
+    ) as second:
+        pid_before = _backend_pid(first)
+        pid_second = _backend_pid(second)
+        pid_after = _backend_pid(first)
+    return pid_before == pid_second or pid_before != pid_after
+
+
+def _backend_pid(conn: Connection) -> int:
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    return int(row[0]) if row else -1
+
+
+# ---------------------------------------------------------------------------- the runner lock
+
+
+def lock_key(history_schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key derived from the history table's name."""
+    digest = hashlib.sha256(f"release-runner:{history_schema}.history".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def try_lock(conn: Connection, key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def unlock(conn: Connection, key: int) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def lock_holders(conn: Connection, key: int) -> list[dict[str, Any]]:
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(query("lock_holder"), params).fetchall()
+    return [{**row, "backend_start": row["backend_start"].isoformat()} for row in rows]
+
+
+def blockers(conn: Connection, pid: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(query("blockers"), {"pid": pid}).fetchall()
+
+
+# ---------------------------------------------------------------------------- history
+
+
+def history_exists(conn: Connection, schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.history",)).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_history(conn: Connection, schema: str) -> None:
+    """Create the history table if absent. Call with the runner lock held."""
+    if not history_exists(conn, schema):
+        conn.execute(sql.SQL(query("history_create")).format(schema=sql.Identifier(schema)))
+
+
+def read_history(conn: Connection, schema: str) -> list[HistoryRow]:
+    if not history_exists(conn, schema):
+        return []
+    statement = sql.SQL(
+        "SELECT version, name, checksum, transaction_mode, status, applied_at, duration_ms,"
+        " applied_by, run_id, error FROM {}.history"
+    ).format(sql.Identifier(schema))
+    return [HistoryRow(*row) for row in conn.execute(statement).fetchall()]
+
+
+def history_row(conn: Connection, schema: str, version: str) -> HistoryRow | None:
+    return next((r for r in read_history(conn, schema) if r.version == version), None)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every history row of a run records besides the migration itself."""
+
+    schema: str
+    run_id: str
+    fly: dict[str, str]
+    applied_by: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
+
+
+def _insert_history(
+    context: RunContext, prepared: Prepared, mode: str, status: str, conn: Connection
+) -> str:
+    """The INSERT of a history row as literal SQL, so it can ride in the migration's own
+    message. duration_ms is measured by the server from the transaction's start."""
+    migration = prepared.migration
+    values = [
+        migration.version,
+        migration.name,
+        migration.checksum,
+        mode,
+        status,
+        context.applied_by,
+        context.run_id,
+        context.fly.get("app"),
+        context.fly.get("machine"),
+        context.fly.get("image"),
+    ]
+    return (
+        sql.SQL(
+            "INSERT INTO {}.history (version, name, checksum, transaction_mode, status,"
+            " applied_by, run_id, app, machine, image, duration_ms) VALUES ({},"
+            " (extract(epoch FROM clock_timestamp() - now()) * 1000)::int)"
+        )
+        .format(sql.Identifier(context.schema), sql.SQL(", ").join(map(sql.Literal, values)))
+        .as_string(conn)
+    )
+
+
+def record_rows(
+    conn: Connection, context: RunContext, rows: list[tuple[Prepared, str]]
+) -> None:
+    """Insert history rows for migrations not run by this runner (baseline, imported)."""
+    with conn.transaction():
+        for prepared, mode in rows:
+            conn.execute(_insert_history(context, prepared, mode, "applied", conn))
+
+
+def set_status(
+    conn: Connection, schema: str, version: str, status: str, error: str | None = None
+) -> None:
+    conn.execute(
+        sql.SQL(
+            "UPDATE {}.history SET status = %s, error = %s, applied_at = clock_timestamp(),"
+            " duration_ms = (extract(epoch FROM clock_timestamp() - applied_at) * 1000)::int"
+            " WHERE version = %s"
+        ).format(sql.Identifier(schema)),
+        (status, error, version),
+    )
+
+
+def delete_row(conn: Connection, schema: str, version: str) -> None:
+    conn.execute(
+        sql.SQL("DELETE FROM {}.history WHERE version = %s").format(sql.Identifier(schema)),
+        (version,),
+    )
+
+
+# ---------------------------------------------------------------------------- running migrations
+
+
+class MigrationError(Exception):
+    """A migration failed on the server, or the connection was lost while it ran.
+
+    `retry_reason` is set where running it again is known to be safe after a rollback
+    (lock timeout, deadlock, serialization failure); `connection_lost` where the outcome of
+    the COMMIT is unknown and the history must be read first."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        error: psycopg.Error,
+        statement_index: int | None,
+        position: int | None,
+        connection_lost: bool = False,
+    ) -> None:
+        self.prepared = prepared
+        self.sqlstate = error.sqlstate
+        self.connection_lost = connection_lost
+        diag = error.diag
+        self.message = redact((diag.message_primary or str(error)).strip())
+        self.detail = diag.message_detail
+        self.hint = diag.message_hint
+        self.retry_reason = "connection_lost" if connection_lost else None
+        if self.sqlstate in RETRYABLE_SQLSTATES:
+            self.retry_reason = RETRYABLE_SQLSTATES[self.sqlstate]
+        self.canceled = self.sqlstate == "57014"
+        statements = prepared.statements
+        self.file = str(prepared.migration.path)
+        self.line: int | None = None
+        self.column: int | None = None
+        self.statement: str | None = None
+        if statement_index is not None and 0 <= statement_index < len(statements):
+            statement = statements[statement_index]
+            self.statement = statement.head
+            self.line, self.column = (
+                statement.position(position) if position is not None else (statement.line, statement.column)
+            )
+        super().__init__(self.message)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "sqlstate": self.sqlstate,
+            "error": self.message,
+            "detail": self.detail,
+            "hint": self.hint,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "statement": self.statement,
+        }
+
+
+def _timeouts(prepared: Prepared, lock_timeout: float, statement_timeout: float) -> tuple[str, str]:
+    directives = prepared.migration.directives
+    lock = directives.lock_timeout if directives.lock_timeout is not None else lock_timeout
+    statement = (
+        directives.statement_timeout if directives.statement_timeout is not None else statement_timeout
+    )
+    return pg_duration(lock), pg_duration(statement)
+
+
+def _run_message(conn: Connection, parts: list[str]) -> None:
+    """Send `parts` as one simple-protocol message (one round trip) and raise the first error
+    with the index of the part that failed and the error's position inside that part.
+
+    psycopg's cursor would raise the error without saying which statement failed, so this
+    drives its generator directly."""
+    text = "\n;\n".join(parts)
+    conn.pgconn.send_query(text.encode())
+    results = conn.wait(execute_generator(conn.pgconn))
+    for index, result in enumerate(results):
+        if result.status == ExecStatus.FATAL_ERROR:
+            error = pg_errors.error_from_result(result, encoding=conn.info.encoding)
+            position = error.diag.statement_position
+            offset = None
+            if position is not None:
+                start = sum(len(part) + 3 for part in parts[:index])
+                offset = int(position) - 1 - start
+            raise _FailedPart(error, index, offset)
+
+
+class _FailedPart(Exception):
+    def __init__(self, error: psycopg.Error, index: int, offset: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.index = index
+        self.offset = offset
+
+
+def apply(
+    conn: Connection,
+    prepared: Prepared,
+    context: RunContext,
+    lock_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Run one migration. Transactional: BEGIN, session reset, SET LOCAL timeouts, the
+    statements, the history row and COMMIT in one round trip. No-transaction: a `started` row,
+    the statement in autocommit, then the final status. Raises MigrationError."""
+    lock, statement = _timeouts(prepared, lock_timeout, statement_timeout)
+    texts = [s.text for s in prepared.statements]
+    if prepared.transactional:
+        # RESET ALL: a previous file's SET or set_config(..., false) must not leak into this one
+        # (DISCARD ALL would also drop the runner's advisory lock).
+        prefix = [
+            "BEGIN",
+            "RESET ALL",
+            f"SET LOCAL lock_timeout = '{lock}'",
+            f"SET LOCAL statement_timeout = '{statement}'",
+        ]
+        suffix = [_insert_history(context, prepared, "transaction", "applied", conn), "COMMIT"]
+        _guarded(conn, prepared, prefix + texts + suffix, len(prefix))
+        return
+    _guarded(
+        conn,
+        prepared,
+        [
+            "RESET ALL",
+            f"SET lock_timeout = '{lock}'",
+            f"SET statement_timeout = '{statement}'",
+            _insert_history(context, prepared, "no-transaction", "started", conn),
+        ],
+        None,
+    )
+    try:
+        _guarded(conn, prepared, texts, 0)
+    except MigrationError as failure:
+        if not failure.connection_lost:
+            set_status(conn, context.schema, prepared.migration.version, "failed", failure.message)
+        raise
+    set_status(conn, context.schema, prepared.migration.version, "applied")
+
+
+def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int | None) -> None:
+    """Run parts; translate errors, rolling back an aborted transaction. `first` is the index of
+    the migration's first statement among `parts` (None: no statement of the file is there)."""
+    try:
+        _run_message(conn, parts)
+    except _FailedPart as failed:
+        if conn.pgconn.transaction_status == TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        index = None if first is None else failed.index - first
+        raise MigrationError(prepared, failed.error, index, failed.offset) from None
+    except psycopg.OperationalError as error:
+        if conn.closed or conn.broken:
+            raise MigrationError(prepared, error, None, None, connection_lost=True) from None
+        raise
+
+
+def invalid_indexes(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE NOT i.indisvalid"
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+# ---------------------------------------------------------------------------- the watcher
+
+
+class Watcher:
+    """A background thread that, while a migration runs, reports who blocks it (after about a
+    second, on its own connection) and cancels it when the run's time budget is spent."""
+
+    def __init__(
+        self,
+        url: str,
+        application_name: str,
+        deadline: float | None,
+        report: Callable[[str, list[dict[str, Any]]], None],
+    ) -> None:
+        self._url = url
+        self._application_name = application_name
+        self.deadline = deadline
+        self._report = report
+        self._current: tuple[str, Connection, float] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conn: Connection | None = None
+        self.budget_expired = False
+        self.last_blockers: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._loop, name="release-runner-watcher", daemon=True)
+        self._thread.start()
+
+    @contextmanager
+    def watching(self, version: str, conn: Connection) -> Iterator[None]:
+        with self._lock:
+            self._current = (version, conn, time.monotonic())
+            self.last_blockers = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._current = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.25):
+            with self._lock:
+                current = self._current
+            if current is None:
+                continue
+            version, conn, started = current
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.budget_expired = True
+                self._cancel(conn)
+                continue
+            if time.monotonic() - started >= 1.0:
+                self._check_blockers(version, conn)
+                self._stop.wait(0.75)
+
+    def _cancel(self, conn: Connection) -> None:
+        try:
+            conn.cancel_safe(timeout=5.0)
+        except psycopg.Error:
+            pass  # the connection is gone; the main thread will see that itself
+
+    def _check_blockers(self, version: str, conn: Connection) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(
+                    self._url,
+                    autocommit=True,
+                    prepare_threshold=None,
+                    application_name=f"{self._application_name} (watcher)",
+                    connect_timeout=5,
+                )
+            found = blockers(self._conn, conn.info.backend_pid)
+        except psycopg.Error:
+            return  # reporting is best effort; the migration's own outcome is what matters
+        if found:
+            for row in found:
+                row["query"] = redact(row["query"] or "")
+            self.last_blockers = found
+            self._report(version, found)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if self._conn is not None:
+            self._conn.close()
+
+
+# ---------------------------------------------------------------------------- scratch databases
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same connection settings, another database."""
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+def create_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
+    """The live schema as raw rows (see queries/catalog.sql), in one round trip."""
+    row = conn.execute(query("catalog"), {"history": history_schema}).fetchone()
+    assert row is not None
+    result: dict[str, Any] = row[0]
+    return result
+
+
+def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:
+    """Estimated rows and on-disk size of existing tables, for preflight warnings."""
+    rows = conn.execute(
+        "SELECT t.name, c.reltuples::bigint, pg_total_relation_size(c.oid)"
+        " FROM unnest(%s::text[]) AS t(name)"
+        " JOIN pg_class c ON c.oid = to_regclass(CASE WHEN strpos(t.name, '.') > 0"
+        "   THEN quote_ident(split_part(t.name, '.', 1)) || '.'"
+        "        || quote_ident(split_part(t.name, '.', 2))"
+        "   ELSE quote_ident(t.name) END)",
+        (tables,),
+    ).fetchall()
+    return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}
+
+
+def server_version(conn: Connection) -> str:
+    return str(conn.info.parameter_status("server_version") or "?")

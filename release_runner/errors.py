@@ -1,0 +1,68 @@
+"""One base error with a class-level exit code and summary status; a subclass per row of the
+exit-code table in the README. Only the CLI catches them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ReleaseError(Exception):
+    """Base of every error the runner reports to its user.
+
+    `fields` are extra structured facts (file, line, sqlstate...) that go into the log event.
+    """
+
+    exit_code: ClassVar[int] = 1
+    status: ClassVar[str] = "failed"
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+
+class UsageError(ReleaseError):
+    """Bad option, no database URL, unreadable or malformed migrations directory."""
+
+    exit_code = 2
+    status = "refused"
+
+
+class MigrationFailed(ReleaseError):
+    """A migration failed and was rolled back (or, without a transaction, recorded failed)."""
+
+    exit_code = 1
+    status = "failed"
+
+
+class DriftError(ReleaseError):
+    """The live schema differs from the expected one."""
+
+    exit_code = 3
+    status = "drift"
+
+
+class UnreachableError(ReleaseError):
+    """Database unreachable, runner lock not acquired, or time budget spent."""
+
+    exit_code = 4
+    status = "unreachable"
+
+
+class RefusedError(ReleaseError):
+    """History or preflight says the run must not start; nothing was changed."""
+
+    exit_code = 5
+    status = "refused"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A KeyboardInterrupt so that psycopg cancels the running query."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

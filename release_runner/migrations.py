@@ -1,0 +1,364 @@
+"""Read a migrations directory (native `sql/`, drizzle-kit or Prisma) into Migration values:
+order, header directives, checksums, and statement splitting with the real PostgreSQL parser.
+
+Pure: reads files, never a database. pglast is imported only when statements are needed, so
+commands with nothing pending never load it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from release_runner.errors import UsageError
+from release_runner.settings import parse_duration
+
+NATIVE_NAME = re.compile(r"^(\d+)_([^/]+)\.sql$")
+DIRECTIVE = re.compile(r"^\s*--\s*release-runner:\s*(.*?)\s*$")
+DRIZZLE_BREAKPOINT = "--> statement-breakpoint"
+# Rules a file may switch off; `parse-error` lets a statement the bundled parser rejects run.
+ALLOW_PARSE_ERROR = "parse-error"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement as it stands in its file: text, 1-based line and column of its first
+    token, the parse tree (None when the parser was told to stand aside) and rules allowed
+    for it by a `-- release-runner: allow ...` comment right above it."""
+
+    text: str
+    line: int
+    column: int
+    node: dict[str, Any] | None = None
+    allow: frozenset[str] = frozenset()
+
+    @property
+    def kind(self) -> str:
+        """The parse-tree node name, e.g. `IndexStmt`; `?` when unparsed."""
+        return next(iter(self.node)) if self.node else "?"
+
+    @property
+    def head(self) -> str:
+        """The statement's first words, to name it in messages."""
+        words = " ".join(self.text.split())
+        return words if len(words) <= 60 else words[:57] + "..."
+
+    def position(self, char_offset: int) -> tuple[int, int]:
+        """File line and column of a 0-based character offset into `text`."""
+        before = self.text[:char_offset]
+        newlines = before.count("\n")
+        if newlines == 0:
+            return self.line, self.column + char_offset
+        return self.line + newlines, char_offset - before.rfind("\n")
+
+
+@dataclass(frozen=True)
+class Directives:
+    """What the leading `-- release-runner: ...` comment lines of a file ask for."""
+
+    no_transaction: bool = False
+    lock_timeout: float | None = None
+    statement_timeout: float | None = None
+    allow: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file. `version` is its identity in the history table; list order is the
+    order of application."""
+
+    version: str
+    name: str
+    path: Path
+    text: str = field(repr=False)
+    raw: bytes = field(repr=False)
+    directives: Directives
+    source_format: str
+    drizzle_when: int | None = None
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the text with BOM and CR line endings normalised away."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def raw_sha256(self) -> str:
+        """SHA-256 of the bytes as stored: what Prisma records in `_prisma_migrations.checksum`."""
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+    @cached_property
+    def statements(self) -> list[Statement]:
+        """The statements, split by the PostgreSQL parser (drizzle files first on breakpoints).
+        Raises SqlSyntaxError on text the parser rejects, unless the file allows parse-error."""
+        chunks = self.text.split(DRIZZLE_BREAKPOINT) if self.source_format == "drizzle" else [self.text]
+        lines = _LineIndex(self.text)
+        statements: list[Statement] = []
+        offset = 0
+        for chunk in chunks:
+            statements.extend(split_statements(chunk, offset, lines, self))
+            offset += len(chunk.encode()) + len(DRIZZLE_BREAKPOINT)
+        return statements
+
+
+class SqlSyntaxError(Exception):
+    """The parser rejected a file: message and 1-based line/column in that file."""
+
+    def __init__(self, migration: Migration, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.migration = migration
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+class _LineIndex:
+    """Maps byte offsets of a file's UTF-8 encoding to 1-based line and character column."""
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode()
+        self.starts = [0] + [i + 1 for i, byte in enumerate(self.data) if byte == 10]
+
+    def locate(self, byte_offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self.starts, byte_offset)
+        start = self.starts[line - 1]
+        return line, len(self.data[start:byte_offset].decode(errors="replace")) + 1
+
+
+def _allowed_rules(gap: str) -> frozenset[str]:
+    """Rules named by `-- release-runner: allow ...` comments in the text between statements."""
+    rules: set[str] = set()
+    for line in gap.splitlines():
+        match = DIRECTIVE.match(line)
+        if match and match.group(1).startswith("allow "):
+            rules.update(_rule_names(match.group(1)))
+    return frozenset(rules)
+
+
+def _rule_names(directive: str) -> list[str]:
+    return [rule for rule in re.split(r"[\s,]+", directive.removeprefix("allow ")) if rule]
+
+
+def split_statements(
+    chunk: str, chunk_offset: int, lines: _LineIndex, migration: Migration
+) -> list[Statement]:
+    """Split one chunk of a file with libpg_query; `chunk_offset` is its byte offset in the file."""
+    from pglast import parser
+
+    data = chunk.encode()
+    try:
+        parsed = json.loads(parser.parse_sql_json(chunk))["stmts"]
+        spans = [
+            (item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed
+        ]
+    except parser.ParseError as error:
+        if ALLOW_PARSE_ERROR not in migration.directives.allow:
+            message, index = error.args
+            line, column = lines.locate(chunk_offset + min(index, len(data)))
+            raise SqlSyntaxError(migration, str(message), line, column) from None
+        spans = [(start, end - start, None) for start, end in _scan_spans(chunk)]
+    statements = []
+    previous_end = 0
+    for start, length, node in spans:
+        end = len(data) if length is None else start + length
+        text = data[start:end].decode().strip()
+        start += len(data[start:end]) - len(data[start:end].lstrip())
+        line, column = lines.locate(chunk_offset + start)
+        allow = _allowed_rules(data[previous_end:start].decode())
+        statements.append(Statement(text, line, column, node, allow))
+        previous_end = end
+    return statements
+
+
+def _scan_spans(chunk: str) -> list[tuple[int, int]]:
+    """Statement byte spans from the scanner alone (no grammar), for files whose statements the
+    parser rejects on purpose: split on top-level semicolons, skip comment-only spans."""
+    from pglast import parser
+
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for token in parser.scan(chunk):
+        if token.name == "ASCII_59":
+            if start is not None:
+                spans.append((start, token.start))
+            start = None
+        elif token.name not in ("SQL_COMMENT", "C_COMMENT") and start is None:
+            start = token.start
+    if start is not None:
+        spans.append((start, len(chunk.encode())))
+    return spans
+
+
+def normalise_text(raw: bytes, path: Path) -> str:
+    """Decode UTF-8 and drop a BOM and CR line endings, so checkouts on any OS agree."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {error.start}); save the file as UTF-8", file=str(path)
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_directives(text: str, path: Path) -> Directives:
+    """Read the header directives; an unknown one is an error naming its line."""
+    no_transaction = False
+    lock_timeout = statement_timeout = None
+    allow: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            break
+        match = DIRECTIVE.match(line)
+        if not match:
+            continue
+        directive = match.group(1)
+        key, _, value = directive.partition("=")
+        try:
+            if directive == "no-transaction":
+                no_transaction = True
+            elif key == "lock-timeout" and value:
+                lock_timeout = parse_duration(value)
+            elif key == "statement-timeout" and value:
+                statement_timeout = parse_duration(value)
+            elif directive.startswith("allow "):
+                allow.update(_rule_names(directive))
+            else:
+                raise ValueError(f"unknown directive {directive!r}")
+        except ValueError as error:
+            raise UsageError(
+                f"{path}:{number}: {error}; known directives: no-transaction, lock-timeout=5s, "
+                "statement-timeout=1m, allow <rule>",
+                file=str(path),
+                line=number,
+            ) from None
+    return Directives(no_transaction, lock_timeout, statement_timeout, frozenset(allow))
+
+
+def _load(path: Path, version: str, name: str, source_format: str, **extra: Any) -> Migration:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read: {error.strerror}", file=str(path)) from None
+    text = normalise_text(raw, path)
+    return Migration(
+        version, name, path, text, raw, parse_directives(text, path), source_format, **extra
+    )
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    """A directory read in application order, with files it saw but will not apply."""
+
+    directory: Path
+    source_format: str
+    migrations: list[Migration]
+    ignored: list[Path]
+
+
+def detect_format(directory: Path) -> str:
+    if (directory / "meta" / "_journal.json").is_file():
+        return "drizzle"
+    if (directory / "migration_lock.toml").is_file() or any(directory.glob("*/migration.sql")):
+        return "prisma"
+    return "native"
+
+
+def read_directory(directory: Path) -> MigrationSet:
+    """Read and order every migration; misnamed files and duplicates raise UsageError."""
+    if not directory.is_dir():
+        raise UsageError(
+            f"migrations directory {directory} does not exist or is not a directory; "
+            "pass --migrations DIR",
+            file=str(directory),
+        )
+    source_format = detect_format(directory)
+    reader = {"native": _read_native, "drizzle": _read_drizzle, "prisma": _read_prisma}
+    result = reader[source_format](directory)
+    if not result.migrations:
+        raise UsageError(
+            f"{directory}: no migrations found; native files are named <version>_<name>.sql",
+            file=str(directory),
+        )
+    return result
+
+
+def _read_native(directory: Path) -> MigrationSet:
+    by_number: dict[int, Migration] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or not path.name.lower().endswith(".sql"):
+            continue
+        match = NATIVE_NAME.match(path.name)
+        if not match:
+            raise UsageError(
+                f"{path}: not a migration file name; rename it to <version>_<name>.sql "
+                "(version all digits, lower-case .sql), e.g. 0001_create_users.sql",
+                file=str(path),
+            )
+        number = int(match.group(1))
+        if number in by_number:
+            raise UsageError(
+                f"{path}: version {match.group(1)} is also used by {by_number[number].path}; "
+                "give each migration its own version",
+                file=str(path),
+            )
+        by_number[number] = _load(path, match.group(1), match.group(2), "native")
+    return MigrationSet(directory, "native", [by_number[n] for n in sorted(by_number)], [])
+
+
+def _read_drizzle(directory: Path) -> MigrationSet:
+    journal_path = directory / "meta" / "_journal.json"
+    try:
+        entries = json.loads(journal_path.read_text())["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(
+            f"{journal_path}: not a drizzle-kit journal ({error})", file=str(journal_path)
+        ) from None
+    migrations: list[Migration] = []
+    seen: dict[str, Path] = {}
+    for entry in sorted(entries, key=lambda item: item["idx"]):
+        tag = entry["tag"]
+        path = directory / f"{tag}.sql"
+        if not path.is_file():
+            raise UsageError(
+                f"{journal_path}: entry {tag!r} has no file {path.name}; restore it or "
+                "regenerate the journal",
+                file=str(path),
+            )
+        version, _, name = tag.partition("_")
+        if version in seen:
+            raise UsageError(f"{path}: version {version} is also used by {seen[version]}")
+        seen[version] = path
+        migrations.append(
+            _load(path, version, name or tag, "drizzle", drizzle_when=entry.get("when"))
+        )
+    listed = {m.path.name for m in migrations}
+    ignored = sorted(p for p in directory.glob("*.sql") if p.name not in listed)
+    return MigrationSet(directory, "drizzle", migrations, ignored)
+
+
+def _read_prisma(directory: Path) -> MigrationSet:
+    migrations: list[Migration] = []
+    # Prisma orders migration folders by name, byte-wise, whatever the name looks like.
+    for folder in sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.name):
+        path = folder / "migration.sql"
+        if not path.is_file():
+            raise UsageError(
+                f"{folder}: a Prisma migration folder without migration.sql; add it or remove "
+                "the folder",
+                file=str(folder),
+            )
+        match = re.match(r"^\d+_(.+)$", folder.name)
+        migrations.append(_load(path, folder.name, match.group(1) if match else folder.name, "prisma"))
+    return MigrationSet(directory, "prisma", migrations, [])

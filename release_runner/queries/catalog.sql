@@ -1,0 +1,96 @@
+-- The whole user schema in one round trip, as JSON: what `verify` and `snapshot` compare.
+-- Skips system schemas, the runner's own schema (%(history)s) and objects that belong to
+-- extensions (they come with CREATE EXTENSION and differ between server builds).
+WITH nsp AS (
+    SELECT n.oid, n.nspname
+    FROM pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', %(history)s)
+      AND n.nspname NOT LIKE 'pg\_toast%%'
+      AND n.nspname NOT LIKE 'pg\_temp\_%%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+                        AND d.deptype = 'e')
+),
+rels AS (
+    SELECT c.oid, nsp.nspname AS schema, c.relname AS name, c.relkind, c.relrowsecurity
+    FROM pg_class c
+    JOIN nsp ON nsp.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                        AND d.deptype IN ('e', 'i'))
+)
+SELECT json_build_object(
+  'schemas', (SELECT coalesce(json_agg(nspname), '[]') FROM nsp WHERE nspname <> 'public'),
+  'tables', (
+    SELECT coalesce(json_agg(json_build_array(schema, name, relkind, relrowsecurity)), '[]')
+    FROM rels WHERE relkind IN ('r', 'p')),
+  'columns', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+        CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+        a.attidentity, CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+        CASE WHEN a.attcollation <> t.typcollation THEN co.collname END)), '[]')
+    FROM rels r
+    JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+    LEFT JOIN pg_collation co ON co.oid = a.attcollation
+    WHERE r.relkind IN ('r', 'p')),
+  'constraints', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, c.conname, c.contype, pg_get_constraintdef(c.oid), c.convalidated)), '[]')
+    FROM pg_constraint c JOIN rels r ON r.oid = c.conrelid
+    WHERE c.contype IN ('p', 'u', 'c', 'f', 'x')),
+  'indexes', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, ic.relname,
+        regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX .*? ON ', 'CREATE \1INDEX ON '),
+        i.indisunique, i.indisvalid)), '[]')
+    FROM pg_index i
+    JOIN rels r ON r.oid = i.indrelid
+    JOIN pg_class ic ON ic.oid = i.indexrelid),
+  'enums', (
+    SELECT coalesce(json_agg(json_build_array(nsp.nspname, t.typname,
+        (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))), '[]')
+    FROM pg_type t JOIN nsp ON nsp.oid = t.typnamespace
+    WHERE t.typtype = 'e'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
+  'sequences', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement)), '[]')
+    FROM pg_sequence s JOIN rels r ON r.oid = s.seqrelid),
+  'views', (
+    SELECT coalesce(json_agg(json_build_array(schema, name, relkind, pg_get_viewdef(oid, true))), '[]')
+    FROM rels WHERE relkind IN ('v', 'm')),
+  'functions', (
+    SELECT coalesce(json_agg(json_build_array(
+        nsp.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
+        pg_get_function_result(p.oid), l.lanname, p.provolatile, p.prosecdef,
+        md5(regexp_replace(btrim(p.prosrc), '\s+', ' ', 'g')))), '[]')
+    FROM pg_proc p
+    JOIN nsp ON nsp.oid = p.pronamespace
+    JOIN pg_language l ON l.oid = p.prolang
+    WHERE NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')),
+  'triggers', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, tg.tgname,
+        regexp_replace(pg_get_triggerdef(tg.oid), '^CREATE (CONSTRAINT )?TRIGGER \S+ ', 'CREATE \1TRIGGER '),
+        tg.tgenabled)), '[]')
+    FROM pg_trigger tg JOIN rels r ON r.oid = tg.tgrelid
+    WHERE NOT tg.tgisinternal),
+  'extensions', (
+    SELECT coalesce(json_agg(json_build_array(e.extname, n.nspname)), '[]')
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname <> 'plpgsql'),
+  'policies', (
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, po.polname, po.polcmd, po.polpermissive,
+        (SELECT json_agg(role ORDER BY role)
+         FROM (SELECT CASE WHEN x = 0 THEN 'public' ELSE pg_get_userbyid(x)::text END AS role
+               FROM unnest(po.polroles) x) roles),
+        pg_get_expr(po.polqual, po.polrelid), pg_get_expr(po.polwithcheck, po.polrelid))), '[]')
+    FROM pg_policy po JOIN rels r ON r.oid = po.polrelid)
+)

@@ -1,0 +1,7 @@
+-- Who holds the runner's advisory lock (a bigint key shows as classid/objid, objsubid 1).
+SELECT a.pid, a.application_name, a.backend_start, a.state, a.client_addr::text AS client_addr
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.classid = %(classid)s::bigint::oid AND l.objid = %(objid)s::bigint::oid
+  AND l.objsubid = 1

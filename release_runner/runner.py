@@ -1,0 +1,589 @@
+"""Orchestration of each command: preflight -> connect -> lock -> validate -> apply -> verify.
+Emits the log events, raises a ReleaseError subclass on every failure, and records how far a
+run got in a Progress value that the CLI turns into the final `release.finished` line.
+
+Every command is a plain function usable as a library call; the CLI is a thin shell over them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from release_runner import migrations as migrations_module
+from release_runner import plan as plan_module
+from release_runner import schema
+from release_runner.errors import (
+    DriftError,
+    MigrationFailed,
+    RefusedError,
+    UnreachableError,
+    UsageError,
+)
+from release_runner.log import fly_context, get_logger
+from release_runner.preflight import Prepared, prepare_all
+from release_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from release_runner.db import Connection, MigrationError, RunContext, Watcher
+
+
+@dataclass
+class Progress:
+    """How far a run got; read by the CLI for the summary line, whatever happened."""
+
+    applied: list[str] = field(default_factory=list)
+    pending: int = 0
+    migration: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def load(settings: Settings) -> migrations_module.MigrationSet:
+    found = migrations_module.read_directory(settings.migrations_dir)
+    log = get_logger()
+    for path in found.ignored:
+        log.warning(
+            "migrations.ignored",
+            file=str(path),
+            reason=f"not listed in the {found.source_format} journal; it will not be applied",
+        )
+    return found
+
+
+def _require_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise UsageError(
+            "no database URL: pass --database-url or set RELEASE_RUNNER_DATABASE_URL, "
+            "DIRECT_DATABASE_URL or DATABASE_URL"
+        )
+    return settings.database_url
+
+
+def connect(settings: Settings, budget: float | None = None) -> Connection:
+    """Connect to the target with bounded retries; logs `db.connect_retry` and `db.connected`."""
+    from release_runner import db
+
+    log = get_logger()
+    url = _require_url(settings)
+
+    def on_retry(attempt: int, reason: str, delay: float) -> None:
+        log.warning("db.connect_retry", attempt=attempt, reason=reason, delay_ms=round(delay * 1000))
+
+    conn = db.connect(
+        url,
+        settings.connect_timeout if budget is None else budget,
+        settings.application_name,
+        on_retry,
+    )
+    log.info(
+        "db.connected",
+        source=settings.database_url_source,
+        server_version=db.server_version(conn),
+        backend_pid=conn.info.backend_pid,
+    )
+    return conn
+
+
+def _take_lock(conn: Connection, settings: Settings, key: int) -> None:
+    """Poll pg_try_advisory_lock (never a blocking lock: it can deadlock against CREATE INDEX
+    CONCURRENTLY) until --lock-wait runs out, saying who holds it."""
+    from release_runner import db
+
+    log = get_logger()
+    deadline = time.monotonic() + settings.lock_wait
+    delay = 0.05
+    last_report = 0.0
+    while not db.try_lock(conn, key):
+        now = time.monotonic()
+        if now >= deadline:
+            raise UnreachableError(
+                f"runner lock not acquired within {settings.lock_wait:g}s: another "
+                "release-runner is still working on this database; rerun when it is done, or "
+                "raise --lock-wait",
+                holders=db.lock_holders(conn, key),
+            )
+        if now - last_report >= 5.0 or last_report == 0.0:
+            log.info("lock.waiting", holders=db.lock_holders(conn, key), key=key)
+            last_report = now
+        time.sleep(min(delay, max(deadline - now, 0.0)))
+        delay = min(delay * 2, 1.0)
+    log.info("lock.acquired", key=key)
+
+
+def _preflight(
+    pending: list[migrations_module.Migration],
+    settings: Settings,
+    conn: Connection | None,
+) -> list[Prepared]:
+    """Parse every pending migration; refuse the whole batch on any error. Warnings are logged,
+    with the table's estimated size when connected."""
+    log = get_logger()
+    prepared = prepare_all(pending, settings.strict_lint)
+    errors = [finding for item in prepared for finding in item.errors]
+    warnings = [finding for item in prepared for finding in item.warnings]
+    sizes: dict[str, dict[str, Any]] = {}
+    if conn is not None and warnings:
+        from release_runner import db
+
+        sizes = db.table_sizes(conn, sorted({w.table for w in warnings if w.table}))
+    for finding in warnings:
+        log.warning("preflight.warning", **finding.as_event(), **sizes.get(finding.table or "", {}))
+    for finding in errors:
+        log.error("preflight.error", **finding.as_event())
+    if errors:
+        raise RefusedError(
+            f"preflight refused {len(errors)} problem(s); nothing was applied. "
+            + " | ".join(finding.describe() for finding in errors),
+            findings=len(errors),
+        )
+    return prepared
+
+
+def _validated_plan(
+    conn: Connection, settings: Settings, found: migrations_module.MigrationSet
+) -> plan_module.Plan:
+    from release_runner import db
+
+    current = plan_module.make_plan(found.migrations, db.read_history(conn, settings.history_schema))
+    problems = current.problems
+    if problems:
+        log = get_logger()
+        for problem in problems:
+            log.error("history.refused", reason=problem)
+        raise RefusedError(
+            "refused before changing anything: " + " | ".join(problems), problems=len(problems)
+        )
+    return current
+
+
+@contextmanager
+def _locked_session(settings: Settings) -> Iterator[tuple[Connection, int]]:
+    """Connect, refuse transaction-mode poolers, take the runner lock; release it at the end."""
+    from release_runner import db
+
+    conn = connect(settings)
+    try:
+        if db.detect_transaction_pooler(_require_url(settings), conn, settings.application_name):
+            raise UsageError(
+                "the database URL goes through a transaction-mode pooler (PgBouncer "
+                "pool_mode=transaction, a Neon -pooler host, Supabase port 6543), which breaks "
+                "the runner's session lock and SET; set DIRECT_DATABASE_URL (or --database-url) "
+                "to the direct host"
+            )
+        key = db.lock_key(settings.history_schema)
+        _take_lock(conn, settings, key)
+        yield conn, key
+    finally:
+        conn.close()  # ends the session: an open transaction rolls back, the lock is released
+
+
+def migrate(settings: Settings, progress: Progress, run_id: str) -> None:
+    """The deploy-time command. Raises a ReleaseError subclass on anything but full success."""
+    from release_runner import db
+
+    log = get_logger()
+    found = load(settings)
+    if settings.dry_run:
+        plan_report(settings)
+        return
+    with _locked_session(settings) as (conn, _):
+        db.ensure_history(conn, settings.history_schema)
+        current = _validated_plan(conn, settings, found)
+        pending = current.pending
+        progress.pending = len(pending)
+        prepared = _preflight(pending, settings, conn) if pending else []
+        context = db.RunContext(settings.history_schema, run_id, fly_context())
+        conn = _apply_all(conn, prepared, settings, context, progress)
+        if not settings.verify:
+            log.warning("verify.skipped", reason="--no-verify given; the schema was not checked")
+            return
+        _verify(conn, settings)
+
+
+def _deadline(settings: Settings, progress: Progress) -> float | None:
+    return None if settings.time_budget is None else progress.started + settings.time_budget
+
+
+def _apply_all(
+    conn: Connection,
+    prepared: list[Prepared],
+    settings: Settings,
+    context: RunContext,
+    progress: Progress,
+) -> Connection:
+    """Apply in order; returns the connection in use at the end (it changes on reconnect)."""
+    from release_runner import db
+
+    log = get_logger()
+    deadline = _deadline(settings, progress)
+
+    def report(version: str, blockers: list[dict[str, Any]]) -> None:
+        log.warning("migration.waiting", version=version, blockers=blockers)
+
+    watcher = db.Watcher(_require_url(settings), settings.application_name, deadline, report)
+    try:
+        for item in prepared:
+            migration = item.migration
+            if deadline is not None and time.monotonic() >= deadline:
+                raise UnreachableError(
+                    f"time budget of {settings.time_budget:g}s spent before {migration.label}; "
+                    f"{len(progress.applied)} applied, {progress.pending} pending; deploy again "
+                    "(or run `release-runner migrate`) to continue",
+                )
+            conn = _apply_one(conn, item, settings, context, watcher, progress)
+    finally:
+        watcher.close()
+    return conn
+
+
+def _apply_one(
+    conn: Connection,
+    item: Prepared,
+    settings: Settings,
+    context: RunContext,
+    watcher: Watcher,
+    progress: Progress,
+) -> Connection:
+    """One migration with its retries; returns the (possibly new) connection."""
+    from tenacity import (
+        RetryCallState,
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential_jitter,
+    )
+
+    from release_runner import db
+
+    log = get_logger()
+    migration = item.migration
+    facts = {"version": migration.version, "name": migration.name, "file": migration.label}
+    if item.unwrapped:
+        log.info("migration.unwrapped", **facts, reason="dropped the file's own BEGIN/COMMIT; "
+                 "the runner's transaction covers the whole file")
+    log.info(
+        "migration.started",
+        **facts,
+        transaction_mode=item.transaction_mode,
+        automatic=item.automatic_no_transaction or None,
+        statements=len(item.statements),
+    )
+    state = {"conn": conn, "attempt": 0, "outcome": "applied"}
+
+    def attempt() -> None:
+        state["attempt"] = int(state["attempt"]) + 1
+        current: Connection = state["conn"]  # type: ignore[assignment]
+        if current.closed or current.broken:
+            current = _reconnect(settings)
+            state["conn"] = current
+            row = db.history_row(current, settings.history_schema, migration.version)
+            if row is not None and row.status == plan_module.APPLIED:
+                # The COMMIT had landed before the connection died: never run it twice.
+                log.info("migration.already_applied", **facts, reason="found in history after reconnect")
+                state["outcome"] = "already_applied"
+                return
+        with watcher.watching(migration.version, current):
+            db.apply(current, item, context, settings.lock_timeout, settings.statement_timeout)
+
+    def retryable(error: BaseException) -> bool:
+        return (
+            isinstance(error, db.MigrationError)
+            and error.retry_reason is not None
+            and item.transactional
+        )
+
+    def before_sleep(retry_state: RetryCallState) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        assert isinstance(error, db.MigrationError)
+        log.warning(
+            "migration.retry",
+            **facts,
+            attempt=retry_state.attempt_number,
+            sqlstate=error.sqlstate,
+            reason=error.retry_reason,
+            error=error.message,
+            delay_ms=round((retry_state.upcoming_sleep or 0) * 1000),
+            blockers=watcher.last_blockers or None,
+        )
+
+    started = time.monotonic()
+    try:
+        Retrying(
+            stop=stop_after_attempt(max(settings.retries, 1)),
+            wait=wait_exponential_jitter(initial=0.5, max=10.0, jitter=0.5),
+            retry=retry_if_exception(retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )(attempt)
+    except db.MigrationError as error:
+        progress.migration = migration.label
+        _fail(error, item, watcher, facts, int(state["attempt"]), settings)
+    duration_ms = round((time.monotonic() - started) * 1000)
+    progress.applied.append(migration.version)
+    progress.pending -= 1
+    if state["outcome"] == "applied":
+        log.info("migration.applied", **facts, duration_ms=duration_ms, attempt=state["attempt"],
+                 transaction_mode=item.transaction_mode)
+    final: Connection = state["conn"]  # type: ignore[assignment]
+    return final
+
+
+def _reconnect(settings: Settings) -> Connection:
+    """After a lost connection: connect again within the connect budget and re-take the lock."""
+    from release_runner import db
+
+    conn = connect(settings)
+    _take_lock(conn, settings, db.lock_key(settings.history_schema))
+    return conn
+
+
+def _fail(
+    error: MigrationError,
+    item: Prepared,
+    watcher: Watcher,
+    facts: dict[str, Any],
+    attempts: int,
+    settings: Settings,
+) -> None:
+    log = get_logger()
+    fields = {**facts, **error.fields(), "attempt": attempts}
+    if watcher.last_blockers:
+        fields["blockers"] = watcher.last_blockers
+    if error.canceled and watcher.budget_expired:
+        log.error("migration.failed", **fields, reason="time budget spent; cancelled and rolled back")
+        raise UnreachableError(
+            f"time budget of {settings.time_budget:g}s spent during {item.migration.label}; it was "
+            "cancelled and rolled back; deploy again to continue",
+        )
+    advice = ""
+    if not item.transactional:
+        advice = (
+            " It ran without a transaction and is recorded as failed: check the database, then "
+            f"`release-runner repair --applied {item.migration.version}` or `--forget`."
+        )
+        if item.statements and item.statements[0].kind == "IndexStmt":
+            advice += (
+                " A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX "
+                "CONCURRENTLY IF EXISTS <name>, then `repair --forget` and deploy again."
+            )
+    if error.connection_lost:
+        advice += " The connection was lost; retries are exhausted."
+    log.error("migration.failed", **fields)
+    where = f"{error.file}:{error.line}:{error.column}" if error.line else error.file
+    blockers = ""
+    if watcher.last_blockers:
+        names = ", ".join(f"pid {b['pid']} ({b['application_name'] or '?'})" for b in watcher.last_blockers)
+        blockers = f" Blocked by {names}."
+    raise MigrationFailed(
+        f"{where}: {error.message} (SQLSTATE {error.sqlstate}).{blockers}{advice}",
+        sqlstate=error.sqlstate,
+    )
+
+
+def _verify(conn: Connection, settings: Settings) -> list[schema.Mismatch]:
+    """Compare the live schema with the snapshot (or run the snapshot-free checks)."""
+    from release_runner import db
+
+    log = get_logger()
+    expected = schema.load(settings.snapshot_file)
+    if expected is None:
+        if settings.require_snapshot:
+            raise UsageError(
+                f"{settings.snapshot_file}: no expected schema (--require-snapshot); create it "
+                "with `release-runner snapshot` and commit it",
+                file=str(settings.snapshot_file),
+            )
+        log.warning(
+            "verify.no_snapshot",
+            file=str(settings.snapshot_file),
+            reason="no expected schema; only invalid indexes and constraints were checked. "
+            "Run `release-runner snapshot` and commit the file",
+        )
+    actual = schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+    mismatches = schema.compare(expected, actual)
+    for mismatch in mismatches:
+        level = "error" if mismatch.fails or settings.strict else "warning"
+        getattr(log, level)("verify.mismatch", **mismatch.as_event(), describe=mismatch.describe())
+    failing = [m for m in mismatches if m.fails or settings.strict]
+    if failing:
+        raise DriftError(
+            f"schema verification failed: {len(failing)} difference(s): "
+            + "; ".join(m.describe() for m in failing[:20])
+            + (" ..." if len(failing) > 20 else ""),
+            differences=len(failing),
+        )
+    log.info("verify.passed", checked=sum(len(v) for v in actual.values()),
+             extras=len(mismatches), snapshot=expected is not None)
+    return mismatches
+
+
+def verify(settings: Settings) -> list[schema.Mismatch]:
+    conn = connect(settings)
+    try:
+        return _verify(conn, settings)
+    finally:
+        conn.close()
+
+
+def status(settings: Settings) -> plan_module.Plan:
+    """Read-only: the state of every migration (never creates the history table)."""
+    from release_runner import db
+
+    found = load(settings)
+    conn = connect(settings)
+    try:
+        return plan_module.make_plan(found.migrations, db.read_history(conn, settings.history_schema))
+    finally:
+        conn.close()
+
+
+@dataclass
+class PlanReport:
+    """What `migrate` would do now: pending migrations as prepared, and refusals."""
+
+    plan: plan_module.Plan
+    prepared: list[Prepared]
+    settings: Settings
+
+    def as_dict(self) -> dict[str, Any]:
+        items = []
+        for item in self.prepared:
+            directives = item.migration.directives
+            lock = directives.lock_timeout if directives.lock_timeout is not None else self.settings.lock_timeout
+            items.append({
+                "version": item.migration.version,
+                "name": item.migration.name,
+                "file": item.migration.label,
+                "transaction_mode": item.transaction_mode,
+                "statements": len(item.statements),
+                "lock_timeout_ms": round(lock * 1000),
+                "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
+            })
+        return {
+            "pending": items,
+            "total": len(items),
+            "refusals": self.plan.problems,
+            "errors": sum(len(item.errors) for item in self.prepared),
+            "warnings": sum(len(item.warnings) for item in self.prepared),
+        }
+
+
+def plan_report(settings: Settings) -> PlanReport:
+    """Read-only: what would run, with preflight findings. Writes nothing, not even the history
+    table."""
+    from release_runner import db
+
+    found = load(settings)
+    conn = connect(settings)
+    try:
+        current = plan_module.make_plan(found.migrations, db.read_history(conn, settings.history_schema))
+        prepared = prepare_all(current.pending, settings.strict_lint)
+        sizes = db.table_sizes(conn, sorted({f.table for p in prepared for f in p.warnings if f.table}))
+    finally:
+        conn.close()
+    log = get_logger()
+    for item in prepared:
+        for finding in item.findings:
+            event = "preflight.error" if finding.severity == "error" else "preflight.warning"
+            log.log(40 if finding.severity == "error" else 30, event, **finding.as_event(),
+                    **sizes.get(finding.table or "", {}))
+    return PlanReport(current, prepared, settings)
+
+
+def _replay(settings: Settings, found: migrations_module.MigrationSet, url: str) -> schema.Objects:
+    """Apply every migration from empty into the scratch database at `url`; return its schema."""
+    from release_runner import db
+
+    scratch_settings = _with_url(settings, url)
+    prepared = _preflight(found.migrations, scratch_settings, None)
+    conn = db.connect(url, settings.connect_timeout, settings.application_name, lambda *_: None)
+    try:
+        db.ensure_history(conn, settings.history_schema)
+        context = db.RunContext(settings.history_schema, "scratch", {})
+        progress = Progress(pending=len(prepared))
+        conn = _apply_all(conn, prepared, scratch_settings, context, progress)
+        return schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+    finally:
+        conn.close()
+
+
+def _with_url(settings: Settings, url: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, database_url=url, database_url_source="scratch", time_budget=None)
+
+
+@contextmanager
+def _scratch(settings: Settings) -> Iterator[str]:
+    from release_runner import scratch
+
+    log = get_logger()
+    with scratch.server(settings.scratch_url) as server_url, scratch.database(server_url) as url:
+        log.info("scratch.ready", source="--scratch-url" if settings.scratch_url else "local cluster")
+        yield url
+
+
+def snapshot(settings: Settings) -> Path:
+    """Replay every migration into a scratch database and write the expected-schema file."""
+    found = load(settings)
+    with _scratch(settings) as url:
+        objects = _replay(settings, found, url)
+    path = settings.snapshot_file
+    path.write_text(schema.dump(objects))
+    get_logger().info("snapshot.written", file=str(path),
+                      objects=sum(len(v) for v in objects.values()))
+    return path
+
+
+def check(settings: Settings) -> list[schema.Mismatch]:
+    """CI gate: the directory reads, every migration applies from empty, and the committed
+    snapshot matches what they produce."""
+    log = get_logger()
+    found = load(settings)
+    expected = schema.load(settings.snapshot_file)
+    with _scratch(settings) as url:
+        actual = _replay(settings, found, url)
+    log.info("check.replayed", migrations=len(found.migrations))
+    if expected is None:
+        raise DriftError(
+            f"{settings.snapshot_file}: no expected schema; run `release-runner snapshot` and "
+            "commit the file",
+            file=str(settings.snapshot_file),
+        )
+    mismatches = schema.compare(expected, actual)
+    for mismatch in mismatches:
+        log.error("verify.mismatch", **mismatch.as_event(), describe=mismatch.describe())
+    if mismatches:
+        raise DriftError(
+            f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "
+            "difference(s) from it; run `release-runner snapshot` and commit the result: "
+            + "; ".join(m.describe() for m in mismatches[:20]),
+            differences=len(mismatches),
+        )
+    log.info("verify.passed", checked=sum(len(v) for v in actual.values()), snapshot=True)
+    return mismatches
+
+
+def repair(settings: Settings, version: str, action: str, reason: str, run_id: str) -> None:
+    """Resolve a failed or unfinished no-transaction migration after a human fixed it:
+    `applied` marks it done, `forget` deletes its row so the next migrate runs it again."""
+    from release_runner import db
+
+    log = get_logger()
+    with _locked_session(settings) as (conn, _):
+        row = db.history_row(conn, settings.history_schema, version)
+        if row is None or row.status == plan_module.APPLIED:
+            raise UsageError(
+                f"version {version} has no failed or unfinished record; repair only resolves "
+                "those (see `release-runner status`)"
+            )
+        if action == "applied":
+            db.set_status(conn, settings.history_schema, version, plan_module.APPLIED, None)
+        else:
+            db.delete_row(conn, settings.history_schema, version)
+        log.warning("history.repaired", version=version, action=action, reason=reason,
+                    previous_status=row.status, by=db.RunContext(settings.history_schema, run_id, {}).applied_by)

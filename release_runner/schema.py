@@ -1,0 +1,241 @@
+"""The expected schema: turn a catalog read (see queries/catalog.sql) into a plain, deterministic
+value; read and write the snapshot file; list every difference between two such values.
+
+Pure: the catalog is fetched by db.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from release_runner.errors import UsageError
+
+FORMAT = "release-runner/schema-snapshot"
+FORMAT_VERSION = 1
+
+Objects = dict[str, dict[str, dict[str, Any]]]
+
+_RELKIND = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view"}
+_CONTYPE = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key", "x": "exclusion"}
+_PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
+_VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+_POLCMD = {"*": "all", "r": "select", "a": "insert", "w": "update", "d": "delete"}
+_IDENTITY = {"": None, "a": "always", "d": "by default"}
+# Objects whose names PostgreSQL may generate: matched by meaning when the names differ.
+_RENAMEABLE = ("constraint", "index")
+
+
+def _drop_none(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in attrs.items() if value is not None}
+
+
+def objects_from_catalog(raw: dict[str, list[list[Any]]]) -> Objects:
+    """Key every object by type and qualified name; keep only what an application depends on."""
+    objects: Objects = {kind: {} for kind in (
+        "schema", "table", "column", "constraint", "index", "enum", "sequence", "view",
+        "function", "trigger", "extension", "policy",
+    )}
+    for name in raw["schemas"]:
+        objects["schema"][name] = {}
+    for schema, table, relkind, rls in raw["tables"]:
+        objects["table"][f"{schema}.{table}"] = _drop_none(
+            {"kind": _RELKIND[relkind], "row_level_security": rls or None}
+        )
+    for schema, table, column, type_, notnull, default, identity, generated, collation in raw["columns"]:
+        objects["column"][f"{schema}.{table}.{column}"] = _drop_none({
+            "type": type_,
+            "nullable": not notnull,
+            "default": default,
+            "identity": _IDENTITY.get(identity),
+            "generated": generated,
+            "collation": collation,
+        })
+    for schema, table, name, contype, definition, validated in raw["constraints"]:
+        objects["constraint"][f"{schema}.{table}.{name}"] = {
+            "table": f"{schema}.{table}",
+            "type": _CONTYPE[contype],
+            "definition": definition,
+            "validated": validated,
+        }
+    for schema, table, name, definition, unique, valid in raw["indexes"]:
+        objects["index"][f"{schema}.{name}"] = {
+            "table": f"{schema}.{table}",
+            "definition": definition,
+            "unique": unique,
+            "valid": valid,
+        }
+    for schema, name, labels in raw["enums"]:
+        objects["enum"][f"{schema}.{name}"] = {"labels": labels}
+    for schema, name, type_, start, increment in raw["sequences"]:
+        objects["sequence"][f"{schema}.{name}"] = {
+            "type": type_, "start": start, "increment": increment,
+        }
+    for schema, name, relkind, definition in raw["views"]:
+        objects["view"][f"{schema}.{name}"] = {
+            "kind": _RELKIND[relkind], "definition": definition.strip(),
+        }
+    for schema, name, args, prokind, result, language, volatility, secdef, body in raw["functions"]:
+        objects["function"][f"{schema}.{name}({args})"] = _drop_none({
+            "kind": _PROKIND.get(prokind, prokind),
+            "returns": result,
+            "language": language,
+            "volatility": _VOLATILITY.get(volatility, volatility),
+            "security_definer": secdef or None,
+            "body_md5": body,
+        })
+    for schema, table, name, definition, enabled in raw["triggers"]:
+        objects["trigger"][f"{schema}.{table}.{name}"] = {
+            "definition": definition, "enabled": enabled != "D",
+        }
+    for name, schema in raw["extensions"]:
+        objects["extension"][name] = {"schema": schema}
+    for schema, table, name, cmd, permissive, roles, qual, check in raw["policies"]:
+        objects["policy"][f"{schema}.{table}.{name}"] = _drop_none({
+            "command": _POLCMD.get(cmd, cmd),
+            "permissive": permissive,
+            "roles": roles,
+            "using": qual,
+            "with_check": check,
+        })
+    return objects
+
+
+def dump(objects: Objects) -> str:
+    """The snapshot file's text: sorted, two-space indented, one object per block, no OIDs or
+    timestamps, so that the same schema always gives the same bytes."""
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "objects": objects}
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def load(path: Path) -> Objects | None:
+    """Read a snapshot file; None when it does not exist."""
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"{path}: not a readable snapshot ({error}); regenerate it with "
+            "`release-runner snapshot`",
+            file=str(path),
+        ) from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise UsageError(f"{path}: not a release-runner snapshot; regenerate it", file=str(path))
+    if document.get("format_version") != FORMAT_VERSION:
+        raise UsageError(
+            f"{path}: snapshot format {document.get('format_version')} is not supported by this "
+            f"version (expects {FORMAT_VERSION}); regenerate it with `release-runner snapshot`",
+            file=str(path),
+        )
+    objects: Objects = document["objects"]
+    return objects
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference: `kind` is missing, changed, extra or invalid."""
+
+    kind: str
+    object_type: str
+    name: str
+    expected: Any = None
+    actual: Any = None
+
+    @property
+    def fails(self) -> bool:
+        return self.kind != "extra"
+
+    def describe(self) -> str:
+        if self.kind == "missing":
+            return f"missing {self.object_type} {self.name}"
+        if self.kind == "extra":
+            return f"extra {self.object_type} {self.name} (only in the database)"
+        if self.kind == "invalid":
+            return f"{self.object_type} {self.name}: {self.actual}"
+        return f"changed {self.object_type} {self.name}: expected {self.expected}, found {self.actual}"
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "object_type": self.object_type,
+            "name": self.name,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
+    """Every difference between the expected and the live schema, in a stable order."""
+    found: list[Mismatch] = []
+    for object_type in sorted(set(expected) | set(actual)):
+        want = expected.get(object_type, {})
+        have = actual.get(object_type, {})
+        missing = [name for name in want if name not in have]
+        extra = [name for name in have if name not in want]
+        if object_type in _RENAMEABLE:
+            missing, extra = _pair_renamed(want, have, missing, extra)
+        found.extend(Mismatch("missing", object_type, name, want[name]) for name in missing)
+        for name in sorted(set(want) & set(have)):
+            changed = {k for k in set(want[name]) | set(have[name]) if want[name].get(k) != have[name].get(k)}
+            if changed:
+                found.append(Mismatch(
+                    "changed",
+                    object_type,
+                    name,
+                    {k: want[name].get(k) for k in sorted(changed)},
+                    {k: have[name].get(k) for k in sorted(changed)},
+                ))
+        found.extend(Mismatch("extra", object_type, name, None, have[name]) for name in extra)
+    return sorted(found, key=lambda m: (m.object_type, m.name, m.kind))
+
+
+def _pair_renamed(
+    want: dict[str, dict[str, Any]],
+    have: dict[str, dict[str, Any]],
+    missing: list[str],
+    extra: list[str],
+) -> tuple[list[str], list[str]]:
+    """Drop missing/extra pairs that differ only in a name PostgreSQL chose."""
+    unmatched = list(extra)
+    still_missing = []
+    for name in missing:
+        twin = next((other for other in unmatched if have[other] == want[name]), None)
+        if twin is None:
+            still_missing.append(name)
+        else:
+            unmatched.remove(twin)
+    return still_missing, unmatched
+
+
+def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
+    """Checks that need no snapshot: an INVALID index (left by a failed CREATE INDEX
+    CONCURRENTLY) always fails; a NOT VALID constraint fails unless the snapshot expects it."""
+    found = []
+    for name, index in actual.get("index", {}).items():
+        if not index["valid"]:
+            found.append(Mismatch(
+                "invalid", "index", name, None,
+                f"INVALID (a failed CREATE INDEX CONCURRENTLY?); DROP INDEX CONCURRENTLY {name} "
+                "and rerun the migration that builds it",
+            ))
+    expected_constraints = (expected or {}).get("constraint", {})
+    for name, constraint in actual.get("constraint", {}).items():
+        intended = expected_constraints.get(name, {}).get("validated") is False
+        if not constraint["validated"] and not intended:
+            found.append(Mismatch(
+                "invalid", "constraint", name, None,
+                f"NOT VALID; ALTER TABLE {constraint['table']} VALIDATE CONSTRAINT "
+                f"{name.rsplit('.', 1)[-1]}, or record it NOT VALID in the snapshot",
+            ))
+    return found
+
+
+def compare(expected: Objects | None, actual: Objects) -> list[Mismatch]:
+    """diff() when there is a snapshot, plus health(), without reporting an object twice."""
+    found = diff(expected, actual) if expected is not None else []
+    reported = {(m.object_type, m.name) for m in found if m.fails}
+    found.extend(m for m in health(actual, expected) if (m.object_type, m.name) not in reported)
+    return found
