@@ -50,6 +50,12 @@ def _redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Muta
     return event_dict
 
 
+def _leading_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """timestamp, level, event and run_id first, so a line reads well in `fly logs`."""
+    first = {key: event_dict.pop(key) for key in ("timestamp", "level", "event", "run_id") if key in event_dict}
+    return {**first, **event_dict}
+
+
 def fly_context() -> dict[str, str]:
     """App, machine and image from Fly's environment, for log lines and history rows."""
     return {key: os.environ[var] for key, var in _FLY_CONTEXT.items() if os.environ.get(var)}
@@ -84,6 +90,7 @@ def configure(log_format: str = "auto", stream: TextIO | None = None, run_id: st
             add_context,
             structlog.processors.format_exc_info,
             _redact_event,
+            _leading_keys,
             renderer,
         ],
         logger_factory=structlog.PrintLoggerFactory(stream),

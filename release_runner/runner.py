@@ -269,7 +269,7 @@ def _apply_one(
         "migration.started",
         **facts,
         transaction_mode=item.transaction_mode,
-        automatic=item.automatic_no_transaction or None,
+        **({"automatic": True} if item.automatic_no_transaction else {}),
         statements=len(item.statements),
     )
     state = {"conn": conn, "attempt": 0, "outcome": "applied"}

@@ -62,13 +62,14 @@ class LocalCluster:
     Settings favour speed over durability (fsync off) unless `durable` is set: nothing in it
     outlives the process."""
 
-    def __init__(self, tcp: bool = False, durable: bool = False) -> None:
+    def __init__(self, tcp: bool = False, durable: bool = False, host_auth: str = "trust") -> None:
         bindir = find_bindir()
         if bindir is None:
             raise UsageError(f"no PostgreSQL server binaries found; {INSTALL_ADVICE}")
         self.bindir = bindir
         self.tcp = tcp
         self.durable = durable
+        self.host_auth = host_auth
         self.port = _free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="release-runner-pg-"))
         self.data = self.directory / "data"
@@ -93,7 +94,7 @@ class LocalCluster:
     def start(self) -> None:
         result = self._run(
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C",
+            "--auth-local=trust", f"--auth-host={self.host_auth}", "--no-sync", "-E", "UTF8", "--locale=C",
         )
         if result.returncode != 0:
             self.remove()
@@ -126,8 +127,8 @@ class LocalCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def url(self, dbname: str = "postgres") -> str:
-        host = "127.0.0.1" if self.tcp else str(self.directory)
-        return f"host={host} port={self.port} user=postgres dbname={dbname}"
+        """A trusted connection over the private Unix socket."""
+        return f"host={self.directory} port={self.port} user=postgres dbname={dbname}"
 
     def __enter__(self) -> LocalCluster:
         self.start()

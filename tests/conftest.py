@@ -1,0 +1,150 @@
+"""Fixtures: a real PostgreSQL (RELEASE_RUNNER_TEST_DSN, else a throwaway cluster started from
+the server binaries on this machine, as an unprivileged user when run as root), a fresh
+database per test, and a helper that runs the CLI as a user would and parses its JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from release_runner import db
+from release_runner.scratch import LocalCluster, find_bindir
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+PASSWORD = "Tr1cky-s3cret-" + secrets.token_hex(4)
+ROLE = "runner"
+
+
+@dataclass
+class Server:
+    """How tests reach the server: `admin` is a trusted maintenance URL, `host`/`port` the TCP
+    address where the runner logs in as ROLE with PASSWORD."""
+
+    admin: str
+    host: str
+    port: int
+    cluster: LocalCluster | None = None
+
+    def url(self, dbname: str, port: int | None = None) -> str:
+        return f"postgresql://{ROLE}:{quote(PASSWORD)}@{self.host}:{port or self.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    dsn = os.environ.get("RELEASE_RUNNER_TEST_DSN")
+    if dsn:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+        found = Server(dsn, str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
+        cluster = None
+    else:
+        if find_bindir() is None:
+            pytest.skip("no PostgreSQL: set RELEASE_RUNNER_TEST_DSN or install the server binaries")
+        cluster = LocalCluster(tcp=True, host_auth="scram-sha-256")
+        cluster.start()
+        found = Server(cluster.url(), "127.0.0.1", cluster.port, cluster)
+    with psycopg.connect(found.admin, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {ROLE}")
+        conn.execute(f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
+    yield found
+    if cluster is not None:
+        cluster.stop("immediate")
+        cluster.remove()
+
+
+@pytest.fixture
+def database(server: Server) -> Iterator[str]:
+    """A fresh empty database; yields its name."""
+    name = f"t_{secrets.token_hex(6)}"
+    db.create_database(server.admin, name)
+    yield name
+    db.drop_database(server.admin, name)
+
+
+@pytest.fixture
+def url(server: Server, database: str) -> str:
+    return server.url(database)
+
+
+@pytest.fixture
+def admin(server: Server, database: str) -> Iterator[psycopg.Connection[Any]]:
+    """A trusted autocommit connection to the test's database, for asserting what is there."""
+    with psycopg.connect(db.with_dbname(server.admin, database), autocommit=True) as conn:
+        yield conn
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every JSON line the run printed (stdout, or stderr for document commands)."""
+        lines = [line for line in (self.stdout + "\n" + self.stderr).splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in lines if '"event"' in line]
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == event]
+
+    @property
+    def finished(self) -> dict[str, Any]:
+        last = [line for line in self.stdout.splitlines() if line.strip()][-1]
+        finished = json.loads(last)
+        assert finished["event"] == "release.finished", last
+        return finished
+
+
+def cli_env(url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_RUNNER_") and k not in (
+        "DATABASE_URL", "DIRECT_DATABASE_URL")}
+    if url:
+        env["RELEASE_RUNNER_DATABASE_URL"] = url
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, url: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> Run:
+    """Run `python -m release_runner ARGS` as a user would; stdout is a pipe, so JSON lines."""
+    result = subprocess.run(
+        [sys.executable, "-m", "release_runner", *args],
+        capture_output=True, text=True, env=env or cli_env(url), timeout=timeout, cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    return Run(result.returncode, result.stdout, result.stderr)
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return directory
+
+
+def history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    if not db.history_exists(conn, "release_runner"):
+        return []
+    return conn.execute(
+        "SELECT version, status, transaction_mode FROM release_runner.history ORDER BY version"
+    ).fetchall()
+
+
+def table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
