@@ -24,7 +24,7 @@ from release_runner.settings import Settings, parse_duration
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float]):
     """`500ms`, `5s`, `2m` or bare seconds."""
 
     name = "duration"
@@ -49,31 +49,71 @@ def _option(name: str, *dest: str, **kwargs: Any) -> Callable[[Callable[..., Any
 
 
 COMMON = [
-    _option("--migrations", "migrations_dir", type=click.Path(path_type=Path), default=Path("sql"),
-            help="Migrations directory: native, drizzle-kit or Prisma (detected)."),
-    _option("--snapshot", "snapshot_path", type=click.Path(path_type=Path), default=None,
-            help="Expected-schema file [default: <migrations>/schema.snapshot.json]."),
-    _option("--database-url", default=None, show_default=False,
-            help="Target database; falls back to DIRECT_DATABASE_URL, then DATABASE_URL."),
-    _option("--connect-timeout", type=DURATION, default="60s",
-            help="Overall budget for reaching the database, retries included."),
-    _option("--history-schema", default="release_runner",
-            help="Schema of the history table; the runner lock key derives from it."),
-    _option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
-            help="auto: JSON lines unless stdout is a terminal."),
+    _option(
+        "--migrations",
+        "migrations_dir",
+        type=click.Path(path_type=Path),
+        default=Path("sql"),
+        help="Migrations directory: native, drizzle-kit or Prisma (detected).",
+    ),
+    _option(
+        "--snapshot",
+        "snapshot_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Expected-schema file [default: <migrations>/schema.snapshot.json].",
+    ),
+    _option(
+        "--database-url",
+        default=None,
+        show_default=False,
+        help="Target database; falls back to DIRECT_DATABASE_URL, then DATABASE_URL.",
+    ),
+    _option(
+        "--connect-timeout",
+        type=DURATION,
+        default="60s",
+        help="Overall budget for reaching the database, retries included.",
+    ),
+    _option(
+        "--history-schema",
+        default="release_runner",
+        help="Schema of the history table; the runner lock key derives from it.",
+    ),
+    _option(
+        "--log-format",
+        type=click.Choice(["auto", "json", "console"]),
+        default="auto",
+        help="auto: JSON lines unless stdout is a terminal.",
+    ),
 ]
 APPLY = [
-    _option("--lock-timeout", type=DURATION, default="5s",
-            help="PostgreSQL lock_timeout for each migration (a file may override it)."),
-    _option("--statement-timeout", type=DURATION, default="0",
-            help="PostgreSQL statement_timeout for each migration (0 = off)."),
-    _option("--retries", type=click.IntRange(1, 100), default=3,
-            help="Attempts per migration on lock timeouts, deadlocks and lost connections."),
-    _option("--lock-wait", type=DURATION, default="120s",
-            help="How long to wait for another runner's lock."),
-    _option("--time-budget", type=DURATION, default=None,
-            help="Start no migration after this long; cancel one still running. Keep it under "
-            "Fly's release_command_timeout."),
+    _option(
+        "--lock-timeout",
+        type=DURATION,
+        default="5s",
+        help="PostgreSQL lock_timeout for each migration (a file may override it).",
+    ),
+    _option(
+        "--statement-timeout",
+        type=DURATION,
+        default="0",
+        help="PostgreSQL statement_timeout for each migration (0 = off).",
+    ),
+    _option(
+        "--retries",
+        type=click.IntRange(1, 100),
+        default=3,
+        help="Attempts per migration on lock timeouts, deadlocks and lost connections.",
+    ),
+    _option("--lock-wait", type=DURATION, default="120s", help="How long to wait for another runner's lock."),
+    _option(
+        "--time-budget",
+        type=DURATION,
+        default=None,
+        help="Start no migration after this long; cancel one still running. Keep it under "
+        "Fly's release_command_timeout.",
+    ),
     _option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run."),
 ]
 VERIFY = [
@@ -81,9 +121,12 @@ VERIFY = [
     _option("--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."),
 ]
 SCRATCH = [
-    _option("--scratch-url", default=None,
-            help="Server where a temporary database may be created and dropped [default: a "
-            "throwaway local PostgreSQL]."),
+    _option(
+        "--scratch-url",
+        default=None,
+        help="Server where a temporary database may be created and dropped [default: a "
+        "throwaway local PostgreSQL].",
+    ),
 ]
 
 
@@ -166,8 +209,10 @@ def _finish(
         status, code = "ok", 0
     except Interrupted as interrupted:
         status, code = "interrupted", interrupted.exit_code
-        result["error"] = f"interrupted by {signal.Signals(interrupted.signum).name}; the running "\
+        result["error"] = (
+            f"interrupted by {signal.Signals(interrupted.signum).name}; the running "
             "statement was cancelled and rolled back"
+        )
     except ReleaseError as error:
         code = error.exit_code
         status = error.status
@@ -175,7 +220,7 @@ def _finish(
             status = "partial" if progress.applied else "failed"
         result["error"] = error.message
         logger.error("release.error", error=error.message, **error.fields)
-    except Exception as error:  # noqa: BLE001 - the edge: anything unforeseen still gets a summary
+    except Exception as error:
         status, code = "failed", 1
         result["error"] = f"{type(error).__name__}: {error}"
         logger.exception("release.crashed", error=result["error"])
@@ -226,9 +271,11 @@ def cli() -> None:
 @cli.command()
 @_with(COMMON + APPLY + VERIFY)
 @click.option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
-@click.option("--no-verify", "skip_verify", is_flag=True, help="Emergencies only: skip schema verification (logged).")
+@click.option(
+    "--no-verify", "skip_verify", is_flag=True, help="Emergencies only: skip schema verification (logged)."
+)
 @click.pass_context
-def migrate(ctx: click.Context, skip_verify: bool, **options: Any) -> None:
+def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
     """Preflight, connect, lock, validate history, apply pending migrations, verify the schema."""
     settings = replace(_prepare(ctx, options), verify=not skip_verify)
     if settings.dry_run:
@@ -240,10 +287,16 @@ def migrate(ctx: click.Context, skip_verify: bool, **options: Any) -> None:
 
 @cli.command()
 @_with(COMMON)
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output document on stdout; events go to stderr.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output document on stdout; events go to stderr.",
+)
 @click.pass_context
-def status(ctx: click.Context, output: str, **options: Any) -> None:
+def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
     settings = _prepare(ctx, options)
     from release_runner import runner
@@ -290,12 +343,16 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
                     f"lock_timeout {item['lock_timeout_ms']}ms"
                 )
                 for finding in item["findings"]:
-                    click.echo(f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
-                               f"{finding['column']} {finding['rule']}: {finding['message']}")
+                    click.echo(
+                        f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
+                        f"{finding['column']} {finding['rule']}: {finding['message']}"
+                    )
             for refusal in document["refusals"]:
                 click.echo(f"!! {refusal}")
-            click.echo(f"{document['total']} pending, {document['errors']} error(s), "
-                       f"{document['warnings']} warning(s)")
+            click.echo(
+                f"{document['total']} pending, {document['errors']} error(s), "
+                f"{document['warnings']} warning(s)"
+            )
         if document["refusals"] or document["errors"]:
             from release_runner.errors import RefusedError
 
@@ -307,10 +364,16 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 
 @cli.command()
 @_with(COMMON + APPLY)
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output document on stdout; events go to stderr.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output document on stdout; events go to stderr.",
+)
 @click.pass_context
-def plan(ctx: click.Context, output: str, **options: Any) -> None:
+def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: what `migrate` would do now, with preflight findings. Writes nothing."""
     _plan(_prepare(ctx, options), "plan", output)
 
@@ -318,7 +381,7 @@ def plan(ctx: click.Context, output: str, **options: Any) -> None:
 @cli.command()
 @_with(COMMON + VERIFY)
 @click.pass_context
-def verify(ctx: click.Context, **options: Any) -> None:
+def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
     settings = _prepare(ctx, options)
     from release_runner import runner
@@ -329,7 +392,7 @@ def verify(ctx: click.Context, **options: Any) -> None:
 @cli.command()
 @_with(COMMON + SCRATCH)
 @click.pass_context
-def snapshot(ctx: click.Context, **options: Any) -> None:
+def snapshot(ctx: click.Context, /, **options: Any) -> None:
     """Replay every migration into a scratch database and write the expected-schema file."""
     settings = _prepare(ctx, options)
     from release_runner import runner
@@ -340,7 +403,7 @@ def snapshot(ctx: click.Context, **options: Any) -> None:
 @cli.command()
 @_with(COMMON + SCRATCH + [APPLY[-1]])
 @click.pass_context
-def check(ctx: click.Context, **options: Any) -> None:
+def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,
     and compare with the committed snapshot."""
     settings = _prepare(ctx, options)
@@ -350,13 +413,24 @@ def check(ctx: click.Context, **options: Any) -> None:
 
 
 @cli.command()
-@_with(COMMON + [APPLY[3]])
-@click.option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
-@click.option("--forget", "forget_version", metavar="VERSION", help="Delete its record (you undid it; migrate runs it again).")
+@_with([*COMMON, APPLY[3]])
+@click.option(
+    "--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand)."
+)
+@click.option(
+    "--forget",
+    "forget_version",
+    metavar="VERSION",
+    help="Delete its record (you undid it; migrate runs it again).",
+)
 @click.option("--reason", required=True, help="Why; recorded in the log with who ran it.")
 @click.pass_context
 def repair(
-    ctx: click.Context, applied_version: str | None, forget_version: str | None, reason: str,
+    ctx: click.Context,
+    /,
+    applied_version: str | None,
+    forget_version: str | None,
+    reason: str,
     **options: Any,
 ) -> None:
     """Resolve a failed or unfinished no-transaction migration after a human fixed it."""
@@ -367,8 +441,7 @@ def repair(
 
     version = applied_version or forget_version or ""
     action = "applied" if applied_version else "forget"
-    _finish("repair", settings,
-            lambda _, run_id: runner.repair(settings, version, action, reason, run_id))
+    _finish("repair", settings, lambda _, run_id: runner.repair(settings, version, action, reason, run_id))
 
 
 def main() -> None:
@@ -381,8 +454,12 @@ def main() -> None:
         # Even a run that never started ends with its summary line, for log searches.
         log.configure(_log_format, sys.stdout, log.new_run_id())
         log.get_logger().info(
-            "release.finished", status="refused", exit_code=UsageError.exit_code, applied=0,
-            pending=0, error=error.format_message(),
+            "release.finished",
+            status="refused",
+            exit_code=UsageError.exit_code,
+            applied=0,
+            pending=0,
+            error=error.format_message(),
         )
         sys.exit(UsageError.exit_code)
     except click.Abort:

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -67,7 +67,7 @@ _PERMANENT = (
     "does not exist",
     "invalid connection option",
     "invalid sslmode",
-    "missing \"=\"",
+    'missing "="',
     "invalid uri",
     "invalid integer value",
 )
@@ -231,9 +231,7 @@ class RunContext:
     applied_by: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
 
 
-def _insert_history(
-    context: RunContext, prepared: Prepared, mode: str, status: str, conn: Connection
-) -> str:
+def _insert_history(context: RunContext, prepared: Prepared, mode: str, status: str, conn: Connection) -> str:
     """The INSERT of a history row as literal SQL, so it can ride in the migration's own
     message. duration_ms is measured by the server from the transaction's start."""
     migration = prepared.migration
@@ -260,18 +258,14 @@ def _insert_history(
     )
 
 
-def record_rows(
-    conn: Connection, context: RunContext, rows: list[tuple[Prepared, str]]
-) -> None:
+def record_rows(conn: Connection, context: RunContext, rows: list[tuple[Prepared, str]]) -> None:
     """Insert history rows for migrations not run by this runner (baseline, imported)."""
     with conn.transaction():
         for prepared, mode in rows:
             conn.execute(_insert_history(context, prepared, mode, "applied", conn))
 
 
-def set_status(
-    conn: Connection, schema: str, version: str, status: str, error: str | None = None
-) -> None:
+def set_status(conn: Connection, schema: str, version: str, status: str, error: str | None = None) -> None:
     conn.execute(
         sql.SQL(
             "UPDATE {}.history SET status = %s, error = %s, applied_at = clock_timestamp(),"
@@ -502,10 +496,9 @@ class Watcher:
                 self._stop.wait(0.75)
 
     def _cancel(self, conn: Connection) -> None:
-        try:
+        # If the connection is gone the main thread sees that itself.
+        with suppress(psycopg.Error):
             conn.cancel_safe(timeout=5.0)
-        except psycopg.Error:
-            pass  # the connection is gone; the main thread will see that itself
 
     def _check_blockers(self, version: str, conn: Connection) -> None:
         try:
@@ -548,9 +541,7 @@ def create_database(server_url: str, name: str) -> None:
 
 def drop_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:

@@ -52,7 +52,9 @@ def _redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Muta
 
 def _leading_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """timestamp, level, event and run_id first, so a line reads well in `fly logs`."""
-    first = {key: event_dict.pop(key) for key in ("timestamp", "level", "event", "run_id") if key in event_dict}
+    first = {
+        key: event_dict.pop(key) for key in ("timestamp", "level", "event", "run_id") if key in event_dict
+    }
     return {**first, **event_dict}
 
 

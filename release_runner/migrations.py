@@ -157,9 +157,7 @@ def split_statements(
     data = chunk.encode()
     try:
         parsed = json.loads(parser.parse_sql_json(chunk))["stmts"]
-        spans = [
-            (item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed
-        ]
+        spans = [(item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed]
     except parser.ParseError as error:
         if ALLOW_PARSE_ERROR not in migration.directives.allow:
             message, index = error.args
@@ -252,9 +250,7 @@ def _load(path: Path, version: str, name: str, source_format: str, **extra: Any)
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror}", file=str(path)) from None
     text = normalise_text(raw, path)
-    return Migration(
-        version, name, path, text, raw, parse_directives(text, path), source_format, **extra
-    )
+    return Migration(version, name, path, text, raw, parse_directives(text, path), source_format, **extra)
 
 
 @dataclass(frozen=True)
@@ -279,8 +275,7 @@ def read_directory(directory: Path) -> MigrationSet:
     """Read and order every migration; misnamed files and duplicates raise UsageError."""
     if not directory.is_dir():
         raise UsageError(
-            f"migrations directory {directory} does not exist or is not a directory; "
-            "pass --migrations DIR",
+            f"migrations directory {directory} does not exist or is not a directory; pass --migrations DIR",
             file=str(directory),
         )
     source_format = detect_format(directory)
@@ -340,9 +335,7 @@ def _read_drizzle(directory: Path) -> MigrationSet:
         if version in seen:
             raise UsageError(f"{path}: version {version} is also used by {seen[version]}")
         seen[version] = path
-        migrations.append(
-            _load(path, version, name or tag, "drizzle", drizzle_when=entry.get("when"))
-        )
+        migrations.append(_load(path, version, name or tag, "drizzle", drizzle_when=entry.get("when")))
     listed = {m.path.name for m in migrations}
     ignored = sorted(p for p in directory.glob("*.sql") if p.name not in listed)
     return MigrationSet(directory, "drizzle", migrations, ignored)
@@ -355,8 +348,7 @@ def _read_prisma(directory: Path) -> MigrationSet:
         path = folder / "migration.sql"
         if not path.is_file():
             raise UsageError(
-                f"{folder}: a Prisma migration folder without migration.sql; add it or remove "
-                "the folder",
+                f"{folder}: a Prisma migration folder without migration.sql; add it or remove the folder",
                 file=str(folder),
             )
         match = re.match(r"^\d+_(.+)$", folder.name)

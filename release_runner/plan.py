@@ -100,9 +100,7 @@ class Plan:
 
 def make_plan(migrations: list[Migration], rows: list[HistoryRow]) -> Plan:
     by_version = {row.version: row for row in rows}
-    last_applied = max(
-        (i for i, m in enumerate(migrations) if m.version in by_version), default=-1
-    )
+    last_applied = max((i for i, m in enumerate(migrations) if m.version in by_version), default=-1)
     entries = []
     for index, migration in enumerate(migrations):
         row = by_version.pop(migration.version, None)

@@ -208,8 +208,7 @@ def prepare(
                     ERROR,
                     label,
                     statements[1],
-                    f"a no-transaction migration holds exactly one statement; this one has "
-                    f"{len(statements)}",
+                    f"a no-transaction migration holds exactly one statement; this one has {len(statements)}",
                     "Split the file: one statement per no-transaction migration, so a failure "
                     "never leaves half of it applied",
                 )
@@ -301,9 +300,7 @@ def _syntax_finding(error: SqlSyntaxError) -> Finding:
 
 
 def _constraints(column_def: dict[str, Any]) -> set[str]:
-    return {
-        str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])
-    }
+    return {str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])}
 
 
 def _volatile_default(column_def: dict[str, Any]) -> bool:

@@ -263,8 +263,11 @@ def _apply_one(
     migration = item.migration
     facts = {"version": migration.version, "name": migration.name, "file": migration.label}
     if item.unwrapped:
-        log.info("migration.unwrapped", **facts, reason="dropped the file's own BEGIN/COMMIT; "
-                 "the runner's transaction covers the whole file")
+        log.info(
+            "migration.unwrapped",
+            **facts,
+            reason="dropped the file's own BEGIN/COMMIT; the runner's transaction covers the whole file",
+        )
     log.info(
         "migration.started",
         **facts,
@@ -272,29 +275,24 @@ def _apply_one(
         **({"automatic": True} if item.automatic_no_transaction else {}),
         statements=len(item.statements),
     )
-    state = {"conn": conn, "attempt": 0, "outcome": "applied"}
+    state = _Attempts(conn)
 
     def attempt() -> None:
-        state["attempt"] = int(state["attempt"]) + 1
-        current: Connection = state["conn"]  # type: ignore[assignment]
+        state.count += 1
+        current = state.conn
         if current.closed or current.broken:
-            current = _reconnect(settings)
-            state["conn"] = current
+            current = state.conn = _reconnect(settings)
             row = db.history_row(current, settings.history_schema, migration.version)
             if row is not None and row.status == plan_module.APPLIED:
                 # The COMMIT had landed before the connection died: never run it twice.
                 log.info("migration.already_applied", **facts, reason="found in history after reconnect")
-                state["outcome"] = "already_applied"
+                state.already_applied = True
                 return
         with watcher.watching(migration.version, current):
             db.apply(current, item, context, settings.lock_timeout, settings.statement_timeout)
 
     def retryable(error: BaseException) -> bool:
-        return (
-            isinstance(error, db.MigrationError)
-            and error.retry_reason is not None
-            and item.transactional
-        )
+        return isinstance(error, db.MigrationError) and error.retry_reason is not None and item.transactional
 
     def before_sleep(retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -321,15 +319,29 @@ def _apply_one(
         )(attempt)
     except db.MigrationError as error:
         progress.migration = migration.label
-        _fail(error, item, watcher, facts, int(state["attempt"]), settings)
+        _fail(error, item, watcher, facts, state.count, settings)
     duration_ms = round((time.monotonic() - started) * 1000)
     progress.applied.append(migration.version)
     progress.pending -= 1
-    if state["outcome"] == "applied":
-        log.info("migration.applied", **facts, duration_ms=duration_ms, attempt=state["attempt"],
-                 transaction_mode=item.transaction_mode)
-    final: Connection = state["conn"]  # type: ignore[assignment]
-    return final
+    if not state.already_applied:
+        log.info(
+            "migration.applied",
+            **facts,
+            duration_ms=duration_ms,
+            attempt=state.count,
+            transaction_mode=item.transaction_mode,
+        )
+    return state.conn
+
+
+@dataclass
+class _Attempts:
+    """What the attempts at one migration share: the connection (new after a reconnect), how
+    many were made, and whether the history showed it already applied."""
+
+    conn: Connection
+    count: int = 0
+    already_applied: bool = False
 
 
 def _reconnect(settings: Settings) -> Connection:
@@ -416,8 +428,12 @@ def _verify(conn: Connection, settings: Settings) -> list[schema.Mismatch]:
             + (" ..." if len(failing) > 20 else ""),
             differences=len(failing),
         )
-    log.info("verify.passed", checked=sum(len(v) for v in actual.values()),
-             extras=len(mismatches), snapshot=expected is not None)
+    log.info(
+        "verify.passed",
+        checked=sum(len(v) for v in actual.values()),
+        extras=len(mismatches),
+        snapshot=expected is not None,
+    )
     return mismatches
 
 
@@ -453,16 +469,20 @@ class PlanReport:
         items = []
         for item in self.prepared:
             directives = item.migration.directives
-            lock = directives.lock_timeout if directives.lock_timeout is not None else self.settings.lock_timeout
-            items.append({
-                "version": item.migration.version,
-                "name": item.migration.name,
-                "file": item.migration.label,
-                "transaction_mode": item.transaction_mode,
-                "statements": len(item.statements),
-                "lock_timeout_ms": round(lock * 1000),
-                "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
-            })
+            lock = (
+                directives.lock_timeout if directives.lock_timeout is not None else self.settings.lock_timeout
+            )
+            items.append(
+                {
+                    "version": item.migration.version,
+                    "name": item.migration.name,
+                    "file": item.migration.label,
+                    "transaction_mode": item.transaction_mode,
+                    "statements": len(item.statements),
+                    "lock_timeout_ms": round(lock * 1000),
+                    "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
+                }
+            )
         return {
             "pending": items,
             "total": len(items),
@@ -489,8 +509,12 @@ def plan_report(settings: Settings) -> PlanReport:
     for item in prepared:
         for finding in item.findings:
             event = "preflight.error" if finding.severity == "error" else "preflight.warning"
-            log.log(40 if finding.severity == "error" else 30, event, **finding.as_event(),
-                    **sizes.get(finding.table or "", {}))
+            log.log(
+                40 if finding.severity == "error" else 30,
+                event,
+                **finding.as_event(),
+                **sizes.get(finding.table or "", {}),
+            )
     return PlanReport(current, prepared, settings)
 
 
@@ -534,8 +558,7 @@ def snapshot(settings: Settings) -> Path:
         objects = _replay(settings, found, url)
     path = settings.snapshot_file
     path.write_text(schema.dump(objects))
-    get_logger().info("snapshot.written", file=str(path),
-                      objects=sum(len(v) for v in objects.values()))
+    get_logger().info("snapshot.written", file=str(path), objects=sum(len(v) for v in objects.values()))
     return path
 
 
@@ -585,5 +608,11 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
             db.set_status(conn, settings.history_schema, version, plan_module.APPLIED, None)
         else:
             db.delete_row(conn, settings.history_schema, version)
-        log.warning("history.repaired", version=version, action=action, reason=reason,
-                    previous_status=row.status, by=db.RunContext(settings.history_schema, run_id, {}).applied_by)
+        log.warning(
+            "history.repaired",
+            version=version,
+            action=action,
+            reason=reason,
+            previous_status=row.status,
+            by=db.RunContext(settings.history_schema, run_id, {}).applied_by,
+        )

@@ -32,12 +32,25 @@ def _drop_none(attrs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attrs.items() if value is not None}
 
 
-def objects_from_catalog(raw: dict[str, list[list[Any]]]) -> Objects:
+def objects_from_catalog(raw: dict[str, Any]) -> Objects:
     """Key every object by type and qualified name; keep only what an application depends on."""
-    objects: Objects = {kind: {} for kind in (
-        "schema", "table", "column", "constraint", "index", "enum", "sequence", "view",
-        "function", "trigger", "extension", "policy",
-    )}
+    objects: Objects = {
+        kind: {}
+        for kind in (
+            "schema",
+            "table",
+            "column",
+            "constraint",
+            "index",
+            "enum",
+            "sequence",
+            "view",
+            "function",
+            "trigger",
+            "extension",
+            "policy",
+        )
+    }
     for name in raw["schemas"]:
         objects["schema"][name] = {}
     for schema, table, relkind, rls in raw["tables"]:
@@ -45,14 +58,16 @@ def objects_from_catalog(raw: dict[str, list[list[Any]]]) -> Objects:
             {"kind": _RELKIND[relkind], "row_level_security": rls or None}
         )
     for schema, table, column, type_, notnull, default, identity, generated, collation in raw["columns"]:
-        objects["column"][f"{schema}.{table}.{column}"] = _drop_none({
-            "type": type_,
-            "nullable": not notnull,
-            "default": default,
-            "identity": _IDENTITY.get(identity),
-            "generated": generated,
-            "collation": collation,
-        })
+        objects["column"][f"{schema}.{table}.{column}"] = _drop_none(
+            {
+                "type": type_,
+                "nullable": not notnull,
+                "default": default,
+                "identity": _IDENTITY.get(identity),
+                "generated": generated,
+                "collation": collation,
+            }
+        )
     for schema, table, name, contype, definition, validated in raw["constraints"]:
         objects["constraint"][f"{schema}.{table}.{name}"] = {
             "table": f"{schema}.{table}",
@@ -71,35 +86,43 @@ def objects_from_catalog(raw: dict[str, list[list[Any]]]) -> Objects:
         objects["enum"][f"{schema}.{name}"] = {"labels": labels}
     for schema, name, type_, start, increment in raw["sequences"]:
         objects["sequence"][f"{schema}.{name}"] = {
-            "type": type_, "start": start, "increment": increment,
+            "type": type_,
+            "start": start,
+            "increment": increment,
         }
     for schema, name, relkind, definition in raw["views"]:
         objects["view"][f"{schema}.{name}"] = {
-            "kind": _RELKIND[relkind], "definition": definition.strip(),
+            "kind": _RELKIND[relkind],
+            "definition": definition.strip(),
         }
     for schema, name, args, prokind, result, language, volatility, secdef, body in raw["functions"]:
-        objects["function"][f"{schema}.{name}({args})"] = _drop_none({
-            "kind": _PROKIND.get(prokind, prokind),
-            "returns": result,
-            "language": language,
-            "volatility": _VOLATILITY.get(volatility, volatility),
-            "security_definer": secdef or None,
-            "body_md5": body,
-        })
+        objects["function"][f"{schema}.{name}({args})"] = _drop_none(
+            {
+                "kind": _PROKIND.get(prokind, prokind),
+                "returns": result,
+                "language": language,
+                "volatility": _VOLATILITY.get(volatility, volatility),
+                "security_definer": secdef or None,
+                "body_md5": body,
+            }
+        )
     for schema, table, name, definition, enabled in raw["triggers"]:
         objects["trigger"][f"{schema}.{table}.{name}"] = {
-            "definition": definition, "enabled": enabled != "D",
+            "definition": definition,
+            "enabled": enabled != "D",
         }
     for name, schema in raw["extensions"]:
         objects["extension"][name] = {"schema": schema}
     for schema, table, name, cmd, permissive, roles, qual, check in raw["policies"]:
-        objects["policy"][f"{schema}.{table}.{name}"] = _drop_none({
-            "command": _POLCMD.get(cmd, cmd),
-            "permissive": permissive,
-            "roles": roles,
-            "using": qual,
-            "with_check": check,
-        })
+        objects["policy"][f"{schema}.{table}.{name}"] = _drop_none(
+            {
+                "command": _POLCMD.get(cmd, cmd),
+                "permissive": permissive,
+                "roles": roles,
+                "using": qual,
+                "with_check": check,
+            }
+        )
     return objects
 
 
@@ -118,8 +141,7 @@ def load(path: Path) -> Objects | None:
         return None
     except (OSError, ValueError) as error:
         raise UsageError(
-            f"{path}: not a readable snapshot ({error}); regenerate it with "
-            "`release-runner snapshot`",
+            f"{path}: not a readable snapshot ({error}); regenerate it with `release-runner snapshot`",
             file=str(path),
         ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
@@ -181,13 +203,15 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
         for name in sorted(set(want) & set(have)):
             changed = {k for k in set(want[name]) | set(have[name]) if want[name].get(k) != have[name].get(k)}
             if changed:
-                found.append(Mismatch(
-                    "changed",
-                    object_type,
-                    name,
-                    {k: want[name].get(k) for k in sorted(changed)},
-                    {k: have[name].get(k) for k in sorted(changed)},
-                ))
+                found.append(
+                    Mismatch(
+                        "changed",
+                        object_type,
+                        name,
+                        {k: want[name].get(k) for k in sorted(changed)},
+                        {k: have[name].get(k) for k in sorted(changed)},
+                    )
+                )
         found.extend(Mismatch("extra", object_type, name, None, have[name]) for name in extra)
     return sorted(found, key=lambda m: (m.object_type, m.name, m.kind))
 
@@ -216,20 +240,30 @@ def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
     found = []
     for name, index in actual.get("index", {}).items():
         if not index["valid"]:
-            found.append(Mismatch(
-                "invalid", "index", name, None,
-                f"INVALID (a failed CREATE INDEX CONCURRENTLY?); DROP INDEX CONCURRENTLY {name} "
-                "and rerun the migration that builds it",
-            ))
+            found.append(
+                Mismatch(
+                    "invalid",
+                    "index",
+                    name,
+                    None,
+                    f"INVALID (a failed CREATE INDEX CONCURRENTLY?); DROP INDEX CONCURRENTLY {name} "
+                    "and rerun the migration that builds it",
+                )
+            )
     expected_constraints = (expected or {}).get("constraint", {})
     for name, constraint in actual.get("constraint", {}).items():
         intended = expected_constraints.get(name, {}).get("validated") is False
         if not constraint["validated"] and not intended:
-            found.append(Mismatch(
-                "invalid", "constraint", name, None,
-                f"NOT VALID; ALTER TABLE {constraint['table']} VALIDATE CONSTRAINT "
-                f"{name.rsplit('.', 1)[-1]}, or record it NOT VALID in the snapshot",
-            ))
+            found.append(
+                Mismatch(
+                    "invalid",
+                    "constraint",
+                    name,
+                    None,
+                    f"NOT VALID; ALTER TABLE {constraint['table']} VALIDATE CONSTRAINT "
+                    f"{name.rsplit('.', 1)[-1]}, or record it NOT VALID in the snapshot",
+                )
+            )
     return found
 
 

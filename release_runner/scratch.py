@@ -93,8 +93,17 @@ class LocalCluster:
 
     def start(self) -> None:
         result = self._run(
-            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth-local=trust", f"--auth-host={self.host_auth}", "--no-sync", "-E", "UTF8", "--locale=C",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            f"--auth-host={self.host_auth}",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
         )
         if result.returncode != 0:
             self.remove()
@@ -108,8 +117,17 @@ class LocalCluster:
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         result = self._run(
-            str(self.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
-            "-l", str(self.directory / "server.log"), "-o", " ".join(options),
+            str(self.bindir / "pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.directory / "server.log"),
+            "-o",
+            " ".join(options),
         )
         if result.returncode != 0:
             log = (self.directory / "server.log").read_text(errors="replace")[-800:]

@@ -109,20 +109,28 @@ class Run:
 
 
 def cli_env(url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_RUNNER_") and k not in (
-        "DATABASE_URL", "DIRECT_DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RELEASE_RUNNER_") and k not in ("DATABASE_URL", "DIRECT_DATABASE_URL")
+    }
     if url:
         env["RELEASE_RUNNER_DATABASE_URL"] = url
     env.update(extra)
     return env
 
 
-def run_cli(*args: str, url: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 120) -> Run:
+def run_cli(
+    *args: str, url: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> Run:
     """Run `python -m release_runner ARGS` as a user would; stdout is a pipe, so JSON lines."""
     result = subprocess.run(
         [sys.executable, "-m", "release_runner", *args],
-        capture_output=True, text=True, env=env or cli_env(url), timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env or cli_env(url),
+        timeout=timeout,
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
     return Run(result.returncode, result.stdout, result.stderr)

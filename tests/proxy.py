@@ -3,6 +3,7 @@ refuse new ones: real lost connections, not mocked ones."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -48,10 +49,8 @@ class Proxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """Reset every open connection, as a restarting proxy or a network fault would."""

@@ -34,9 +34,15 @@ def test_example_set_applies_verifies_and_reruns_as_noop(url: str, admin: psycop
     assert first.code == 0, first.stdout + first.stderr
     assert first.finished["status"] == "ok"
     assert first.finished["applied"] == 5
-    assert [e["version"] for e in first.named("migration.applied")] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [e["version"] for e in first.named("migration.applied")] == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+    ]
     assert first.named("verify.passed")
-    index = [e for e in first.named("migration.started") if e["version"] == "0004"][0]
+    index = next(e for e in first.named("migration.started") if e["version"] == "0004")
     assert index["transaction_mode"] == "no-transaction"
     rows = history(admin)
     assert [r[0] for r in rows] == ["0001", "0002", "0003", "0004", "0005"]
@@ -50,7 +56,9 @@ def test_example_set_applies_verifies_and_reruns_as_noop(url: str, admin: psycop
     assert not second.named("migration.started")
 
 
-def test_history_row_records_who_and_fly_context(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+def test_history_row_records_who_and_fly_context(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
     """The row carries checksum, duration, run id and the Fly app/machine/image."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
     env = cli_env(url, FLY_APP_NAME="shop", FLY_MACHINE_ID="m123", FLY_IMAGE_REF="registry/shop:v9")
@@ -66,13 +74,18 @@ def test_history_row_records_who_and_fly_context(tmp_path: Path, url: str, admin
     assert result.finished["app"] == "shop"
 
 
-def test_failed_migration_rolls_back_and_reports_partial(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+def test_failed_migration_rolls_back_and_reports_partial(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
     """Earlier migrations stay; the failing one leaves no table and no row; exit 1 partial with
     SQLSTATE and the file position of the failing statement."""
-    write(tmp_path, {
-        **THREE,
-        "0004_bad.sql": "CREATE TABLE d (id int);\n\nSELECT 1/0;\n",
-    })
+    write(
+        tmp_path,
+        {
+            **THREE,
+            "0004_bad.sql": "CREATE TABLE d (id int);\n\nSELECT 1/0;\n",
+        },
+    )
     result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert result.code == 1
     assert result.finished["status"] == "partial"
@@ -128,7 +141,9 @@ def test_removed_applied_file_is_refused(tmp_path: Path, url: str) -> None:
     assert "version 0002" in result.finished["error"] and "gone" in result.finished["error"]
 
 
-def test_new_file_before_applied_one_is_refused(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+def test_new_file_before_applied_one_is_refused(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
     write(tmp_path, {"0001_a.sql": THREE["0001_a.sql"], "0003_c.sql": THREE["0003_c.sql"]})
     assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
     write(tmp_path, {"0002_b.sql": THREE["0002_b.sql"]})
@@ -138,7 +153,9 @@ def test_new_file_before_applied_one_is_refused(tmp_path: Path, url: str, admin:
     assert not table_exists(admin, "b")
 
 
-def test_syntax_error_in_last_file_applies_nothing(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+def test_syntax_error_in_last_file_applies_nothing(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
     """Preflight reads the whole batch first: a typo in file 4 of 4 leaves nothing applied."""
     write(tmp_path, {**THREE, "0004_typo.sql": "CREATE TABLE d (id int);\nALTER TABEL d ADD x int;\n"})
     result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
@@ -182,7 +199,9 @@ def test_url_fallbacks_are_named_never_printed(tmp_path: Path, url: str) -> None
     assert url not in result.stdout
 
 
-def test_wrong_password_is_not_retried_and_never_printed(tmp_path: Path, server: Server, database: str) -> None:
+def test_wrong_password_is_not_retried_and_never_printed(
+    tmp_path: Path, server: Server, database: str
+) -> None:
     """Authentication failures exit 2 at once; no output contains the password."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
     bad = server.url(database).replace(PASSWORD.replace("-", "-"), PASSWORD + "x")
@@ -231,14 +250,22 @@ def test_lock_held_by_another_session_waits_then_exits_4(tmp_path: Path, url: st
     assert "lock not acquired" in result.finished["error"]
 
 
-def test_four_concurrent_runners_apply_each_migration_once(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+def test_four_concurrent_runners_apply_each_migration_once(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
     """Four runners at once: all exit 0 and every migration is applied exactly once."""
-    files = {f"{i:04d}_t{i}.sql": f"CREATE TABLE t{i} (id int);\nSELECT pg_sleep(0.02);\n" for i in range(1, 13)}
+    files = {
+        f"{i:04d}_t{i}.sql": f"CREATE TABLE t{i} (id int);\nSELECT pg_sleep(0.02);\n" for i in range(1, 13)
+    }
     write(tmp_path, files)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "release_runner", "migrate", "--migrations", str(tmp_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(url), cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(url),
+            cwd=ROOT,
         )
         for _ in range(4)
     ]
@@ -254,10 +281,13 @@ def test_no_transaction_failure_is_recorded_and_blocks_until_repaired(
 ) -> None:
     """A failed no-transaction migration is recorded failed; the next run refuses (exit 5)
     until `repair` resolves it; repair refuses anything else."""
-    write(tmp_path, {
-        "0001_a.sql": "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);\n",
-        "0002_idx.sql": "CREATE UNIQUE INDEX CONCURRENTLY a_id ON a (id);\n",
-    })
+    write(
+        tmp_path,
+        {
+            "0001_a.sql": "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);\n",
+            "0002_idx.sql": "CREATE UNIQUE INDEX CONCURRENTLY a_id ON a (id);\n",
+        },
+    )
     first = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert first.code == 1 and first.finished["status"] == "partial"
     assert "INVALID index" in first.finished["error"]
@@ -270,8 +300,16 @@ def test_no_transaction_failure_is_recorded_and_blocks_until_repaired(
     assert wrong.code == 2
     admin.execute("DROP INDEX a_id")
     admin.execute("DELETE FROM a WHERE ctid <> (SELECT min(ctid) FROM a)")
-    fixed = run_cli("repair", "--forget", "0002", "--reason", "dropped the invalid index",
-                    "--migrations", str(tmp_path), url=url)
+    fixed = run_cli(
+        "repair",
+        "--forget",
+        "0002",
+        "--reason",
+        "dropped the invalid index",
+        "--migrations",
+        str(tmp_path),
+        url=url,
+    )
     assert fixed.code == 0
     assert fixed.named("history.repaired")[0]["reason"] == "dropped the invalid index"
     third = run_cli("migrate", "--migrations", str(tmp_path), url=url)
