@@ -160,8 +160,9 @@ def split_statements(
         spans = [(item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed]
     except parser.ParseError as error:
         if ALLOW_PARSE_ERROR not in migration.directives.allow:
+            # libpg_query reports the error position in characters, not bytes.
             message, index = error.args
-            line, column = lines.locate(chunk_offset + min(index, len(data)))
+            line, column = lines.locate(chunk_offset + len(chunk[:index].encode()))
             raise SqlSyntaxError(migration, str(message), line, column) from None
         spans = [(start, end - start, None) for start, end in _scan_spans(chunk)]
     statements = []

@@ -227,6 +227,20 @@ def prepare(
                 )
             )
     for statement in statements:
+        kind, body = _node(statement)
+        if kind == "CopyStmt" and not body.get("filename") and not body.get("is_program"):
+            findings.append(
+                _finding(
+                    "copy-from-stdin",
+                    ERROR,
+                    label,
+                    statement,
+                    "COPY FROM STDIN / TO STDOUT needs a client data stream, which a migration "
+                    "file cannot carry",
+                    "Load the data with INSERT ... VALUES, or COPY from a file on the server",
+                )
+            )
+    for statement in statements:
         for rule, table in _lint(statement, created):
             if rule in migration.directives.allow or rule in statement.allow:
                 continue

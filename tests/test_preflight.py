@@ -1,0 +1,162 @@
+"""Preflight rules, table-driven over small SQL files: the finding, its position and its
+message. Plus the real corpus sets (skipped without ../shared): no errors. Pure: no server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from release_runner.migrations import read_directory
+from release_runner.preflight import Prepared, prepare, prepare_all
+from tests.conftest import CORPUS, ROOT, write
+
+EXISTING = "-- existing table t(a int, b int) is created elsewhere\n"
+
+# (file text, rule, severity, line, column, words in the message)
+CASES = [
+    ("SELECT 1;\nSELEC 2;\n", "syntax-error", "error", 2, 1, "syntax error"),
+    ("SELECT 1;\n\\set x 1\nSELECT 2;\n", "psql-meta-command", "error", 2, 1, "psql meta-command"),
+    (
+        "CREATE TABLE u (id int);\nCREATE INDEX CONCURRENTLY u_id ON u (id);\n",
+        "nontransactional-statement",
+        "error",
+        2,
+        1,
+        "file of its own",
+    ),
+    ("SELECT 1;\nDROP INDEX CONCURRENTLY i;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    ("SELECT 1;\nREINDEX INDEX CONCURRENTLY i;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    ("SELECT 1;\nVACUUM t;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    ("SELECT 1;\nCREATE DATABASE x;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    ("SELECT 1;\nALTER SYSTEM SET work_mem = '1MB';\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    (
+        "-- release-runner: no-transaction\nSELECT 1;\nSELECT 2;\n",
+        "no-transaction-multiple-statements",
+        "error",
+        3,
+        1,
+        "exactly one statement",
+    ),
+    ("BEGIN;\nSELECT 1;\nCOMMIT;\n", "transaction-control", "error", 1, 1, "owns the transaction"),
+    ("SELECT 1;\nSAVEPOINT s;\n", "transaction-control", "error", 2, 1, "owns the transaction"),
+    ("COPY t FROM STDIN;\n", "copy-from-stdin", "error", 1, 1, "COPY FROM STDIN"),
+    (EXISTING + "CREATE INDEX t_a ON t (a);\n", "create-index-not-concurrently", "warning", 2, 1, "SHARE lock"),
+    (EXISTING + "ALTER TABLE t ADD c int NOT NULL;\n", "add-column-not-null-without-default", "warning", 2, 1, "DEFAULT"),
+    (EXISTING + "ALTER TABLE t ALTER a SET NOT NULL;\n", "set-not-null", "warning", 2, 1, "NOT VALID"),
+    (EXISTING + "ALTER TABLE t ALTER a TYPE bigint;\n", "change-column-type", "warning", 2, 1, "rewrite"),
+    (
+        EXISTING + "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id);\n",
+        "add-foreign-key-validated",
+        "warning",
+        2,
+        1,
+        "NOT VALID",
+    ),
+    (EXISTING + "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a);\n", "add-unique-constraint", "warning", 2, 1, "USING INDEX"),
+    ("DROP TABLE t;\n", "drop-table", "warning", 1, 1, "destroys data"),
+    (EXISTING + "ALTER TABLE t DROP COLUMN b;\n", "drop-column", "warning", 2, 1, "destroys data"),
+    ("TRUNCATE t;\n", "truncate", "warning", 1, 1, "destroys data"),
+    (EXISTING + "ALTER TABLE t RENAME TO v;\n", "rename-table", "warning", 2, 1, "old name"),
+    (EXISTING + "ALTER TABLE t RENAME COLUMN a TO z;\n", "rename-column", "warning", 2, 1, "old name"),
+    (
+        EXISTING + "ALTER TABLE t ADD id uuid DEFAULT gen_random_uuid();\n",
+        "volatile-default-rewrite",
+        "warning",
+        2,
+        1,
+        "rewrites",
+    ),
+]
+
+
+def _prepare(tmp_path: Path, text: str, strict_lint: bool = False) -> Prepared:
+    write(tmp_path, {"0001_case.sql": text})
+    return prepare(read_directory(tmp_path).migrations[0], strict_lint=strict_lint)
+
+
+@pytest.mark.parametrize(("text", "rule", "severity", "line", "column", "words"), CASES, ids=[c[1] for c in CASES])
+def test_rule(tmp_path: Path, text: str, rule: str, severity: str, line: int, column: int, words: str) -> None:
+    findings = _prepare(tmp_path, text).findings
+    assert {f.rule for f in findings} == {rule}, [f.describe() for f in findings]
+    finding = findings[0]
+    assert finding.severity == severity
+    assert (finding.line, finding.column) == (line, column)
+    assert words in finding.describe()
+    assert f"0001_case.sql:{line}:{column}" in finding.describe()
+
+
+def test_syntax_error_names_the_override(tmp_path: Path) -> None:
+    finding = _prepare(tmp_path, "SELEC 1;").findings[0]
+    assert "allow parse-error" in finding.fix
+
+
+def test_single_concurrent_statement_runs_without_transaction(tmp_path: Path) -> None:
+    """Automatic: a file whose only statement cannot run in a transaction."""
+    prepared = _prepare(tmp_path, "-- why\nCREATE INDEX CONCURRENTLY i ON t (a);\n")
+    assert prepared.findings == []
+    assert not prepared.transactional and prepared.automatic_no_transaction
+
+
+def test_tables_created_in_the_batch_do_not_warn(tmp_path: Path) -> None:
+    """Locking a table nobody uses yet hurts nobody: no warning for tables the batch creates."""
+    write(
+        tmp_path,
+        {
+            "0001_a.sql": "CREATE TABLE n (a int);\nCREATE INDEX n_a ON n (a);\n",
+            "0002_b.sql": "ALTER TABLE n ALTER a SET NOT NULL;\nALTER TABLE n ADD CONSTRAINT k UNIQUE (a);\n",
+        },
+    )
+    assert [p.findings for p in prepare_all(read_directory(tmp_path).migrations)] == [[], []]
+
+
+def test_allow_per_file_and_per_statement(tmp_path: Path) -> None:
+    text = "-- release-runner: allow truncate\nTRUNCATE t;\n-- release-runner: allow drop-table\nDROP TABLE t;\nDROP TABLE u;\n"
+    findings = _prepare(tmp_path, text).findings
+    assert [(f.rule, f.line) for f in findings] == [("drop-table", 5)]
+
+
+def test_strict_lint_turns_warnings_into_errors(tmp_path: Path) -> None:
+    assert [f.severity for f in _prepare(tmp_path, "TRUNCATE t;", strict_lint=True).findings] == ["error"]
+
+
+def test_prisma_outer_transaction_is_unwrapped(tmp_path: Path) -> None:
+    """Prisma's enum-recreate pattern: statements, then BEGIN ... COMMIT. Runs as one transaction."""
+    write(
+        tmp_path,
+        {
+            "migration_lock.toml": "",
+            "1_enum/migration.sql": "UPDATE t SET a = 1;\n-- AlterEnum\nBEGIN;\nCREATE TYPE e AS ENUM ('x');\nCOMMIT;\n",
+        },
+    )
+    prepared = prepare(read_directory(tmp_path).migrations[0])
+    assert prepared.unwrapped and prepared.transactional
+    assert [s.kind for s in prepared.statements] == ["UpdateStmt", "CreateEnumStmt"]
+    assert prepared.errors == []
+
+
+def test_example_sql_has_no_errors() -> None:
+    prepared = prepare_all(read_directory(ROOT / "sql").migrations)
+    assert [f.describe() for p in prepared for f in p.errors] == []
+    assert [p.transaction_mode for p in prepared].count("no-transaction") == 1
+
+
+CORPUS_SETS = [
+    "prisma-triggerdev",
+    "prisma-documenso",
+    "prisma-formbricks",
+    "drizzle-dokploy",
+    "drizzle-ai-chatbot",
+    "drizzle-triggerdev-agent",
+]
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent")
+@pytest.mark.parametrize("name", CORPUS_SETS)
+def test_real_sets_have_no_preflight_errors(name: str) -> None:
+    prepared = prepare_all(read_directory(CORPUS / name).migrations)
+    assert [f.describe() for p in prepared for f in p.errors] == []
+    if name == "prisma-triggerdev":
+        # 56 CREATE and 15 DROP INDEX CONCURRENTLY files run without a transaction.
+        assert sum(not p.transactional for p in prepared) == 71
+        assert sum(p.unwrapped for p in prepared) == 13
