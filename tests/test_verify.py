@@ -1,0 +1,210 @@
+"""Schema verification: damage a migrated database and expect exit 3 naming the object;
+snapshot determinism; `check` green and red; scratch databases always dropped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT, Server, cli_env, run_cli, write
+
+# (damage, object type, name in the mismatch, kind)
+DAMAGE = [
+    ("ALTER TABLE orders DROP COLUMN note", "column", "public.orders.note", "missing"),
+    ("ALTER TABLE orders ALTER note TYPE varchar(20)", "column", "public.orders.note", "changed"),
+    ("ALTER TABLE accounts ALTER email DROP NOT NULL", "column", "public.accounts.email", "changed"),
+    ("ALTER TABLE orders ALTER note SET NOT NULL", "column", "public.orders.note", "changed"),
+    ("ALTER TABLE accounts ALTER plan DROP DEFAULT", "column", "public.accounts.plan", "changed"),
+    ("ALTER TABLE accounts ALTER plan SET DEFAULT 'pro'", "column", "public.accounts.plan", "changed"),
+    ("DROP INDEX orders_account_id_placed_at_idx", "index", "public.orders_account_id_placed_at_idx", "missing"),
+    (
+        "DROP INDEX orders_account_id_placed_at_idx;"
+        " CREATE INDEX orders_account_id_placed_at_idx ON orders (account_id, placed_at DESC) WHERE note IS NULL",
+        "index",
+        "public.orders_account_id_placed_at_idx",
+        "changed",
+    ),
+    ("ALTER TABLE accounts DROP CONSTRAINT accounts_email_key", "constraint", "public.accounts.accounts_email_key", "missing"),
+    ("ALTER TABLE accounts DROP CONSTRAINT accounts_email_shape", "constraint", "public.accounts.accounts_email_shape", "missing"),
+    ("ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey", "constraint", "public.orders.orders_account_id_fkey", "missing"),
+    (
+        "ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey;"
+        " ALTER TABLE orders ADD CONSTRAINT orders_account_id_fkey FOREIGN KEY (account_id)"
+        " REFERENCES accounts (id) ON DELETE RESTRICT",
+        "constraint",
+        "public.orders.orders_account_id_fkey",
+        "changed",
+    ),
+    ("ALTER TYPE account_status ADD VALUE 'deleted'", "enum", "public.account_status", "changed"),
+    ("DROP VIEW account_totals", "view", "public.account_totals", "missing"),
+    (
+        "CREATE OR REPLACE VIEW account_totals AS SELECT a.id AS account_id, a.email, 0::bigint AS total_cents FROM accounts a",
+        "view",
+        "public.account_totals",
+        "changed",
+    ),
+    ("DROP TRIGGER accounts_touch_updated_at ON accounts", "trigger", "public.accounts.accounts_touch_updated_at", "missing"),
+    (
+        "CREATE OR REPLACE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+        "function",
+        "public.touch_updated_at()",
+        "changed",
+    ),
+    ("DROP VIEW account_totals; DROP TABLE orders", "table", "public.orders", "missing"),
+    ("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'orders_account_id_placed_at_idx'::regclass",
+     "index", "public.orders_account_id_placed_at_idx", "changed"),
+    (
+        "ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey;"
+        " ALTER TABLE orders ADD CONSTRAINT orders_account_id_fkey FOREIGN KEY (account_id)"
+        " REFERENCES accounts (id) ON DELETE CASCADE NOT VALID",
+        "constraint",
+        "public.orders.orders_account_id_fkey",
+        "changed",
+    ),
+]
+
+
+@pytest.fixture
+def migrated(url: str) -> str:
+    result = run_cli("migrate", url=url)
+    assert result.code == 0, result.stdout
+    return url
+
+
+@pytest.mark.parametrize(("damage", "object_type", "name", "kind"), DAMAGE, ids=[d[2] + ":" + d[3] for d in DAMAGE])
+def test_damage_fails_verification(
+    migrated: str, admin: psycopg.Connection[Any], damage: str, object_type: str, name: str, kind: str
+) -> None:
+    """Each kind of damage: exit 3, a verify.mismatch event naming the object."""
+    admin.execute(damage)
+    result = run_cli("verify", url=migrated)
+    assert result.code == 3, result.stdout
+    assert result.finished["status"] == "drift"
+    found = {(m["object_type"], m["name"], m["kind"]) for m in result.named("verify.mismatch")}
+    assert (object_type, name, kind) in found, found
+    assert name in result.finished["error"]
+
+
+def test_extra_column_warns_and_strict_fails(migrated: str, admin: psycopg.Connection[Any]) -> None:
+    admin.execute("ALTER TABLE accounts ADD COLUMN nickname text")
+    relaxed = run_cli("verify", url=migrated)
+    assert relaxed.code == 0
+    extra = relaxed.named("verify.mismatch")[0]
+    assert (extra["kind"], extra["name"], extra["level"]) == ("extra", "public.accounts.nickname", "warning")
+    strict = run_cli("verify", "--strict", url=migrated)
+    assert strict.code == 3
+
+
+def test_renamed_generated_constraint_is_no_drift(migrated: str, admin: psycopg.Connection[Any]) -> None:
+    """A constraint PostgreSQL named, renamed with the same meaning, is not a difference."""
+    admin.execute("ALTER TABLE orders RENAME CONSTRAINT orders_total_cents_check TO orders_total_check")
+    result = run_cli("verify", url=migrated)
+    assert result.code == 0, result.stdout
+    assert not result.named("verify.mismatch")
+
+
+def test_migrate_ends_with_verification(migrated: str, admin: psycopg.Connection[Any]) -> None:
+    """Nothing pending plus drift is still exit 3; --no-verify is logged and passes."""
+    admin.execute("ALTER TABLE orders DROP COLUMN note")
+    result = run_cli("migrate", url=migrated)
+    assert result.code == 3 and result.finished["status"] == "drift"
+    assert result.finished["applied"] == 0
+    skipped = run_cli("migrate", "--no-verify", url=migrated)
+    assert skipped.code == 0 and skipped.named("verify.skipped")
+
+
+def test_without_snapshot(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+    """No snapshot: one warning and exit 0; an INVALID index still fails; --require-snapshot
+    makes the missing file an error."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert result.code == 0
+    assert len(result.named("verify.no_snapshot")) == 1
+    required = run_cli("verify", "--migrations", str(tmp_path), "--require-snapshot", url=url)
+    assert required.code == 2 and "schema.snapshot.json" in required.finished["error"]
+    admin.execute("CREATE INDEX a_id ON a (id)")
+    admin.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'a_id'::regclass")
+    broken = run_cli("verify", "--migrations", str(tmp_path), url=url)
+    assert broken.code == 3
+    assert broken.named("verify.mismatch")[0]["kind"] == "invalid"
+
+
+def test_snapshot_is_deterministic(tmp_path: Path, server: Server) -> None:
+    """Two snapshots of the same migrations give the same bytes, and match the committed one."""
+    shutil.copytree(ROOT / "sql", tmp_path / "sql")
+    scratch = server.url("postgres")
+    outputs = []
+    for _ in range(2):
+        result = run_cli("snapshot", "--migrations", str(tmp_path / "sql"), "--scratch-url", scratch)
+        assert result.code == 0, result.stdout
+        outputs.append((tmp_path / "sql" / "schema.snapshot.json").read_bytes())
+    assert outputs[0] == outputs[1] == (ROOT / "sql" / "schema.snapshot.json").read_bytes()
+    document = json.loads(outputs[0])
+    assert document["format_version"] == 1
+    assert "public.accounts.email" in document["objects"]["column"]
+
+
+def _scratch_databases(server: Server) -> list[str]:
+    with psycopg.connect(server.admin, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'release_runner_scratch_%'")
+        return [row[0] for row in rows]
+
+
+def test_check_green_then_red(tmp_path: Path, server: Server) -> None:
+    """check passes on the example; fails after an unsnapshotted migration and after a
+    hand-edited snapshot; the scratch database is dropped every time."""
+    shutil.copytree(ROOT / "sql", tmp_path / "sql")
+    directory = tmp_path / "sql"
+    scratch = ["--migrations", str(directory), "--scratch-url", server.url("postgres")]
+    assert run_cli("check", *scratch).code == 0
+    write(directory, {"0007_more.sql": "ALTER TABLE orders ADD COLUMN coupon text;\n"})
+    stale = run_cli("check", *scratch)
+    assert stale.code == 3
+    assert "public.orders.coupon" in stale.finished["error"]
+    (directory / "0007_more.sql").unlink()
+    snapshot = directory / "schema.snapshot.json"
+    snapshot.write_text(snapshot.read_text().replace("\"nullable\": false", "\"nullable\": true", 1))
+    edited = run_cli("check", *scratch)
+    assert edited.code == 3
+    snapshot.unlink()
+    missing = run_cli("check", *scratch)
+    assert missing.code == 3 and "run `release-runner snapshot`" in missing.finished["error"]
+    write(directory, {"0008_broken.sql": "ALTER TABLE nope ADD x int;\n"})
+    broken = run_cli("check", *scratch)
+    assert broken.code == 1
+    assert _scratch_databases(server) == []
+
+
+def test_scratch_database_dropped_on_interrupt(tmp_path: Path, server: Server) -> None:
+    """SIGINT during a replay: exit 130 and the temporary database is gone."""
+    write(tmp_path, {"0001_slow.sql": "SELECT pg_sleep(30);\n"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "release_runner", "check", "--migrations", str(tmp_path),
+         "--scratch-url", server.url("postgres")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(None), cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    while not _scratch_databases(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert json.loads(stdout.strip().splitlines()[-1])["status"] == "interrupted"
+    assert _scratch_databases(server) == []
+
+
+def test_check_with_local_cluster() -> None:
+    """The README's first command: `release-runner check` on sql/ with a throwaway cluster."""
+    result = run_cli("check")
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.named("scratch.ready")[0]["source"] == "local cluster"
