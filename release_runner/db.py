@@ -71,6 +71,9 @@ _PERMANENT = (
     "invalid uri",
     "invalid integer value",
 )
+# Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
+# terminated the backend): the transaction is gone, and whether COMMIT landed must be read back.
+_CONNECTION_LOST_CLASSES = ("08", "57P")
 RETRYABLE_SQLSTATES = {
     "55P03": "lock_timeout",
     "40P01": "deadlock",
@@ -416,6 +419,12 @@ def apply(
         if not failure.connection_lost:
             set_status(conn, context.schema, prepared.migration.version, "failed", failure.message)
         raise
+    except KeyboardInterrupt:
+        # psycopg has cancelled the statement; say so in the row, since what it left behind
+        # (an INVALID index, say) needs a human before a rerun.
+        if not conn.broken:
+            set_status(conn, context.schema, prepared.migration.version, "failed", "interrupted")
+        raise
     set_status(conn, context.schema, prepared.migration.version, "applied")
 
 
@@ -425,10 +434,11 @@ def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int 
     try:
         _run_message(conn, parts)
     except _FailedPart as failed:
-        if conn.pgconn.transaction_status == TransactionStatus.INERROR:
+        lost = conn.broken or (failed.error.sqlstate or "").startswith(_CONNECTION_LOST_CLASSES)
+        if not lost and conn.pgconn.transaction_status == TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
         index = None if first is None else failed.index - first
-        raise MigrationError(prepared, failed.error, index, failed.offset) from None
+        raise MigrationError(prepared, failed.error, index, failed.offset, connection_lost=lost) from None
     except psycopg.OperationalError as error:
         if conn.closed or conn.broken:
             raise MigrationError(prepared, error, None, None, connection_lost=True) from None

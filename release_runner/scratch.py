@@ -139,7 +139,17 @@ class LocalCluster:
 
     def restart(self) -> None:
         """Stop and start the server in place (the tests use it to inject a restart)."""
-        self._run(str(self.bindir / "pg_ctl"), "restart", "-w", "-m", "fast", "-D", str(self.data))
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "restart",
+            "-w",
+            "-m",
+            "fast",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.directory / "server.log"),
+        )
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

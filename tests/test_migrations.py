@@ -141,7 +141,10 @@ def test_parse_error_can_be_allowed_and_splits_by_scanner(tmp_path: Path) -> Non
 
 
 def test_statement_level_allow_comment(tmp_path: Path) -> None:
-    write(tmp_path, {"0001_a.sql": "SELECT 1;\n-- release-runner: allow drop-table\nDROP TABLE t;\nDROP TABLE u;\n"})
+    write(
+        tmp_path,
+        {"0001_a.sql": "SELECT 1;\n-- release-runner: allow drop-table\nDROP TABLE t;\nDROP TABLE u;\n"},
+    )
     statements = read_directory(tmp_path).migrations[0].statements
     assert [set(s.allow) for s in statements] == [set(), {"drop-table"}, set()]
 
@@ -167,7 +170,7 @@ def test_drizzle_journal_gives_order_and_membership(tmp_path: Path) -> None:
         {
             "meta/_journal.json": _journal([(0, "0000_first"), (1, "0001_second")], dialect="pg"),
             "0000_first.sql": 'CREATE TABLE "a" ("id" int);\n--> statement-breakpoint\nCREATE TABLE "b" ("id" int)\n'
-            "--> statement-breakpoint\nALTER TABLE \"b\" ADD \"x\" int;",
+            '--> statement-breakpoint\nALTER TABLE "b" ADD "x" int;',
             "0001_second.sql": "SELECT 1;",
             "0001_orphan.sql": "DROP TABLE a;",
         },
@@ -212,5 +215,5 @@ def test_prisma_folders_order_by_name(tmp_path: Path) -> None:
 
 def test_prisma_folder_without_sql_is_an_error(tmp_path: Path) -> None:
     write(tmp_path, {"migration_lock.toml": "", "1_a/migration.sql": "SELECT 1;", "2_b/notes.txt": ""})
-    with pytest.raises(UsageError, match="without migration.sql"):
+    with pytest.raises(UsageError, match=r"without migration\.sql"):
         read_directory(tmp_path)

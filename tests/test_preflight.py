@@ -26,10 +26,24 @@ CASES = [
         "file of its own",
     ),
     ("SELECT 1;\nDROP INDEX CONCURRENTLY i;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
-    ("SELECT 1;\nREINDEX INDEX CONCURRENTLY i;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    (
+        "SELECT 1;\nREINDEX INDEX CONCURRENTLY i;\n",
+        "nontransactional-statement",
+        "error",
+        2,
+        1,
+        "transaction",
+    ),
     ("SELECT 1;\nVACUUM t;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
     ("SELECT 1;\nCREATE DATABASE x;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
-    ("SELECT 1;\nALTER SYSTEM SET work_mem = '1MB';\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    (
+        "SELECT 1;\nALTER SYSTEM SET work_mem = '1MB';\n",
+        "nontransactional-statement",
+        "error",
+        2,
+        1,
+        "transaction",
+    ),
     (
         "-- release-runner: no-transaction\nSELECT 1;\nSELECT 2;\n",
         "no-transaction-multiple-statements",
@@ -41,8 +55,22 @@ CASES = [
     ("BEGIN;\nSELECT 1;\nCOMMIT;\n", "transaction-control", "error", 1, 1, "owns the transaction"),
     ("SELECT 1;\nSAVEPOINT s;\n", "transaction-control", "error", 2, 1, "owns the transaction"),
     ("COPY t FROM STDIN;\n", "copy-from-stdin", "error", 1, 1, "COPY FROM STDIN"),
-    (EXISTING + "CREATE INDEX t_a ON t (a);\n", "create-index-not-concurrently", "warning", 2, 1, "SHARE lock"),
-    (EXISTING + "ALTER TABLE t ADD c int NOT NULL;\n", "add-column-not-null-without-default", "warning", 2, 1, "DEFAULT"),
+    (
+        EXISTING + "CREATE INDEX t_a ON t (a);\n",
+        "create-index-not-concurrently",
+        "warning",
+        2,
+        1,
+        "SHARE lock",
+    ),
+    (
+        EXISTING + "ALTER TABLE t ADD c int NOT NULL;\n",
+        "add-column-not-null-without-default",
+        "warning",
+        2,
+        1,
+        "DEFAULT",
+    ),
     (EXISTING + "ALTER TABLE t ALTER a SET NOT NULL;\n", "set-not-null", "warning", 2, 1, "NOT VALID"),
     (EXISTING + "ALTER TABLE t ALTER a TYPE bigint;\n", "change-column-type", "warning", 2, 1, "rewrite"),
     (
@@ -53,7 +81,14 @@ CASES = [
         1,
         "NOT VALID",
     ),
-    (EXISTING + "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a);\n", "add-unique-constraint", "warning", 2, 1, "USING INDEX"),
+    (
+        EXISTING + "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a);\n",
+        "add-unique-constraint",
+        "warning",
+        2,
+        1,
+        "USING INDEX",
+    ),
     ("DROP TABLE t;\n", "drop-table", "warning", 1, 1, "destroys data"),
     (EXISTING + "ALTER TABLE t DROP COLUMN b;\n", "drop-column", "warning", 2, 1, "destroys data"),
     ("TRUNCATE t;\n", "truncate", "warning", 1, 1, "destroys data"),
@@ -75,8 +110,12 @@ def _prepare(tmp_path: Path, text: str, strict_lint: bool = False) -> Prepared:
     return prepare(read_directory(tmp_path).migrations[0], strict_lint=strict_lint)
 
 
-@pytest.mark.parametrize(("text", "rule", "severity", "line", "column", "words"), CASES, ids=[c[1] for c in CASES])
-def test_rule(tmp_path: Path, text: str, rule: str, severity: str, line: int, column: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "rule", "severity", "line", "column", "words"), CASES, ids=[c[1] for c in CASES]
+)
+def test_rule(
+    tmp_path: Path, text: str, rule: str, severity: str, line: int, column: int, words: str
+) -> None:
     findings = _prepare(tmp_path, text).findings
     assert {f.rule for f in findings} == {rule}, [f.describe() for f in findings]
     finding = findings[0]

@@ -25,7 +25,12 @@ DAMAGE = [
     ("ALTER TABLE orders ALTER note SET NOT NULL", "column", "public.orders.note", "changed"),
     ("ALTER TABLE accounts ALTER plan DROP DEFAULT", "column", "public.accounts.plan", "changed"),
     ("ALTER TABLE accounts ALTER plan SET DEFAULT 'pro'", "column", "public.accounts.plan", "changed"),
-    ("DROP INDEX orders_account_id_placed_at_idx", "index", "public.orders_account_id_placed_at_idx", "missing"),
+    (
+        "DROP INDEX orders_account_id_placed_at_idx",
+        "index",
+        "public.orders_account_id_placed_at_idx",
+        "missing",
+    ),
     (
         "DROP INDEX orders_account_id_placed_at_idx;"
         " CREATE INDEX orders_account_id_placed_at_idx ON orders (account_id, placed_at DESC) WHERE note IS NULL",
@@ -33,9 +38,24 @@ DAMAGE = [
         "public.orders_account_id_placed_at_idx",
         "changed",
     ),
-    ("ALTER TABLE accounts DROP CONSTRAINT accounts_email_key", "constraint", "public.accounts.accounts_email_key", "missing"),
-    ("ALTER TABLE accounts DROP CONSTRAINT accounts_email_shape", "constraint", "public.accounts.accounts_email_shape", "missing"),
-    ("ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey", "constraint", "public.orders.orders_account_id_fkey", "missing"),
+    (
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_email_key",
+        "constraint",
+        "public.accounts.accounts_email_key",
+        "missing",
+    ),
+    (
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_email_shape",
+        "constraint",
+        "public.accounts.accounts_email_shape",
+        "missing",
+    ),
+    (
+        "ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey",
+        "constraint",
+        "public.orders.orders_account_id_fkey",
+        "missing",
+    ),
     (
         "ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey;"
         " ALTER TABLE orders ADD CONSTRAINT orders_account_id_fkey FOREIGN KEY (account_id)"
@@ -52,7 +72,12 @@ DAMAGE = [
         "public.account_totals",
         "changed",
     ),
-    ("DROP TRIGGER accounts_touch_updated_at ON accounts", "trigger", "public.accounts.accounts_touch_updated_at", "missing"),
+    (
+        "DROP TRIGGER accounts_touch_updated_at ON accounts",
+        "trigger",
+        "public.accounts.accounts_touch_updated_at",
+        "missing",
+    ),
     (
         "CREATE OR REPLACE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
         "function",
@@ -60,8 +85,12 @@ DAMAGE = [
         "changed",
     ),
     ("DROP VIEW account_totals; DROP TABLE orders", "table", "public.orders", "missing"),
-    ("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'orders_account_id_placed_at_idx'::regclass",
-     "index", "public.orders_account_id_placed_at_idx", "changed"),
+    (
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'orders_account_id_placed_at_idx'::regclass",
+        "index",
+        "public.orders_account_id_placed_at_idx",
+        "changed",
+    ),
     (
         "ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey;"
         " ALTER TABLE orders ADD CONSTRAINT orders_account_id_fkey FOREIGN KEY (account_id)"
@@ -80,7 +109,9 @@ def migrated(url: str) -> str:
     return url
 
 
-@pytest.mark.parametrize(("damage", "object_type", "name", "kind"), DAMAGE, ids=[d[2] + ":" + d[3] for d in DAMAGE])
+@pytest.mark.parametrize(
+    ("damage", "object_type", "name", "kind"), DAMAGE, ids=[d[2] + ":" + d[3] for d in DAMAGE]
+)
 def test_damage_fails_verification(
     migrated: str, admin: psycopg.Connection[Any], damage: str, object_type: str, name: str, kind: str
 ) -> None:
@@ -172,7 +203,7 @@ def test_check_green_then_red(tmp_path: Path, server: Server) -> None:
     assert "public.orders.coupon" in stale.finished["error"]
     (directory / "0007_more.sql").unlink()
     snapshot = directory / "schema.snapshot.json"
-    snapshot.write_text(snapshot.read_text().replace("\"nullable\": false", "\"nullable\": true", 1))
+    snapshot.write_text(snapshot.read_text().replace('"nullable": false', '"nullable": true', 1))
     edited = run_cli("check", *scratch)
     assert edited.code == 3
     snapshot.unlink()
@@ -188,9 +219,21 @@ def test_scratch_database_dropped_on_interrupt(tmp_path: Path, server: Server) -
     """SIGINT during a replay: exit 130 and the temporary database is gone."""
     write(tmp_path, {"0001_slow.sql": "SELECT pg_sleep(30);\n"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "release_runner", "check", "--migrations", str(tmp_path),
-         "--scratch-url", server.url("postgres")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(None), cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "release_runner",
+            "check",
+            "--migrations",
+            str(tmp_path),
+            "--scratch-url",
+            server.url("postgres"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(None),
+        cwd=ROOT,
     )
     deadline = time.monotonic() + 20
     while not _scratch_databases(server) and time.monotonic() < deadline:
