@@ -444,6 +444,28 @@ def repair(
     _finish("repair", settings, lambda _, run_id: runner.repair(settings, version, action, reason, run_id))
 
 
+@cli.command()
+@_with([*COMMON, *SCRATCH, APPLY[3]])
+@click.option(
+    "--version",
+    "target_version",
+    metavar="VERSION",
+    help="Newest migration the database already has [default: the newest file].",
+)
+@click.option("--force", is_flag=True, help="Record even if the schema differs (loud, logged).")
+@click.pass_context
+def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
+    """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""
+    settings = _prepare(ctx, options)
+    from release_runner import runner
+
+    _finish(
+        "baseline",
+        settings,
+        lambda _, run_id: {"recorded": runner.baseline(settings, target_version, force, run_id)},
+    )
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)

@@ -31,6 +31,7 @@ from tenacity import (
 
 from release_runner.errors import UnreachableError, UsageError
 from release_runner.log import redact
+from release_runner.migrations import Migration
 from release_runner.plan import HistoryRow
 from release_runner.preflight import Prepared
 from release_runner.settings import pg_duration
@@ -234,10 +235,11 @@ class RunContext:
     applied_by: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
 
 
-def _insert_history(context: RunContext, prepared: Prepared, mode: str, status: str, conn: Connection) -> str:
+def _insert_history(
+    context: RunContext, migration: Migration, mode: str, status: str, conn: Connection
+) -> str:
     """The INSERT of a history row as literal SQL, so it can ride in the migration's own
     message. duration_ms is measured by the server from the transaction's start."""
-    migration = prepared.migration
     values = [
         migration.version,
         migration.name,
@@ -261,11 +263,35 @@ def _insert_history(context: RunContext, prepared: Prepared, mode: str, status: 
     )
 
 
-def record_rows(conn: Connection, context: RunContext, rows: list[tuple[Prepared, str]]) -> None:
-    """Insert history rows for migrations not run by this runner (baseline, imported)."""
+def record_rows(conn: Connection, context: RunContext, migrations: list[Migration], mode: str) -> None:
+    """Insert history rows, in one transaction, for migrations this runner did not run
+    (`baseline`, `imported`)."""
     with conn.transaction():
-        for prepared, mode in rows:
-            conn.execute(_insert_history(context, prepared, mode, "applied", conn))
+        for migration in migrations:
+            conn.execute(_insert_history(context, migration, mode, "applied", conn))
+
+
+_FOREIGN_HISTORY = {
+    "drizzle": (
+        "drizzle.__drizzle_migrations",
+        "SELECT id, hash, created_at FROM drizzle.__drizzle_migrations ORDER BY created_at, id",
+    ),
+    "prisma": (
+        "_prisma_migrations",
+        "SELECT migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations"
+        " ORDER BY started_at, migration_name",
+    ),
+}
+
+
+def read_foreign_history(conn: Connection, source: str) -> list[dict[str, Any]] | None:
+    """Rows of drizzle-kit's or Prisma's own history table; None when there is none."""
+    table, statement = _FOREIGN_HISTORY[source]
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    if not (row and row[0]):
+        return None
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(statement).fetchall()
 
 
 def set_status(conn: Connection, schema: str, version: str, status: str, error: str | None = None) -> None:
@@ -399,7 +425,7 @@ def apply(
             f"SET LOCAL lock_timeout = '{lock}'",
             f"SET LOCAL statement_timeout = '{statement}'",
         ]
-        suffix = [_insert_history(context, prepared, "transaction", "applied", conn), "COMMIT"]
+        suffix = [_insert_history(context, prepared.migration, "transaction", "applied", conn), "COMMIT"]
         _guarded(conn, prepared, prefix + texts + suffix, len(prefix))
         return
     _guarded(
@@ -409,7 +435,7 @@ def apply(
             "RESET ALL",
             f"SET lock_timeout = '{lock}'",
             f"SET statement_timeout = '{statement}'",
-            _insert_history(context, prepared, "no-transaction", "started", conn),
+            _insert_history(context, prepared.migration, "no-transaction", "started", conn),
         ],
         None,
     )

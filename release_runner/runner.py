@@ -143,12 +143,60 @@ def _preflight(
     return prepared
 
 
-def _validated_plan(
+def _history(
     conn: Connection, settings: Settings, found: migrations_module.MigrationSet
+) -> tuple[list[plan_module.HistoryRow], list[migrations_module.Migration]]:
+    """Our history rows, plus what drizzle-kit's or Prisma's own history says was applied and
+    ours does not know yet (to import). Unmatched foreign rows refuse the run."""
+    from release_runner import adopt, db
+
+    rows = db.read_history(conn, settings.history_schema)
+    if found.source_format not in ("drizzle", "prisma"):
+        return rows, []
+    foreign = db.read_foreign_history(conn, found.source_format)
+    if not foreign:
+        return rows, []
+    match = adopt.match_drizzle if found.source_format == "drizzle" else adopt.match_prisma
+    adoption = match(foreign, found.migrations)
+    if adoption.problems:
+        log = get_logger()
+        for problem in adoption.problems:
+            log.error("history.refused", source=adoption.source, reason=problem)
+        raise RefusedError(
+            f"the {adoption.source} history in the database does not match the files: "
+            + " | ".join(adoption.problems),
+            problems=len(adoption.problems),
+        )
+    known = {row.version for row in rows}
+    to_import = [m for m in adoption.applied if m.version not in known]
+    imported = [
+        plan_module.HistoryRow(m.version, m.name, m.checksum, "imported", plan_module.APPLIED)
+        for m in to_import
+    ]
+    return rows + imported, to_import
+
+
+def _validated_plan(
+    conn: Connection,
+    settings: Settings,
+    found: migrations_module.MigrationSet,
+    context: RunContext | None = None,
 ) -> plan_module.Plan:
+    """The plan, refusing on edited, missing, out-of-order or unresolved history. With a
+    context (migrate), foreign history is imported first."""
     from release_runner import db
 
-    current = plan_module.make_plan(found.migrations, db.read_history(conn, settings.history_schema))
+    rows, to_import = _history(conn, settings, found)
+    if to_import and context is not None:
+        db.record_rows(conn, context, to_import, "imported")
+        get_logger().info(
+            "history.imported",
+            source=found.source_format,
+            count=len(to_import),
+            first=to_import[0].version,
+            last=to_import[-1].version,
+        )
+    current = plan_module.make_plan(found.migrations, rows)
     problems = current.problems
     if problems:
         log = get_logger()
@@ -192,11 +240,11 @@ def migrate(settings: Settings, progress: Progress, run_id: str) -> None:
         return
     with _locked_session(settings) as (conn, _):
         db.ensure_history(conn, settings.history_schema)
-        current = _validated_plan(conn, settings, found)
+        context = db.RunContext(settings.history_schema, run_id, fly_context())
+        current = _validated_plan(conn, settings, found, context)
         pending = current.pending
         progress.pending = len(pending)
         prepared = _preflight(pending, settings, conn) if pending else []
-        context = db.RunContext(settings.history_schema, run_id, fly_context())
         conn = _apply_all(conn, prepared, settings, context, progress)
         if not settings.verify:
             log.warning("verify.skipped", reason="--no-verify given; the schema was not checked")
@@ -447,12 +495,11 @@ def verify(settings: Settings) -> list[schema.Mismatch]:
 
 def status(settings: Settings) -> plan_module.Plan:
     """Read-only: the state of every migration (never creates the history table)."""
-    from release_runner import db
 
     found = load(settings)
     conn = connect(settings)
     try:
-        return plan_module.make_plan(found.migrations, db.read_history(conn, settings.history_schema))
+        return plan_module.make_plan(found.migrations, _history(conn, settings, found)[0])
     finally:
         conn.close()
 
@@ -500,7 +547,7 @@ def plan_report(settings: Settings) -> PlanReport:
     found = load(settings)
     conn = connect(settings)
     try:
-        current = plan_module.make_plan(found.migrations, db.read_history(conn, settings.history_schema))
+        current = plan_module.make_plan(found.migrations, _history(conn, settings, found)[0])
         prepared = prepare_all(current.pending, settings.strict_lint)
         sizes = db.table_sizes(conn, sorted({f.table for p in prepared for f in p.warnings if f.table}))
     finally:
@@ -518,12 +565,12 @@ def plan_report(settings: Settings) -> PlanReport:
     return PlanReport(current, prepared, settings)
 
 
-def _replay(settings: Settings, found: migrations_module.MigrationSet, url: str) -> schema.Objects:
+def _replay(settings: Settings, migrations: list[migrations_module.Migration], url: str) -> schema.Objects:
     """Apply every migration from empty into the scratch database at `url`; return its schema."""
     from release_runner import db
 
     scratch_settings = _with_url(settings, url)
-    prepared = _preflight(found.migrations, scratch_settings, None)
+    prepared = _preflight(migrations, scratch_settings, None)
     conn = db.connect(url, settings.connect_timeout, settings.application_name, lambda *_: None)
     try:
         db.ensure_history(conn, settings.history_schema)
@@ -555,7 +602,7 @@ def snapshot(settings: Settings) -> Path:
     """Replay every migration into a scratch database and write the expected-schema file."""
     found = load(settings)
     with _scratch(settings) as url:
-        objects = _replay(settings, found, url)
+        objects = _replay(settings, found.migrations, url)
     path = settings.snapshot_file
     path.write_text(schema.dump(objects))
     get_logger().info("snapshot.written", file=str(path), objects=sum(len(v) for v in objects.values()))
@@ -569,7 +616,7 @@ def check(settings: Settings) -> list[schema.Mismatch]:
     found = load(settings)
     expected = schema.load(settings.snapshot_file)
     with _scratch(settings) as url:
-        actual = _replay(settings, found, url)
+        actual = _replay(settings, found.migrations, url)
     log.info("check.replayed", migrations=len(found.migrations))
     if expected is None:
         raise DriftError(
@@ -616,3 +663,48 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
             previous_status=row.status,
             by=db.RunContext(settings.history_schema, run_id, {}).applied_by,
         )
+
+
+def baseline(settings: Settings, version: str | None, force: bool, run_id: str) -> int:
+    """Adopt a database built without any history (`drizzle-kit push`, by hand): compare its
+    schema with what the migrations up to `version` produce, and only if nothing is missing or
+    changed record them as applied. Returns how many were recorded."""
+    from release_runner import db
+
+    log = get_logger()
+    found = load(settings)
+    versions = [m.version for m in found.migrations]
+    if version is not None and version not in versions:
+        raise UsageError(f"no migration with version {version!r}; see `release-runner status`")
+    upto = found.migrations[: versions.index(version or versions[-1]) + 1]
+    expected = schema.load(settings.snapshot_file) if len(upto) == len(found.migrations) else None
+    if expected is None:
+        with _scratch(settings) as url:
+            expected = _replay(settings, upto, url)
+    with _locked_session(settings) as (conn, _):
+        if db.read_history(conn, settings.history_schema):
+            raise UsageError(
+                "this database already has release-runner history; baseline is only for a "
+                "database built without it (use `migrate`)"
+            )
+        actual = schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+        failing = [m for m in schema.compare(expected, actual) if m.fails]
+        for mismatch in failing:
+            log.error("verify.mismatch", **mismatch.as_event(), describe=mismatch.describe())
+        if failing and not force:
+            raise DriftError(
+                f"baseline refused: the database lacks or differs in {len(failing)} object(s) that "
+                f"the migrations up to {upto[-1].version} create; nothing was recorded: "
+                + "; ".join(m.describe() for m in failing),
+                differences=len(failing),
+            )
+        if failing:
+            log.warning(
+                "baseline.forced",
+                differences=len(failing),
+                reason="--force: recording migrations as applied although the schema differs",
+            )
+        db.ensure_history(conn, settings.history_schema)
+        db.record_rows(conn, db.RunContext(settings.history_schema, run_id, fly_context()), upto, "baseline")
+        log.info("baseline.recorded", count=len(upto), version=upto[-1].version, forced=bool(failing))
+    return len(upto)

@@ -158,7 +158,8 @@ def load(path: Path) -> Objects | None:
 
 @dataclass(frozen=True)
 class Mismatch:
-    """One difference: `kind` is missing, changed, extra or invalid."""
+    """One difference: `kind` is missing, changed, extra, invalid (an INVALID index) or
+    unvalidated (a NOT VALID constraint the snapshot does not expect)."""
 
     kind: str
     object_type: str
@@ -168,14 +169,15 @@ class Mismatch:
 
     @property
     def fails(self) -> bool:
-        return self.kind != "extra"
+        """Extras and unvalidated constraints warn (`--strict` fails them); the rest fail."""
+        return self.kind not in ("extra", "unvalidated")
 
     def describe(self) -> str:
         if self.kind == "missing":
             return f"missing {self.object_type} {self.name}"
         if self.kind == "extra":
             return f"extra {self.object_type} {self.name} (only in the database)"
-        if self.kind == "invalid":
+        if self.kind in ("invalid", "unvalidated"):
             return f"{self.object_type} {self.name}: {self.actual}"
         return f"changed {self.object_type} {self.name}: expected {self.expected}, found {self.actual}"
 
@@ -236,7 +238,9 @@ def _pair_renamed(
 
 def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
     """Checks that need no snapshot: an INVALID index (left by a failed CREATE INDEX
-    CONCURRENTLY) always fails; a NOT VALID constraint fails unless the snapshot expects it."""
+    CONCURRENTLY) always fails. A NOT VALID constraint is flagged unless the snapshot expects
+    it; without a snapshot it only warns, since projects add constraints NOT VALID on purpose
+    (trigger.dev's history does) and nothing else tells intent from accident."""
     found = []
     for name, index in actual.get("index", {}).items():
         if not index["valid"]:
@@ -256,7 +260,7 @@ def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
         if not constraint["validated"] and not intended:
             found.append(
                 Mismatch(
-                    "invalid",
+                    "unvalidated",
                     "constraint",
                     name,
                     None,

@@ -154,14 +154,20 @@ def test_migrate_ends_with_verification(migrated: str, admin: psycopg.Connection
 
 
 def test_without_snapshot(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
-    """No snapshot: one warning and exit 0; an INVALID index still fails; --require-snapshot
-    makes the missing file an error."""
+    """No snapshot: one warning and exit 0; a NOT VALID constraint warns (--strict fails it);
+    an INVALID index still fails; --require-snapshot makes the missing file an error."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
     result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert result.code == 0
     assert len(result.named("verify.no_snapshot")) == 1
     required = run_cli("verify", "--migrations", str(tmp_path), "--require-snapshot", url=url)
     assert required.code == 2 and "schema.snapshot.json" in required.finished["error"]
+    admin.execute("ALTER TABLE a ADD CONSTRAINT a_positive CHECK (id > 0) NOT VALID")
+    unvalidated = run_cli("verify", "--migrations", str(tmp_path), url=url)
+    assert unvalidated.code == 0
+    assert unvalidated.named("verify.mismatch")[0]["kind"] == "unvalidated"
+    assert run_cli("verify", "--strict", "--migrations", str(tmp_path), url=url).code == 3
+    admin.execute("ALTER TABLE a DROP CONSTRAINT a_positive")
     admin.execute("CREATE INDEX a_id ON a (id)")
     admin.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'a_id'::regclass")
     broken = run_cli("verify", "--migrations", str(tmp_path), url=url)

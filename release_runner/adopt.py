@@ -1,0 +1,73 @@
+"""Pure: match the history that drizzle-kit or Prisma kept in the database to migration files,
+so a first run of release-runner imports what was applied instead of applying it again.
+
+drizzle-kit migrate keeps `drizzle.__drizzle_migrations(hash, created_at)`: hash is the SHA-256
+of the file's text, created_at the journal entry's `when`. Prisma keeps `_prisma_migrations`
+(migration_name = folder name, checksum = SHA-256 of migration.sql, finished_at, rolled_back_at).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from release_runner.migrations import Migration
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """What a foreign history says: migrations it applied, and rows that match no file."""
+
+    source: str
+    applied: list[Migration]
+    problems: list[str]
+
+
+def match_drizzle(rows: list[dict[str, Any]], migrations: list[Migration]) -> Adoption:
+    by_hash = {m.raw_sha256: m for m in migrations}
+    by_when = {m.drizzle_when: m for m in migrations if m.drizzle_when is not None}
+    applied: list[Migration] = []
+    problems = []
+    for row in rows:
+        match = by_hash.get(row["hash"])
+        if match is not None:
+            applied.append(match)
+            continue
+        edited = by_when.get(int(row["created_at"])) if row["created_at"] is not None else None
+        if edited is not None:
+            problems.append(
+                f"{edited.path}: drizzle applied a different text of this file (hash "
+                f"{row['hash'][:12]}...); restore the applied text and put the change in a new migration"
+            )
+        else:
+            problems.append(
+                f"drizzle.__drizzle_migrations row id {row['id']} (created_at {row['created_at']}, hash "
+                f"{row['hash'][:12]}...) matches no file in the journal; restore the file"
+            )
+    return Adoption("drizzle", applied, problems)
+
+
+def match_prisma(rows: list[dict[str, Any]], migrations: list[Migration]) -> Adoption:
+    by_name = {m.version: m for m in migrations}
+    applied: list[Migration] = []
+    problems = []
+    for row in rows:
+        if row["rolled_back_at"] is not None:
+            continue  # Prisma's record of a migration that was rolled back: not applied
+        name = row["migration_name"]
+        migration = by_name.get(name)
+        if row["finished_at"] is None:
+            problems.append(
+                f"_prisma_migrations: {name} started but never finished (a failed Prisma "
+                "migration); fix the database by hand, then mark it with `prisma migrate resolve`"
+            )
+        elif migration is None:
+            problems.append(f"_prisma_migrations: {name} was applied but has no folder; restore it")
+        elif row["checksum"] not in (migration.raw_sha256, migration.checksum):
+            problems.append(
+                f"{migration.path}: edited after Prisma applied it (checksum differs); restore "
+                "the applied text and put the change in a new migration"
+            )
+        else:
+            applied.append(migration)
+    return Adoption("prisma", applied, problems)

@@ -1,0 +1,194 @@
+"""Adopting databases that other tools maintained: drizzle-kit's and Prisma's history is
+imported, never re-applied; a database built by `drizzle-kit push` is baselined only when its
+schema really matches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.conftest import ROOT, Server, history, run_cli, table_exists, write
+
+DRIZZLE_FILES = {
+    "0000_users.sql": 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);\n',
+    "0001_posts.sql": 'CREATE TABLE "posts" ("id" serial PRIMARY KEY, "user_id" integer);\n--> statement-breakpoint\n'
+    'ALTER TABLE "posts" ADD CONSTRAINT "posts_user_id_fk" FOREIGN KEY ("user_id") REFERENCES "users"("id");',
+    "0002_tags.sql": 'CREATE TABLE "tags" ("id" serial PRIMARY KEY);\n',
+    "0003_title.sql": 'ALTER TABLE "posts" ADD COLUMN "title" text;\n',
+}
+
+
+def _drizzle_folder(directory: Path) -> Path:
+    entries = [
+        {"idx": i, "version": "7", "when": 1700000000000 + i * 1000, "tag": name[:-4], "breakpoints": True}
+        for i, name in enumerate(DRIZZLE_FILES)
+    ]
+    write(
+        directory,
+        {
+            **DRIZZLE_FILES,
+            "meta/_journal.json": json.dumps({"version": "7", "dialect": "postgresql", "entries": entries}),
+        },
+    )
+    return directory
+
+
+def _drizzle_migrate(admin: psycopg.Connection[Any], directory: Path, count: int) -> None:
+    """What `drizzle-kit migrate` leaves behind after applying the first `count` entries."""
+    admin.execute("CREATE SCHEMA drizzle")
+    admin.execute(
+        "CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint)"
+    )
+    journal = json.loads((directory / "meta" / "_journal.json").read_text())
+    for entry in journal["entries"][:count]:
+        raw = (directory / f"{entry['tag']}.sql").read_bytes()
+        admin.execute(raw.decode())
+        admin.execute(
+            "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (%s, %s)",
+            (hashlib.sha256(raw).hexdigest(), entry["when"]),
+        )
+
+
+def test_drizzle_history_is_imported_and_only_the_rest_applied(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    directory = _drizzle_folder(tmp_path / "drizzle")
+    _drizzle_migrate(admin, directory, 2)
+    result = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert result.code == 0, result.stdout
+    imported = result.named("history.imported")[0]
+    assert (imported["source"], imported["count"]) == ("drizzle", 2)
+    assert [e["version"] for e in result.named("migration.applied")] == ["0002", "0003"]
+    assert history(admin) == [
+        ("0000", "applied", "imported"),
+        ("0001", "applied", "imported"),
+        ("0002", "applied", "transaction"),
+        ("0003", "applied", "transaction"),
+    ]
+    again = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert again.code == 0 and not again.named("history.imported") and again.finished["applied"] == 0
+
+
+def test_drizzle_row_for_an_edited_file_refuses(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    directory = _drizzle_folder(tmp_path / "drizzle")
+    _drizzle_migrate(admin, directory, 2)
+    (directory / "0001_posts.sql").write_text("-- edited later\n" + DRIZZLE_FILES["0001_posts.sql"])
+    result = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert result.code == 5
+    assert "0001_posts.sql: drizzle applied a different text" in result.finished["error"]
+    assert history(admin) == [] and not table_exists(admin, "tags")
+
+
+PRISMA_FILES = {
+    "migration_lock.toml": 'provider = "postgresql"\n',
+    "20240101000000_init/migration.sql": 'CREATE TABLE "User" ("id" TEXT NOT NULL, CONSTRAINT "User_pkey" PRIMARY KEY ("id"));\n',
+    "20240102000000_role/migration.sql": "CREATE TYPE \"Role\" AS ENUM ('USER', 'ADMIN');\n"
+    'ALTER TABLE "User" ADD COLUMN "role" "Role" NOT NULL DEFAULT \'USER\'',
+    "20240103000000_name/migration.sql": 'ALTER TABLE "User" ADD COLUMN "name" TEXT;\n',
+}
+
+
+def _prisma_migrate(
+    admin: psycopg.Connection[Any], directory: Path, names: list[str], extra: list[tuple[str, bool]]
+) -> None:
+    """What `prisma migrate deploy` leaves behind: `_prisma_migrations` rows."""
+    admin.execute(
+        "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL,"
+        " finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz,"
+        " started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0)"
+    )
+    for number, name in enumerate(names):
+        raw = (directory / name / "migration.sql").read_bytes()
+        admin.execute(raw.decode())
+        admin.execute(
+            "INSERT INTO _prisma_migrations VALUES (%s, %s, now(), %s, NULL, NULL, now(), 1)",
+            (f"id-{number}", hashlib.sha256(raw).hexdigest(), name),
+        )
+    for number, (name, rolled_back) in enumerate(extra):
+        admin.execute(
+            "INSERT INTO _prisma_migrations VALUES (%s, %s, NULL, %s, NULL, CASE WHEN %s THEN now() END, now(), 0)",
+            (f"extra-{number}", "0" * 64, name, rolled_back),
+        )
+
+
+def test_prisma_history_is_imported(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+    """Finished rows are imported; a rolled-back attempt is ignored; the rest is applied."""
+    directory = write(tmp_path / "prisma", PRISMA_FILES)
+    _prisma_migrate(
+        admin, directory, ["20240101000000_init", "20240102000000_role"], [("20240103000000_name", True)]
+    )
+    result = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert result.code == 0, result.stdout
+    assert result.named("history.imported")[0]["count"] == 2
+    assert [e["version"] for e in result.named("migration.applied")] == ["20240103000000_name"]
+    assert [row[2] for row in history(admin)] == ["imported", "imported", "transaction"]
+
+
+def test_prisma_row_without_folder_or_unfinished_refuses(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    directory = write(tmp_path / "prisma", PRISMA_FILES)
+    _prisma_migrate(admin, directory, ["20240101000000_init"], [("20231231000000_gone", False)])
+    admin.execute(
+        "UPDATE _prisma_migrations SET finished_at = now() WHERE migration_name = '20231231000000_gone'"
+    )
+    result = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert result.code == 5
+    assert "20231231000000_gone was applied but has no folder" in result.finished["error"]
+    assert history(admin) == []
+    admin.execute("DELETE FROM _prisma_migrations WHERE migration_name = '20231231000000_gone'")
+    admin.execute("UPDATE _prisma_migrations SET finished_at = NULL")
+    unfinished = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert unfinished.code == 5 and "never finished" in unfinished.finished["error"]
+
+
+def _push(admin: psycopg.Connection[Any]) -> None:
+    """A database built the `drizzle-kit push` way: the schema, no history at all."""
+    for path in sorted((ROOT / "sql").glob("*.sql")):
+        admin.execute(path.read_text())
+
+
+def test_baseline_records_a_matching_database(url: str, admin: psycopg.Connection[Any]) -> None:
+    _push(admin)
+    result = run_cli("baseline", url=url)
+    assert result.code == 0, result.stdout
+    assert result.named("baseline.recorded")[0]["count"] == 6
+    assert {row[2] for row in history(admin)} == {"baseline"}
+    after = run_cli("migrate", url=url)
+    assert after.code == 0 and after.finished["applied"] == 0
+    twice = run_cli("baseline", url=url)
+    assert twice.code == 2
+
+
+def test_baseline_refuses_a_missing_column_and_records_nothing(
+    url: str, admin: psycopg.Connection[Any]
+) -> None:
+    _push(admin)
+    admin.execute("DROP VIEW account_totals; ALTER TABLE orders DROP COLUMN note")
+    result = run_cli("baseline", url=url)
+    assert result.code == 3
+    assert "missing column public.orders.note" in result.finished["error"]
+    assert history(admin) == []
+    forced = run_cli("baseline", "--force", url=url)
+    assert forced.code == 0 and forced.named("baseline.forced")
+    assert len(history(admin)) == 6
+
+
+def test_baseline_at_an_older_version_replays_to_compare(
+    url: str, server: Server, admin: psycopg.Connection[Any]
+) -> None:
+    """Baseline at 0003: the expected schema comes from a replay of 0001-0003; migrate then
+    applies 0004-0006."""
+    for path in sorted((ROOT / "sql").glob("000[1-3]_*.sql")):
+        admin.execute(path.read_text())
+    result = run_cli("baseline", "--version", "0003", "--scratch-url", server.url("postgres"), url=url)
+    assert result.code == 0, result.stdout
+    assert len(history(admin)) == 3
+    after = run_cli("migrate", url=url)
+    assert after.code == 0 and after.finished["applied"] == 3
