@@ -13,28 +13,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.generators import execute as execute_generator
 from psycopg.pq import ExecStatus, TransactionStatus
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from release_runner.errors import UnreachableError, UsageError
 from release_runner.log import redact
 from release_runner.migrations import Migration
 from release_runner.plan import HistoryRow
-from release_runner.preflight import Prepared
+from release_runner.retry import with_retries
 from release_runner.settings import pg_duration
+
+if TYPE_CHECKING:
+    from release_runner.preflight import Prepared
 
 Connection = psycopg.Connection[Any]
 
@@ -82,9 +79,12 @@ RETRYABLE_SQLSTATES = {
 }
 
 
+_QUERIES = Path(__file__).parent / "queries"
+
+
 def query(name: str) -> str:
-    """A query kept in `release_runner/queries/<name>.sql`."""
-    return (resources.files("release_runner") / "queries" / f"{name}.sql").read_text()
+    """A query kept in `release_runner/queries/<name>.sql` (shipped as package data)."""
+    return (_QUERIES / f"{name}.sql").read_text()
 
 
 def is_transient(error: BaseException) -> bool:
@@ -120,20 +120,15 @@ def connect(
             connect_timeout=max(2, min(10, math.ceil(left))),
         )
 
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        delay = state.upcoming_sleep
-        on_retry(state.attempt_number, redact(str(error).strip()), delay)
-
-    retrying = Retrying(
-        stop=stop_after_delay(budget),
-        wait=wait_exponential_jitter(initial=0.25, max=5.0, jitter=0.5),
-        retry=retry_if_exception(is_transient),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
     try:
-        return retrying(attempt)
+        return with_retries(
+            attempt,
+            is_transient,
+            lambda number, error, delay: on_retry(number, redact(str(error).strip()), delay),
+            initial=0.25,
+            maximum=5.0,
+            budget=budget,
+        )
     except psycopg.Error as error:
         message = redact(str(error).strip())
         if is_transient(error):
@@ -234,33 +229,27 @@ class RunContext:
     fly: dict[str, str]
     applied_by: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
 
+    @cached_property
+    def insert_prefix(self) -> str:
+        """The part of a history INSERT that is the same for every row of the run, composed
+        once: applying a thousand migrations should not quote the same values a thousand times."""
+        constant = [self.applied_by, self.run_id, *(self.fly.get(k) for k in ("app", "machine", "image"))]
+        return (
+            sql.SQL(
+                "INSERT INTO {}.history (applied_by, run_id, app, machine, image, version, name,"
+                " checksum, transaction_mode, status, duration_ms) VALUES ({}, "
+            )
+            .format(sql.Identifier(self.schema), sql.SQL(", ").join(map(sql.Literal, constant)))
+            .as_string(None)
+        )
 
-def _insert_history(
-    context: RunContext, migration: Migration, mode: str, status: str, conn: Connection
-) -> str:
+
+def _insert_history(context: RunContext, migration: Migration, mode: str, status: str) -> str:
     """The INSERT of a history row as literal SQL, so it can ride in the migration's own
     message. duration_ms is measured by the server from the transaction's start."""
-    values = [
-        migration.version,
-        migration.name,
-        migration.checksum,
-        mode,
-        status,
-        context.applied_by,
-        context.run_id,
-        context.fly.get("app"),
-        context.fly.get("machine"),
-        context.fly.get("image"),
-    ]
-    return (
-        sql.SQL(
-            "INSERT INTO {}.history (version, name, checksum, transaction_mode, status,"
-            " applied_by, run_id, app, machine, image, duration_ms) VALUES ({},"
-            " (extract(epoch FROM clock_timestamp() - now()) * 1000)::int)"
-        )
-        .format(sql.Identifier(context.schema), sql.SQL(", ").join(map(sql.Literal, values)))
-        .as_string(conn)
-    )
+    values = [migration.version, migration.name, migration.checksum, mode, status]
+    quoted = ", ".join(sql.Literal(value).as_string(None) for value in values)
+    return f"{context.insert_prefix}{quoted}, (extract(epoch FROM clock_timestamp() - now()) * 1000)::int)"
 
 
 def record_rows(conn: Connection, context: RunContext, migrations: list[Migration], mode: str) -> None:
@@ -268,7 +257,7 @@ def record_rows(conn: Connection, context: RunContext, migrations: list[Migratio
     (`baseline`, `imported`)."""
     with conn.transaction():
         for migration in migrations:
-            conn.execute(_insert_history(context, migration, mode, "applied", conn))
+            conn.execute(_insert_history(context, migration, mode, "applied"))
 
 
 _FOREIGN_HISTORY = {
@@ -425,7 +414,7 @@ def apply(
             f"SET LOCAL lock_timeout = '{lock}'",
             f"SET LOCAL statement_timeout = '{statement}'",
         ]
-        suffix = [_insert_history(context, prepared.migration, "transaction", "applied", conn), "COMMIT"]
+        suffix = [_insert_history(context, prepared.migration, "transaction", "applied"), "COMMIT"]
         _guarded(conn, prepared, prefix + texts + suffix, len(prefix))
         return
     _guarded(
@@ -435,7 +424,7 @@ def apply(
             "RESET ALL",
             f"SET lock_timeout = '{lock}'",
             f"SET statement_timeout = '{statement}'",
-            _insert_history(context, prepared.migration, "no-transaction", "started", conn),
+            _insert_history(context, prepared.migration, "no-transaction", "started"),
         ],
         None,
     )

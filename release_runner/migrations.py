@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -210,6 +211,8 @@ def normalise_text(raw: bytes, path: Path) -> str:
 
 def parse_directives(text: str, path: Path) -> Directives:
     """Read the header directives; an unknown one is an error naming its line."""
+    if "release-runner:" not in text:
+        return _NO_DIRECTIVES
     no_transaction = False
     lock_timeout = statement_timeout = None
     allow: set[str] = set()
@@ -243,6 +246,9 @@ def parse_directives(text: str, path: Path) -> Directives:
                 line=number,
             ) from None
     return Directives(no_transaction, lock_timeout, statement_timeout, frozenset(allow))
+
+
+_NO_DIRECTIVES = Directives()
 
 
 def _load(path: Path, version: str, name: str, source_format: str, **extra: Any) -> Migration:
@@ -292,9 +298,11 @@ def read_directory(directory: Path) -> MigrationSet:
 
 def _read_native(directory: Path) -> MigrationSet:
     by_number: dict[int, Migration] = {}
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or not path.name.lower().endswith(".sql"):
-            continue
+    # scandir: the directory entry says what is a file without a stat() per migration.
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if e.name.lower().endswith(".sql") and e.is_file())
+    for name in names:
+        path = directory / name
         match = NATIVE_NAME.match(path.name)
         if not match:
             raise UsageError(

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from release_runner import migrations as migrations_module
 from release_runner import plan as plan_module
-from release_runner import schema
 from release_runner.errors import (
     DriftError,
     MigrationFailed,
@@ -25,11 +24,15 @@ from release_runner.errors import (
     UsageError,
 )
 from release_runner.log import fly_context, get_logger
-from release_runner.preflight import Prepared, prepare_all
+from release_runner.retry import with_retries
 from release_runner.settings import Settings
 
+# preflight (and pglast) and schema load only when there is something to parse or verify, so a
+# no-op deploy pays for neither; psycopg loads with db, only for commands that connect.
 if TYPE_CHECKING:
+    from release_runner import schema
     from release_runner.db import Connection, MigrationError, RunContext, Watcher
+    from release_runner.preflight import Prepared
 
 
 @dataclass
@@ -121,6 +124,8 @@ def _preflight(
 ) -> list[Prepared]:
     """Parse every pending migration; refuse the whole batch on any error. Warnings are logged,
     with the table's estimated size when connected."""
+    from release_runner.preflight import prepare_all
+
     log = get_logger()
     prepared = prepare_all(pending, settings.strict_lint)
     errors = [finding for item in prepared for finding in item.errors]
@@ -297,14 +302,6 @@ def _apply_one(
     progress: Progress,
 ) -> Connection:
     """One migration with its retries; returns the (possibly new) connection."""
-    from tenacity import (
-        RetryCallState,
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        wait_exponential_jitter,
-    )
-
     from release_runner import db
 
     log = get_logger()
@@ -342,29 +339,24 @@ def _apply_one(
     def retryable(error: BaseException) -> bool:
         return isinstance(error, db.MigrationError) and error.retry_reason is not None and item.transactional
 
-    def before_sleep(retry_state: RetryCallState) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
+    def on_retry(number: int, error: BaseException, delay: float) -> None:
         assert isinstance(error, db.MigrationError)
         log.warning(
             "migration.retry",
             **facts,
-            attempt=retry_state.attempt_number,
+            attempt=number,
             sqlstate=error.sqlstate,
             reason=error.retry_reason,
             error=error.message,
-            delay_ms=round((retry_state.upcoming_sleep or 0) * 1000),
+            delay_ms=round(delay * 1000),
             blockers=watcher.last_blockers or None,
         )
 
     started = time.monotonic()
     try:
-        Retrying(
-            stop=stop_after_attempt(max(settings.retries, 1)),
-            wait=wait_exponential_jitter(initial=0.5, max=10.0, jitter=0.5),
-            retry=retry_if_exception(retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )(attempt)
+        with_retries(
+            attempt, retryable, on_retry, initial=0.5, maximum=10.0, attempts=max(settings.retries, 1)
+        )
     except db.MigrationError as error:
         progress.migration = migration.label
         _fail(error, item, watcher, facts, state.count, settings)
@@ -446,7 +438,7 @@ def _fail(
 
 def _verify(conn: Connection, settings: Settings) -> list[schema.Mismatch]:
     """Compare the live schema with the snapshot (or run the snapshot-free checks)."""
-    from release_runner import db
+    from release_runner import db, schema
 
     log = get_logger()
     expected = schema.load(settings.snapshot_file)
@@ -543,6 +535,7 @@ def plan_report(settings: Settings) -> PlanReport:
     """Read-only: what would run, with preflight findings. Writes nothing, not even the history
     table."""
     from release_runner import db
+    from release_runner.preflight import prepare_all
 
     found = load(settings)
     conn = connect(settings)
@@ -567,7 +560,7 @@ def plan_report(settings: Settings) -> PlanReport:
 
 def _replay(settings: Settings, migrations: list[migrations_module.Migration], url: str) -> schema.Objects:
     """Apply every migration from empty into the scratch database at `url`; return its schema."""
-    from release_runner import db
+    from release_runner import db, schema
 
     scratch_settings = _with_url(settings, url)
     prepared = _preflight(migrations, scratch_settings, None)
@@ -600,6 +593,8 @@ def _scratch(settings: Settings) -> Iterator[str]:
 
 def snapshot(settings: Settings) -> Path:
     """Replay every migration into a scratch database and write the expected-schema file."""
+    from release_runner import schema
+
     found = load(settings)
     with _scratch(settings) as url:
         objects = _replay(settings, found.migrations, url)
@@ -612,6 +607,8 @@ def snapshot(settings: Settings) -> Path:
 def check(settings: Settings) -> list[schema.Mismatch]:
     """CI gate: the directory reads, every migration applies from empty, and the committed
     snapshot matches what they produce."""
+    from release_runner import schema
+
     log = get_logger()
     found = load(settings)
     expected = schema.load(settings.snapshot_file)
@@ -669,7 +666,7 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
     """Adopt a database built without any history (`drizzle-kit push`, by hand): compare its
     schema with what the migrations up to `version` produce, and only if nothing is missing or
     changed record them as applied. Returns how many were recorded."""
-    from release_runner import db
+    from release_runner import db, schema
 
     log = get_logger()
     found = load(settings)

@@ -1,0 +1,69 @@
+"""Shared benchmark helpers: throwaway clusters, timing, medians and ratio tables.
+
+Benchmarks run on demand (`python3 bench/run.py`), never in the test suite."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+sys.path.insert(0, str(ROOT))
+
+from release_runner import db  # noqa: E402
+from release_runner.scratch import LocalCluster  # noqa: E402
+
+
+def fresh_database(cluster: LocalCluster, name: str) -> str:
+    """Drop and recreate `name` on the cluster; return a trusted URL to it."""
+    db.drop_database(cluster.url(), name)
+    db.create_database(cluster.url(), name)
+    return db.with_dbname(cluster.url(), name)
+
+
+def median_time(runs: int, prepare: Callable[[], object], work: Callable[[], object]) -> float:
+    """Median wall time of `work` over `runs`, calling `prepare` (untimed) before each."""
+    times = []
+    for _ in range(runs):
+        prepare()
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run_runner(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a deploy runs it: a fresh process, JSON logs to a pipe."""
+    env = {**os.environ, "RELEASE_RUNNER_DATABASE_URL": url, "RELEASE_RUNNER_LOG_FORMAT": "json"}
+    result = subprocess.run(
+        [sys.executable, "-m", "release_runner", *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"release-runner {' '.join(args)} failed:\n{result.stdout[-3000:]}")
+    return result
+
+
+def children_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(url, autocommit=True)
