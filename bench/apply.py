@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import LocalCluster, children_peak_rss_mb, connect, fresh_database, median_time, run_runner, table
+from common import LocalCluster, children_peak_rss_mb, fresh_database, median_time, run_runner, table
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 RUNS = 3
