@@ -30,50 +30,49 @@ def bare_loop(url: str, directory: Path) -> None:
     )
 
 
+def measure(cluster: LocalCluster, directory: Path, label: str) -> list[tuple[str, ...]]:
+    """Apply COUNT migrations to a fresh database, RUNS times each way."""
+    urls: list[str] = []
+
+    def fresh() -> None:
+        urls.append(fresh_database(cluster, "bench"))
+
+    bare = median_time(RUNS, fresh, lambda: bare_loop(urls[-1], directory))
+    ours = median_time(
+        RUNS, fresh, lambda: run_runner("migrate", "--migrations", str(directory), url=urls[-1])
+    )
+    return [(f"apply {COUNT}, {label}", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")]
+
+
+def measure_noop(cluster: LocalCluster, directory: Path) -> list[tuple[str, ...]]:
+    """Nothing pending, COUNT applied, verification skipped."""
+    bare_url = fresh_database(cluster, "bench_bare")
+    bare_loop(bare_url, directory)
+    url = fresh_database(cluster, "bench")
+    run_runner("migrate", "--migrations", str(directory), url=url)
+    runs = RUNS * 3
+    bare = median_time(runs, lambda: None, lambda: bare_loop(bare_url, directory))
+    ours = median_time(
+        runs,
+        lambda: None,
+        lambda: run_runner("migrate", "--no-verify", "--migrations", str(directory), url=url),
+    )
+    return [(f"no-op, {COUNT} applied", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")]
+
+
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         make_migrations(directory)
-        for durable in (True, False):
-            with LocalCluster(durable=durable) as cluster:
-                label = "fsync on" if durable else "fsync off"
-                holder: dict[str, str] = {}
-
-                def prepare(holder: dict[str, str] = holder, cluster: LocalCluster = cluster) -> None:
-                    holder["url"] = fresh_database(cluster, "bench")
-
-                bare = median_time(RUNS, prepare, lambda: bare_loop(holder["url"], directory))
-                ours = median_time(
-                    RUNS,
-                    prepare,
-                    lambda: run_runner("migrate", "--migrations", str(directory), url=holder["url"]),
-                )
-                rows.append(
-                    (f"apply {COUNT}, {label}", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")
-                )
-                if not durable:
-                    bare_url = fresh_database(cluster, "bench_bare")
-                    bare_loop(bare_url, directory)
-                    url = fresh_database(cluster, "bench")
-                    run_runner("migrate", "--migrations", str(directory), url=url)
-                    bare_noop = median_time(RUNS, lambda: None, lambda: bare_loop(bare_url, directory))
-                    ours_noop = median_time(
-                        RUNS,
-                        lambda: None,
-                        lambda: run_runner("migrate", "--no-verify", "--migrations", str(directory), url=url),
-                    )
-                    rows.append(
-                        (
-                            f"no-op, {COUNT} applied",
-                            f"{bare_noop:.2f} s",
-                            f"{ours_noop:.2f} s",
-                            f"{ours_noop / bare_noop:.2f}x",
-                        )
-                    )
+        with LocalCluster(durable=True) as cluster:
+            rows += measure(cluster, directory, "fsync on")
+        with LocalCluster(durable=False) as cluster:
+            rows += measure(cluster, directory, "fsync off")
+            rows += measure_noop(cluster, directory)
     table(
-        f"release-runner vs a bare psycopg loop (median of {RUNS}); peak RSS of the runner: "
-        f"{children_peak_rss_mb():.0f} MB",
+        f"release-runner vs a bare psycopg loop (median of {RUNS}, no-op {RUNS * 3}); "
+        f"peak RSS of the runner: {children_peak_rss_mb():.0f} MB",
         rows,
         ("workload", "bare loop", "release-runner", "ratio"),
     )

@@ -75,10 +75,12 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
             "definition": definition,
             "validated": validated,
         }
-    for schema, table, name, definition, unique, valid in raw["indexes"]:
+    for schema, table, name, quoted, definition, unique, valid in raw["indexes"]:
+        # Compare what the index does, not what it is called: drop "<name> " after INDEX.
+        head = f"CREATE {'UNIQUE ' if unique else ''}INDEX "
         objects["index"][f"{schema}.{name}"] = {
             "table": f"{schema}.{table}",
-            "definition": definition,
+            "definition": head + definition.removeprefix(f"{head}{quoted} "),
             "unique": unique,
             "valid": valid,
         }
@@ -202,16 +204,19 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
         if object_type in _RENAMEABLE:
             missing, extra = _pair_renamed(want, have, missing, extra)
         found.extend(Mismatch("missing", object_type, name, want[name]) for name in missing)
-        for name in sorted(set(want) & set(have)):
-            changed = {k for k in set(want[name]) | set(have[name]) if want[name].get(k) != have[name].get(k)}
+        for name, wanted in want.items():
+            found_attrs = have.get(name)
+            if found_attrs is None or found_attrs == wanted:
+                continue
+            changed = {k for k in set(wanted) | set(found_attrs) if wanted.get(k) != found_attrs.get(k)}
             if changed:
                 found.append(
                     Mismatch(
                         "changed",
                         object_type,
                         name,
-                        {k: want[name].get(k) for k in sorted(changed)},
-                        {k: have[name].get(k) for k in sorted(changed)},
+                        {k: wanted.get(k) for k in sorted(changed)},
+                        {k: found_attrs.get(k) for k in sorted(changed)},
                     )
                 )
         found.extend(Mismatch("extra", object_type, name, None, have[name]) for name in extra)

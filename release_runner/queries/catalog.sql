@@ -28,14 +28,14 @@ SELECT json_build_object(
   'columns', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-        CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-        a.attidentity, CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-        CASE WHEN a.attcollation <> t.typcollation THEN co.collname END)), '[]')
+        CASE WHEN a.atthasdef AND a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+        a.attidentity,
+        CASE WHEN a.atthasdef AND a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+        -- 0: not collatable, 100: the database default; anything else was asked for.
+        CASE WHEN a.attcollation NOT IN (0, 100) THEN a.attcollation::regcollation::text END)), '[]')
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-    JOIN pg_type t ON t.oid = a.atttypid
-    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-    LEFT JOIN pg_collation co ON co.oid = a.attcollation
+    LEFT JOIN pg_attrdef ad ON a.atthasdef AND ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     WHERE r.relkind IN ('r', 'p')),
   'constraints', (
     SELECT coalesce(json_agg(json_build_array(
@@ -43,9 +43,10 @@ SELECT json_build_object(
     FROM pg_constraint c JOIN rels r ON r.oid = c.conrelid
     WHERE c.contype IN ('p', 'u', 'c', 'f', 'x')),
   'indexes', (
+    -- The index's own name is cut from its definition in Python (a regular expression here
+    -- costs more than fetching the definition).
     SELECT coalesce(json_agg(json_build_array(
-        r.schema, r.name, ic.relname,
-        regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX .*? ON ', 'CREATE \1INDEX ON '),
+        r.schema, r.name, ic.relname, quote_ident(ic.relname), pg_get_indexdef(i.indexrelid),
         i.indisunique, i.indisvalid)), '[]')
     FROM pg_index i
     JOIN rels r ON r.oid = i.indrelid
