@@ -64,7 +64,9 @@ def build(url: str, count: int) -> None:
 def bare_snapshot(url: str, path: Path) -> None:
     """The bare tool's expected schema: its three result sets, saved as JSON."""
     with connect(url) as conn:
-        path.write_text(json.dumps({query: conn.execute(query).fetchall() for query in BARE_QUERIES}, default=str))
+        path.write_text(
+            json.dumps({query: conn.execute(query).fetchall() for query in BARE_QUERIES}, default=str)
+        )
 
 
 def bare(url: str, path: Path) -> bool:

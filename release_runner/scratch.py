@@ -5,6 +5,7 @@ The test suite starts its cluster with the same class."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import secrets
@@ -20,13 +21,18 @@ from release_runner.errors import UsageError
 
 INSTALL_ADVICE = (
     "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; macOS: brew "
-    "install postgresql@16) or pass --scratch-url postgresql://user@host/postgres (a server "
-    "where the runner may create and drop a temporary database)"
+    "install postgresql@16; or pip install 'release-runner[server]' for binaries in a wheel) or "
+    "pass --scratch-url postgresql://user@host/postgres (a server where the runner may create "
+    "and drop a temporary database)"
 )
 
 
+DEBIAN_BINDIRS = Path("/usr/lib/postgresql")
+
+
 def find_bindir() -> Path | None:
-    """Server binaries: `pg_config --bindir`, then PATH, then /usr/lib/postgresql/<newest>/bin."""
+    """Server binaries: `pg_config --bindir`, then PATH, then /usr/lib/postgresql/<newest>/bin,
+    then the pgserver wheel of the `server` extra."""
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -43,7 +49,11 @@ def find_bindir() -> Path | None:
         except ValueError:
             return 0.0
 
-    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=major, reverse=True))
+    candidates.extend(sorted(DEBIAN_BINDIRS.glob("*/bin"), key=major, reverse=True))
+    # The `server` extra (pip install 'release-runner[server]') ships binaries in a wheel.
+    wheel = importlib.util.find_spec("pgserver")
+    if wheel is not None and wheel.origin:
+        candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")
     for candidate in candidates:
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
             return candidate

@@ -1,0 +1,19 @@
+"""Run every benchmark in turn and print their tables (Markdown, ready for the README).
+
+usage: python3 bench/run.py"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+for script, arguments in (
+    ("apply.py", ["1000"]),
+    ("preflight.py", []),
+    ("corpus.py", []),
+    ("verify.py", ["200", "2000", "10000"]),
+):
+    subprocess.run([sys.executable, str(HERE / script), *arguments], check=True)
