@@ -43,7 +43,7 @@ DURATION = Duration()
 
 def _option(name: str, *dest: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """An option that also reads RELEASE_RUNNER_<NAME> and shows it in --help."""
-    env = "RELEASE_RUNNER_" + name.lstrip("-").replace("-", "_").upper()
+    env = kwargs.pop("envvar", None) or "RELEASE_RUNNER_" + name.lstrip("-").replace("-", "_").upper()
     kwargs.setdefault("show_default", True)
     return click.option(name, *dest, envvar=env, show_envvar=True, **kwargs)
 
@@ -270,8 +270,8 @@ def cli() -> None:
 
 @cli.command()
 @_with(COMMON + APPLY + VERIFY)
-@click.option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
-@click.option(
+@_option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
+@_option(
     "--no-verify", "skip_verify", is_flag=True, help="Emergencies only: skip schema verification (logged)."
 )
 @click.pass_context
@@ -287,7 +287,7 @@ def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
 
 @cli.command()
 @_with(COMMON)
-@click.option(
+@_option(
     "--format",
     "output",
     type=click.Choice(["table", "json"]),
@@ -364,7 +364,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 
 @cli.command()
 @_with(COMMON + APPLY)
-@click.option(
+@_option(
     "--format",
     "output",
     type=click.Choice(["table", "json"]),
@@ -414,16 +414,14 @@ def check(ctx: click.Context, /, **options: Any) -> None:
 
 @cli.command()
 @_with([*COMMON, APPLY[3]])
-@click.option(
-    "--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand)."
-)
-@click.option(
+@_option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
+@_option(
     "--forget",
     "forget_version",
     metavar="VERSION",
     help="Delete its record (you undid it; migrate runs it again).",
 )
-@click.option("--reason", required=True, help="Why; recorded in the log with who ran it.")
+@_option("--reason", required=True, help="Why; recorded in the log with who ran it.")
 @click.pass_context
 def repair(
     ctx: click.Context,
@@ -446,13 +444,19 @@ def repair(
 
 @cli.command()
 @_with([*COMMON, *SCRATCH, APPLY[3]])
-@click.option(
+@_option(
     "--version",
     "target_version",
+    envvar="RELEASE_RUNNER_BASELINE_VERSION",
     metavar="VERSION",
     help="Newest migration the database already has [default: the newest file].",
 )
-@click.option("--force", is_flag=True, help="Record even if the schema differs (loud, logged).")
+@_option(
+    "--force",
+    envvar="RELEASE_RUNNER_BASELINE_FORCE",
+    is_flag=True,
+    help="Record even if the schema differs (loud, logged).",
+)
 @click.pass_context
 def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
     """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""

@@ -330,8 +330,17 @@ def test_status_and_plan_write_nothing(tmp_path: Path, url: str, admin: psycopg.
 
 
 def test_help_and_version() -> None:
-    """--version and --help on every command; help shows the environment variables."""
+    """--version and --help on every command; every option reads an environment variable and
+    --help shows it."""
+    import click
+
+    from release_runner.cli import cli
+
     assert "release-runner, version" in run_cli("--version").stdout
-    for command in ("migrate", "status", "verify", "plan", "snapshot", "check", "repair"):
-        result = run_cli(command, "--help")
+    for name, command in cli.commands.items():
+        result = run_cli(name, "--help")
         assert result.code == 0 and "RELEASE_RUNNER_MIGRATIONS" in result.stdout
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.envvar and param.show_envvar, (name, param.name)
+                assert str(param.envvar) in " ".join(result.stdout.split()), (name, param.envvar)
