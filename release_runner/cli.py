@@ -120,6 +120,13 @@ VERIFY = [
     _option("--strict", is_flag=True, help="Objects only in the database fail verification."),
     _option("--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."),
 ]
+FORMAT = _option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="Output document on stdout; events go to stderr.",
+)
 SCRATCH = [
     _option(
         "--scratch-url",
@@ -287,14 +294,7 @@ def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
 
 @cli.command()
 @_with(COMMON)
-@_option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output document on stdout; events go to stderr.",
-)
+@FORMAT
 @click.pass_context
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
@@ -364,14 +364,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 
 @cli.command()
 @_with(COMMON + APPLY)
-@_option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output document on stdout; events go to stderr.",
-)
+@FORMAT
 @click.pass_context
 def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: what `migrate` would do now, with preflight findings. Writes nothing."""
