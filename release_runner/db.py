@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from release_runner.preflight import Prepared
 
 Connection = psycopg.Connection[Any]
+# What a lost connection raises outside a migration; the runner maps it to "unreachable".
+OperationalError = psycopg.OperationalError
 
 # libpq messages of failures that heal by themselves; psycopg gives connection errors no SQLSTATE.
 _TRANSIENT = (
@@ -309,7 +311,9 @@ class MigrationError(Exception):
 
     `retry_reason` is set where running it again is known to be safe after a rollback
     (lock timeout, deadlock, serialization failure); `connection_lost` where the outcome of
-    the COMMIT is unknown and the history must be read first."""
+    the COMMIT is unknown and the history must be read first. `statement_sent` is False when
+    the failure came before any of the file's statements left the client (a no-transaction
+    migration's `started` row), which makes even a no-transaction migration safe to retry."""
 
     def __init__(
         self,
@@ -318,10 +322,12 @@ class MigrationError(Exception):
         statement_index: int | None,
         position: int | None,
         connection_lost: bool = False,
+        statement_sent: bool = True,
     ) -> None:
         self.prepared = prepared
         self.sqlstate = error.sqlstate
         self.connection_lost = connection_lost
+        self.statement_sent = statement_sent
         diag = error.diag
         self.message = redact((diag.message_primary or str(error)).strip())
         self.detail = diag.message_detail
@@ -453,18 +459,20 @@ def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int 
         if not lost and conn.pgconn.transaction_status == TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
         index = None if first is None else failed.index - first
-        raise MigrationError(prepared, failed.error, index, failed.offset, connection_lost=lost) from None
+        raise MigrationError(
+            prepared,
+            failed.error,
+            index,
+            failed.offset,
+            connection_lost=lost,
+            statement_sent=first is not None,
+        ) from None
     except psycopg.OperationalError as error:
         if conn.closed or conn.broken:
-            raise MigrationError(prepared, error, None, None, connection_lost=True) from None
+            raise MigrationError(
+                prepared, error, None, None, connection_lost=True, statement_sent=first is not None
+            ) from None
         raise
-
-
-def invalid_indexes(conn: Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE NOT i.indisvalid"
-    ).fetchall()
-    return [str(row[0]) for row in rows]
 
 
 # ---------------------------------------------------------------------------- the watcher

@@ -23,7 +23,7 @@ from release_runner.errors import (
     UnreachableError,
     UsageError,
 )
-from release_runner.log import fly_context, get_logger
+from release_runner.log import fly_context, get_logger, redact
 from release_runner.retry import with_retries
 from release_runner.settings import Settings
 
@@ -91,30 +91,41 @@ def connect(settings: Settings, budget: float | None = None) -> Connection:
     return conn
 
 
-def _take_lock(conn: Connection, settings: Settings, key: int) -> None:
+def _take_lock(conn: Connection, settings: Settings, key: int) -> Connection:
     """Poll pg_try_advisory_lock (never a blocking lock: it can deadlock against CREATE INDEX
-    CONCURRENTLY) until --lock-wait runs out, saying who holds it."""
+    CONCURRENTLY) until --lock-wait runs out, saying who holds it. A connection lost while
+    waiting is replaced; returns the connection that holds the lock."""
     from release_runner import db
 
     log = get_logger()
     deadline = time.monotonic() + settings.lock_wait
     delay = 0.05
     last_report = 0.0
-    while not db.try_lock(conn, key):
-        now = time.monotonic()
-        if now >= deadline:
-            raise UnreachableError(
-                f"runner lock not acquired within {settings.lock_wait:g}s: another "
-                "release-runner is still working on this database; rerun when it is done, or "
-                "raise --lock-wait",
-                holders=db.lock_holders(conn, key),
-            )
-        if now - last_report >= 5.0 or last_report == 0.0:
-            log.info("lock.waiting", holders=db.lock_holders(conn, key), key=key)
-            last_report = now
-        time.sleep(min(delay, max(deadline - now, 0.0)))
+    while True:
+        try:
+            if db.try_lock(conn, key):
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                raise UnreachableError(
+                    f"runner lock not acquired within {settings.lock_wait:g}s: another "
+                    "release-runner is still working on this database; rerun when it is done, or "
+                    "raise --lock-wait",
+                    holders=db.lock_holders(conn, key),
+                )
+            if now - last_report >= 5.0 or last_report == 0.0:
+                log.info("lock.waiting", holders=db.lock_holders(conn, key), key=key)
+                last_report = now
+        except db.OperationalError:
+            if not (conn.closed or conn.broken):
+                raise
+            conn.close()
+            conn = connect(settings)
+            continue
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
         delay = min(delay * 2, 1.0)
     log.info("lock.acquired", key=key)
+    return conn
 
 
 def _preflight(
@@ -228,8 +239,15 @@ def _locked_session(settings: Settings) -> Iterator[tuple[Connection, int]]:
                 "to the direct host"
             )
         key = db.lock_key(settings.history_schema)
-        _take_lock(conn, settings, key)
+        conn = _take_lock(conn, settings, key)
         yield conn, key
+    except db.OperationalError as error:
+        # Lost between migrations (or while reading history or the catalog): nothing is half
+        # applied, since each migration commits with its history row or not at all.
+        raise UnreachableError(
+            f"lost the connection to the database: {redact(str(error).strip())}; every migration "
+            "applied so far is recorded; deploy again to continue"
+        ) from None
     finally:
         conn.close()  # ends the session: an open transaction rolls back, the lock is released
 
@@ -333,14 +351,24 @@ def _apply_one(
                 log.info("migration.already_applied", **facts, reason="found in history after reconnect")
                 state.already_applied = True
                 return
+            if row is not None and state.statement_unsent:
+                # A no-transaction migration whose `started` row committed, but whose statement
+                # never left this process: nothing ran, so the row can go.
+                db.delete_row(current, settings.history_schema, migration.version)
         with watcher.watching(migration.version, current):
             db.apply(current, item, context, settings.lock_timeout, settings.statement_timeout)
 
     def retryable(error: BaseException) -> bool:
-        return isinstance(error, db.MigrationError) and error.retry_reason is not None and item.transactional
+        # A no-transaction statement is never retried blindly: only when it was never sent.
+        return (
+            isinstance(error, db.MigrationError)
+            and error.retry_reason is not None
+            and (item.transactional or not error.statement_sent)
+        )
 
     def on_retry(number: int, error: BaseException, delay: float) -> None:
         assert isinstance(error, db.MigrationError)
+        state.statement_unsent = not error.statement_sent
         log.warning(
             "migration.retry",
             **facts,
@@ -377,20 +405,20 @@ def _apply_one(
 @dataclass
 class _Attempts:
     """What the attempts at one migration share: the connection (new after a reconnect), how
-    many were made, and whether the history showed it already applied."""
+    many were made, whether the history showed it already applied, and whether the last
+    failure came before the file's statement was sent."""
 
     conn: Connection
     count: int = 0
     already_applied: bool = False
+    statement_unsent: bool = False
 
 
 def _reconnect(settings: Settings) -> Connection:
     """After a lost connection: connect again within the connect budget and re-take the lock."""
     from release_runner import db
 
-    conn = connect(settings)
-    _take_lock(conn, settings, db.lock_key(settings.history_schema))
-    return conn
+    return _take_lock(connect(settings), settings, db.lock_key(settings.history_schema))
 
 
 def _fail(

@@ -155,6 +155,58 @@ def test_server_restarted_mid_run_completes(tmp_path: Path) -> None:
             assert [r[0] for r in history(conn)] == ["0001", "0002", "0003"]
 
 
+def test_connection_lost_while_waiting_for_the_runner_lock(
+    tmp_path: Path, proxy: Proxy, server: Server, database: str, url: str
+) -> None:
+    """The connection dies while another runner holds the lock: reconnect, keep waiting, finish."""
+    from release_runner import db
+
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    with psycopg.connect(url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (db.lock_key("release_runner"),))
+        process = _start(["migrate", "--migrations", str(tmp_path)], server.url(database, proxy.port))
+        time.sleep(1.5)
+        proxy.cut()
+        time.sleep(0.5)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    events = [e["event"] for e in _events(stdout)]
+    assert events.count("db.connected") == 2 and "lock.waiting" in events
+
+
+def test_no_transaction_migration_lost_before_its_statement_is_retried(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """The connection dies while the `started` row of a no-transaction migration waits on a lock:
+    its statement never left the runner, so it is safe to run after reconnecting."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
+    write(tmp_path, {"0002_idx.sql": "CREATE INDEX CONCURRENTLY a_id ON a (id);\n"})
+    blocker = psycopg.connect(url)
+    blocker.execute("LOCK TABLE release_runner.history IN SHARE MODE")
+    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+
+    def started_row_waits() -> bool:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-runner'"
+            " AND wait_event_type = 'Lock' AND query LIKE '%%history%%'"
+        ).fetchone()
+        return bool(row and row[0])
+
+    _wait_for(started_row_waits)
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'release-runner' AND wait_event_type = 'Lock'"
+    )
+    blocker.rollback()
+    blocker.close()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    retry = next(e for e in _events(stdout) if e["event"] == "migration.retry")
+    assert (retry["version"], retry["reason"]) == ("0002", "connection_lost")
+    assert history(admin) == [("0001", "applied", "transaction"), ("0002", "applied", "no-transaction")]
+
+
 def _hold(url: str, statements: list[str], release_after: float | None) -> tuple[threading.Thread, list[int]]:
     """Another application's session: runs `statements` in a transaction and keeps it open."""
     pids: list[int] = []
