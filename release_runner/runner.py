@@ -224,23 +224,29 @@ def _validated_plan(
     return current
 
 
+@dataclass
+class _Session:
+    """The locked connection of a run; `conn` changes when a lost connection is replaced."""
+
+    conn: Connection
+
+
 @contextmanager
-def _locked_session(settings: Settings) -> Iterator[tuple[Connection, int]]:
+def _locked_session(settings: Settings) -> Iterator[_Session]:
     """Connect, refuse transaction-mode poolers, take the runner lock; release it at the end."""
     from release_runner import db
 
-    conn = connect(settings)
+    session = _Session(connect(settings))
     try:
-        if db.detect_transaction_pooler(_require_url(settings), conn, settings.application_name):
+        if db.detect_transaction_pooler(_require_url(settings), session.conn, settings.application_name):
             raise UsageError(
                 "the database URL goes through a transaction-mode pooler (PgBouncer "
                 "pool_mode=transaction, a Neon -pooler host, Supabase port 6543), which breaks "
                 "the runner's session lock and SET; set DIRECT_DATABASE_URL (or --database-url) "
                 "to the direct host"
             )
-        key = db.lock_key(settings.history_schema)
-        conn = _take_lock(conn, settings, key)
-        yield conn, key
+        session.conn = _take_lock(session.conn, settings, db.lock_key(settings.history_schema))
+        yield session
     except db.OperationalError as error:
         # Lost between migrations (or while reading history or the catalog): nothing is half
         # applied, since each migration commits with its history row or not at all.
@@ -249,7 +255,7 @@ def _locked_session(settings: Settings) -> Iterator[tuple[Connection, int]]:
             "applied so far is recorded; deploy again to continue"
         ) from None
     finally:
-        conn.close()  # ends the session: an open transaction rolls back, the lock is released
+        session.conn.close()  # ends the session: an open transaction rolls back, the lock goes
 
 
 def migrate(settings: Settings, progress: Progress, run_id: str) -> None:
@@ -261,18 +267,19 @@ def migrate(settings: Settings, progress: Progress, run_id: str) -> None:
     if settings.dry_run:
         plan_report(settings)
         return
-    with _locked_session(settings) as (conn, _):
-        db.ensure_history(conn, settings.history_schema)
+    with _locked_session(settings) as session:
+        db.ensure_history(session.conn, settings.history_schema)
         context = db.RunContext(settings.history_schema, run_id, fly_context())
-        current = _validated_plan(conn, settings, found, context)
+        current = _validated_plan(session.conn, settings, found, context)
         pending = current.pending
         progress.pending = len(pending)
-        prepared = _preflight(pending, settings, conn) if pending else []
-        conn = _apply_all(conn, prepared, settings, context, progress)
+        if pending:
+            prepared = _preflight(pending, settings, session.conn)
+            session.conn = _apply_all(session.conn, prepared, settings, context, progress)
         if not settings.verify:
             log.warning("verify.skipped", reason="--no-verify given; the schema was not checked")
             return
-        _verify(conn, settings)
+        _verify(session.conn, settings)
 
 
 def _deadline(settings: Settings, progress: Progress) -> float | None:
@@ -669,7 +676,8 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
     from release_runner import db
 
     log = get_logger()
-    with _locked_session(settings) as (conn, _):
+    with _locked_session(settings) as session:
+        conn = session.conn
         row = db.history_row(conn, settings.history_schema, version)
         if row is None or row.status == plan_module.APPLIED:
             raise UsageError(
@@ -706,7 +714,8 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
     if expected is None:
         with _scratch(settings) as url:
             expected = _replay(settings, upto, url)
-    with _locked_session(settings) as (conn, _):
+    with _locked_session(settings) as session:
+        conn = session.conn
         if db.read_history(conn, settings.history_schema):
             raise UsageError(
                 "this database already has release-runner history; baseline is only for a "
