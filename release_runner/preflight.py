@@ -197,8 +197,9 @@ def prepare(
                         label,
                         statement,
                         "cannot run inside a transaction, and this file has other statements",
-                        "Move it into a migration file of its own; a file whose only statement "
-                        "is such a one runs without a transaction automatically",
+                        "Move it into a migration file of its own: a file whose only statement "
+                        "is such a one runs without a transaction automatically (say so with "
+                        "`-- release-runner: no-transaction` in its header)",
                     )
                 )
         else:

@@ -344,3 +344,85 @@ def test_help_and_version() -> None:
             if isinstance(param, click.Option) and param.name != "help":
                 assert param.envvar and param.show_envvar, (name, param.name)
                 assert str(param.envvar) in " ".join(result.stdout.split()), (name, param.envvar)
+
+
+def test_session_settings_do_not_leak_between_migrations(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A file's SET search_path / set_config(..., false) / SET lock_timeout stays in that file."""
+    write(
+        tmp_path,
+        {
+            "0001_settings.sql": "CREATE SCHEMA elsewhere;\nSET search_path TO elsewhere;\n"
+            "SELECT set_config('statement_timeout', '1ms', false);\nSET lock_timeout = '1ms';\n"
+            "CREATE TABLE in_elsewhere (id int);\n",
+            "0002_next.sql": "CREATE TABLE in_public (id int);\nSELECT pg_sleep(0.05);\n",
+        },
+    )
+    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert result.code == 0, result.stdout
+    assert table_exists(admin, "elsewhere.in_elsewhere")
+    assert table_exists(admin, "public.in_public")
+
+
+def test_plan_lists_findings_with_table_sizes(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """plan --format json: per migration mode, statements, lock timeout and findings; warnings
+    on existing tables carry their estimated rows and size."""
+    import json
+
+    admin.execute(
+        "CREATE TABLE big (id int, note text); INSERT INTO big SELECT g, 'x' FROM generate_series(1, 5000) g; ANALYZE big"
+    )
+    write(
+        tmp_path,
+        {
+            "0001_idx.sql": "-- release-runner: lock-timeout=9s\nCREATE INDEX big_id ON big (id);\nALTER TABLE big DROP COLUMN note;\n",
+            "0002_cic.sql": "CREATE INDEX CONCURRENTLY big_note ON big (id);\n",
+        },
+    )
+    plan = run_cli("plan", "--format", "json", "--migrations", str(tmp_path), url=url)
+    assert plan.code == 0, plan.stderr
+    document = json.loads(plan.stdout)
+    first, second = document["pending"]
+    assert (first["transaction_mode"], first["statements"], first["lock_timeout_ms"]) == (
+        "transaction",
+        2,
+        9000,
+    )
+    assert [f["rule"] for f in first["findings"]] == ["create-index-not-concurrently", "drop-column"]
+    assert second["transaction_mode"] == "no-transaction" and second["findings"] == []
+    assert (document["total"], document["warnings"], document["errors"]) == (2, 2, 0)
+    warning = plan.named("preflight.warning")[0]
+    assert warning["table"] == "big" and warning["estimated_rows"] == 5000 and warning["size_bytes"] > 0
+
+
+def test_concurrent_index_beside_other_statements_is_refused(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """Refused before anything runs, naming the fix and the no-transaction directive."""
+    write(
+        tmp_path, {"0001_mixed.sql": "CREATE TABLE m (id int);\nCREATE INDEX CONCURRENTLY m_id ON m (id);\n"}
+    )
+    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert result.code == 5
+    assert "0001_mixed.sql:2:1" in result.finished["error"]
+    assert "release-runner: no-transaction" in result.finished["error"]
+    assert not table_exists(admin, "m")
+
+
+def test_allowed_warning_passes_and_strict_lint_refuses(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    admin.execute("CREATE TABLE old (id int, legacy text)")
+    write(tmp_path, {"0001_drop.sql": "ALTER TABLE old DROP COLUMN legacy;\n"})
+    strict = run_cli("migrate", "--strict-lint", "--migrations", str(tmp_path), url=url)
+    assert strict.code == 5 and strict.named("preflight.error")[0]["rule"] == "drop-column"
+    write(
+        tmp_path,
+        {"0001_drop.sql": "-- release-runner: allow drop-column\nALTER TABLE old DROP COLUMN legacy;\n"},
+    )
+    allowed = run_cli("migrate", "--strict-lint", "--migrations", str(tmp_path), url=url)
+    assert allowed.code == 0, allowed.stdout
+    assert not allowed.named("preflight.warning")
