@@ -127,7 +127,11 @@ class _LineIndex:
 
     def __init__(self, text: str) -> None:
         self.data = text.encode()
-        self.starts = [0] + [i + 1 for i, byte in enumerate(self.data) if byte == 10]
+        self.starts = [0]
+        newline = self.data.find(b"\n")
+        while newline != -1:
+            self.starts.append(newline + 1)
+            newline = self.data.find(b"\n", newline + 1)
 
     def locate(self, byte_offset: int) -> tuple[int, int]:
         line = bisect.bisect_right(self.starts, byte_offset)
