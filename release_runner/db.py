@@ -150,7 +150,7 @@ def detect_transaction_pooler(url: str, first: Connection, application_name: str
     that report the same backend pid share a server connection, and a pid that changes
     between two queries of one client means the same."""
     with psycopg.connect(
-        url, autocommit=True, prepare_threshold=None, application_name=application_name
+        url, autocommit=True, prepare_threshold=None, application_name=application_name, connect_timeout=10
     ) as second:
         pid_before = _backend_pid(first)
         pid_second = _backend_pid(second)
@@ -378,7 +378,7 @@ def _run_message(conn: Connection, parts: list[str]) -> None:
     psycopg's cursor would raise the error without saying which statement failed, so this
     drives its generator directly."""
     text = "\n;\n".join(parts)
-    conn.pgconn.send_query(text.encode())
+    conn.pgconn.send_query(text.encode(conn.info.encoding))
     results = conn.wait(execute_generator(conn.pgconn))
     for index, result in enumerate(results):
         if result.status == ExecStatus.FATAL_ERROR:

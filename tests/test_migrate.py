@@ -426,3 +426,24 @@ def test_allowed_warning_passes_and_strict_lint_refuses(
     allowed = run_cli("migrate", "--strict-lint", "--migrations", str(tmp_path), url=url)
     assert allowed.code == 0, allowed.stdout
     assert not allowed.named("preflight.warning")
+
+
+def test_non_utf8_database_gets_text_in_its_encoding(tmp_path: Path, server: Server) -> None:
+    """A LATIN1 database: the migration's non-ASCII text arrives intact."""
+    import secrets
+
+    from release_runner import db
+
+    name = f"latin_{secrets.token_hex(4)}"
+    with psycopg.connect(server.admin, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    try:
+        write(tmp_path, {"0001_a.sql": "CREATE TABLE t (note text);\nINSERT INTO t VALUES ('café');\n"})
+        result = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(name))
+        assert result.code == 0, result.stdout
+        with psycopg.connect(db.with_dbname(server.admin, name)) as conn:
+            assert conn.execute("SELECT note, octet_length(note) FROM t").fetchone() == ("café", 4)
+    finally:
+        db.drop_database(server.admin, name)
