@@ -23,7 +23,7 @@ _CONTYPE = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key",
 _PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
 _VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
 _POLCMD = {"*": "all", "r": "select", "a": "insert", "w": "update", "d": "delete"}
-_IDENTITY = {"": None, "a": "always", "d": "by default"}
+_IDENTITY = {"a": "always", "d": "by default"}
 # Objects whose names PostgreSQL may generate: matched by meaning when the names differ.
 _RENAMEABLE = ("constraint", "index")
 
@@ -57,17 +57,19 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
         objects["table"][f"{schema}.{table}"] = _drop_none(
             {"kind": _RELKIND[relkind], "row_level_security": rls or None}
         )
+    columns = objects["column"]
+    # The most numerous objects: built field by field, absent values left out, no second pass.
     for schema, table, column, type_, notnull, default, identity, generated, collation in raw["columns"]:
-        objects["column"][f"{schema}.{table}.{column}"] = _drop_none(
-            {
-                "type": type_,
-                "nullable": not notnull,
-                "default": default,
-                "identity": _IDENTITY.get(identity),
-                "generated": generated,
-                "collation": collation,
-            }
-        )
+        attrs: dict[str, Any] = {"type": type_, "nullable": not notnull}
+        if default is not None:
+            attrs["default"] = default
+        if identity:
+            attrs["identity"] = _IDENTITY[identity]
+        if generated is not None:
+            attrs["generated"] = generated
+        if collation is not None:
+            attrs["collation"] = collation
+        columns[f"{schema}.{table}.{column}"] = attrs
     for schema, table, name, contype, definition, validated in raw["constraints"]:
         objects["constraint"][f"{schema}.{table}.{name}"] = {
             "table": f"{schema}.{table}",
