@@ -11,7 +11,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import LocalCluster, children_peak_rss_mb, fresh_database, median_time, run_runner, table
+from common import (
+    LocalCluster,
+    children_peak_rss_mb,
+    fresh_database,
+    median_time,
+    on_fresh_databases,
+    run_runner,
+    table,
+)
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 RUNS = 3
@@ -32,14 +40,11 @@ def bare_loop(url: str, directory: Path) -> None:
 
 def measure(cluster: LocalCluster, directory: Path, label: str) -> list[tuple[str, ...]]:
     """Apply COUNT migrations to a fresh database, RUNS times each way."""
-    urls: list[str] = []
-
-    def fresh() -> None:
-        urls.append(fresh_database(cluster, "bench"))
-
-    bare = median_time(RUNS, fresh, lambda: bare_loop(urls[-1], directory))
-    ours = median_time(
-        RUNS, fresh, lambda: run_runner("migrate", "--migrations", str(directory), url=urls[-1])
+    bare, ours = on_fresh_databases(
+        cluster,
+        RUNS,
+        lambda url: bare_loop(url, directory),
+        lambda url: run_runner("migrate", "--migrations", str(directory), url=url),
     )
     return [(f"apply {COUNT}, {label}", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")]
 

@@ -41,6 +41,22 @@ def median_time(runs: int, prepare: Callable[[], object], work: Callable[[], obj
     return statistics.median(times)
 
 
+def on_fresh_databases(
+    cluster: LocalCluster, runs: int, baseline: Callable[[str], object], ours: Callable[[str], object]
+) -> tuple[float, float]:
+    """Median times of two ways to do the same work, each run on a database of its own.
+    Returns (baseline, ours)."""
+    urls: list[str] = []
+
+    def fresh() -> None:
+        urls.append(fresh_database(cluster, "bench"))
+
+    return (
+        median_time(runs, fresh, lambda: baseline(urls[-1])),
+        median_time(runs, fresh, lambda: ours(urls[-1])),
+    )
+
+
 def run_runner(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     """The CLI as a deploy runs it: a fresh process, JSON logs to a pipe."""
     env = {**os.environ, "RELEASE_RUNNER_DATABASE_URL": url, "RELEASE_RUNNER_LOG_FORMAT": "json"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from common import CORPUS, LocalCluster, fresh_database, median_time, run_runner, table
+from common import CORPUS, LocalCluster, on_fresh_databases, run_runner, table
 
 from release_runner.migrations import read_directory
 from release_runner.scratch import find_bindir
@@ -33,14 +33,11 @@ def measure(cluster: LocalCluster, name: str) -> tuple[str, ...] | None:
         print(f"{directory} is absent; skipped")
         return None
     files = [str(m.path) for m in read_directory(directory).migrations]
-    urls: list[str] = []
-
-    def fresh() -> None:
-        urls.append(fresh_database(cluster, "corpus"))
-
-    psql = median_time(RUNS, fresh, lambda: psql_session(urls[-1], files))
-    ours = median_time(
-        RUNS, fresh, lambda: run_runner("migrate", "--migrations", str(directory), url=urls[-1])
+    psql, ours = on_fresh_databases(
+        cluster,
+        RUNS,
+        lambda url: psql_session(url, files),
+        lambda url: run_runner("migrate", "--migrations", str(directory), url=url),
     )
     return (f"{name} ({len(files)})", f"{psql:.2f} s", f"{ours:.2f} s", f"{ours / psql:.2f}x")
 

@@ -58,6 +58,15 @@ def _running(admin: psycopg.Connection[Any], text: str) -> bool:
     return bool(row and row[0])
 
 
+def _waiting_on_lock(admin: psycopg.Connection[Any]) -> bool:
+    """The runner's session is queued behind somebody else's lock."""
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-runner'"
+        " AND wait_event_type = 'Lock'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _events(stdout: str) -> list[dict[str, Any]]:
     import json
 
@@ -186,14 +195,7 @@ def test_no_transaction_migration_lost_before_its_statement_is_retried(
     blocker.execute("LOCK TABLE release_runner.history IN SHARE MODE")
     process = _start(["migrate", "--migrations", str(tmp_path)], url)
 
-    def started_row_waits() -> bool:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-runner'"
-            " AND wait_event_type = 'Lock' AND query LIKE '%%history%%'"
-        ).fetchone()
-        return bool(row and row[0])
-
-    _wait_for(started_row_waits)
+    _wait_for(lambda: _waiting_on_lock(admin))
     admin.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE application_name = 'release-runner' AND wait_event_type = 'Lock'"
@@ -292,14 +294,7 @@ def test_deadlock_is_retried(tmp_path: Path, url: str, admin: psycopg.Connection
     other.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
     process = _start(["migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s"], url)
 
-    def runner_waits() -> bool:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s USING (pid)"
-            " WHERE NOT l.granted AND s.application_name = 'release-runner'"
-        ).fetchone()
-        return bool(row and row[0])
-
-    _wait_for(runner_waits)
+    _wait_for(lambda: _waiting_on_lock(admin))
     other.execute("LOCK TABLE a IN ACCESS EXCLUSIVE MODE")  # waits until the runner is chosen
     other.commit()
     other.close()
