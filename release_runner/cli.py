@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -165,23 +166,18 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
 
 
 def _register_secrets(url: str | None) -> None:
-    """Keep the password of a URL (either form) from ever being printed."""
+    """Keep the password of a URL from ever being printed, in any form the URL comes in:
+    `scheme://user:pass@host`, a mistyped `scheme//user:pass@host` that libpq would echo back
+    in its error, or `password=...` key/value pairs."""
     if not url:
         return
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
 
-    if "://" in url:
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            log.add_secret(password)
-            log.add_secret(unquote(password))
-    for part in url.split():
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "password":
-            log.add_secret(value.strip("'"))
+    for match in re.finditer(r"[^\s:/@]*:([^\s@/]+)@", url):
+        log.add_secret(match.group(1))
+        log.add_secret(unquote(match.group(1)))
+    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url, re.IGNORECASE):
+        log.add_secret(match.group(1).strip("'"))
 
 
 def _interrupt(signum: int, _: FrameType | None) -> None:
@@ -315,13 +311,15 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
 
 
 def _print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
-    width = max((len(e["version"]) for e in entries), default=7)
-    click.echo(f"{'VERSION':<{width}}  {'STATE':<12}  {'MODE':<14}  {'APPLIED AT':<25}  NAME")
+    """The table a person reads at 2 a.m.: anything not applied or pending in capitals."""
+    width = max([len("VERSION")] + [len(e["version"]) for e in entries])
+    click.echo(f"{'VERSION':<{width}}  {'STATE':<12}  {'MODE':<14}  {'APPLIED AT (UTC)':<19}  NAME")
     for entry in entries:
-        state = entry["state"].upper() if entry["state"] not in ("applied", "pending") else entry["state"]
+        state = entry["state"] if entry["state"] in ("applied", "pending") else entry["state"].upper()
+        applied_at = (entry["applied_at"] or "")[:19]
         click.echo(
             f"{entry['version']:<{width}}  {state:<12}  {entry['transaction_mode'] or '':<14}  "
-            f"{(entry['applied_at'] or '')[:25]:<25}  {entry['name']}"
+            f"{applied_at:<19}  {entry['name']}"
         )
     for problem in problems:
         click.echo(f"!! {problem}")

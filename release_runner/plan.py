@@ -4,6 +4,7 @@ of applying the pending ones (edited, missing, out of order, unresolved)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from release_runner.migrations import Migration
@@ -50,7 +51,7 @@ class Entry:
             "state": self.state,
             "file": str(self.migration.path) if self.migration else None,
             "transaction_mode": row.transaction_mode if row else None,
-            "applied_at": row.applied_at.isoformat() if row and row.applied_at else None,
+            "applied_at": row.applied_at.astimezone(UTC).isoformat() if row and row.applied_at else None,
             "duration_ms": row.duration_ms if row else None,
             "error": row.error if row else None,
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.conftest import (
     PASSWORD,
@@ -447,3 +448,18 @@ def test_non_utf8_database_gets_text_in_its_encoding(tmp_path: Path, server: Ser
             assert conn.execute("SELECT note, octet_length(note) FROM t").fetchone() == ("café", 4)
     finally:
         db.drop_database(server.admin, name)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "postgres//runner:{p}@127.0.0.1:1/x",  # mistyped scheme: libpq echoes it in its error
+        "postgresql://runner:{p}@127.0.0.1:1/x?sslmode=bogus",
+        "host=127.0.0.1 port=1 user=runner password='{p}' dbname=x",
+        "host=127.0.0.1 port=1 user=runner password={p} nonsense",
+    ],
+)
+def test_malformed_urls_never_print_their_password(template: str) -> None:
+    result = run_cli("status", "--connect-timeout", "1", env=cli_env(template.format(p=PASSWORD)))
+    assert result.code in (2, 4)
+    assert PASSWORD not in result.stdout + result.stderr
