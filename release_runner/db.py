@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 Connection = psycopg.Connection[Any]
 # What a lost connection raises outside a migration; the runner maps it to "unreachable".
 OperationalError = psycopg.OperationalError
+# Any other refusal from the server outside a migration (privileges, a read-only server).
+DatabaseError = psycopg.Error
 
 # libpq messages of failures that heal by themselves; psycopg gives connection errors no SQLSTATE.
 _TRANSIENT = (
@@ -161,6 +163,14 @@ def detect_transaction_pooler(url: str, first: Connection, application_name: str
 def _backend_pid(conn: Connection) -> int:
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
     return int(row[0]) if row else -1
+
+
+def is_read_only(conn: Connection) -> bool:
+    """A hot standby (or a server in read-only mode): migrations cannot run there."""
+    row = conn.execute(
+        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 # ---------------------------------------------------------------------------- the runner lock

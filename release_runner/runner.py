@@ -245,6 +245,11 @@ def _locked_session(settings: Settings) -> Iterator[_Session]:
                 "the runner's session lock and SET; set DIRECT_DATABASE_URL (or --database-url) "
                 "to the direct host"
             )
+        if db.is_read_only(session.conn):
+            raise UsageError(
+                "the database URL points at a read-only server (a replica, or default_transaction_"
+                "read_only); point it at the primary"
+            )
         session.conn = _take_lock(session.conn, settings, db.lock_key(settings.history_schema))
         yield session
     except db.OperationalError as error:
@@ -253,6 +258,14 @@ def _locked_session(settings: Settings) -> Iterator[_Session]:
         raise UnreachableError(
             f"lost the connection to the database: {redact(str(error).strip())}; every migration "
             "applied so far is recorded; deploy again to continue"
+        ) from None
+    except db.DatabaseError as error:
+        # The server refused one of the runner's own steps (creating its schema, reading the
+        # catalog): a matter of the role's privileges or the server's settings.
+        raise UsageError(
+            f"the database refused a step of the runner ({error.sqlstate}): "
+            f"{redact(str(error).strip())}; check the role's privileges (it needs CREATE on the "
+            "database for the history schema, and ownership of what the migrations change)"
         ) from None
     finally:
         session.conn.close()  # ends the session: an open transaction rolls back, the lock goes

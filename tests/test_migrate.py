@@ -463,3 +463,34 @@ def test_malformed_urls_never_print_their_password(template: str) -> None:
     result = run_cli("status", "--connect-timeout", "1", env=cli_env(template.format(p=PASSWORD)))
     assert result.code in (2, 4)
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_read_only_server_is_refused(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any], database: str
+) -> None:
+    """A replica (here: a database that defaults to read-only) gets a clear exit 2."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    admin.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert result.code == 2
+    assert "read-only server" in result.finished["error"]
+
+
+def test_missing_privileges_exit_2_with_advice(
+    tmp_path: Path, server: Server, database: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A role that may not create the history schema: exit 2 naming the privilege, not a crash."""
+    import secrets
+
+    role = f"weak_{secrets.token_hex(3)}"
+    admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'weak-pass'")
+    admin.execute(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC")
+    try:
+        write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+        weak = f"postgresql://{role}:weak-pass@{server.host}:{server.port}/{database}"
+        result = run_cli("migrate", "--migrations", str(tmp_path), url=weak)
+        assert result.code == 2, result.stdout
+        assert "42501" in result.finished["error"] and "privileges" in result.finished["error"]
+        assert not result.named("release.crashed")
+    finally:
+        admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
