@@ -429,6 +429,7 @@ def apply(
             "RESET ALL",
             f"SET LOCAL lock_timeout = '{lock}'",
             f"SET LOCAL statement_timeout = '{statement}'",
+            *_watch_client(conn, "SET LOCAL"),
         ]
         suffix = [_insert_history(context, prepared.migration, "transaction", "applied"), "COMMIT"]
         _guarded(conn, prepared, prefix + texts + suffix, len(prefix))
@@ -440,6 +441,7 @@ def apply(
             "RESET ALL",
             f"SET lock_timeout = '{lock}'",
             f"SET statement_timeout = '{statement}'",
+            *_watch_client(conn, "SET"),
             _insert_history(context, prepared.migration, "no-transaction", "started"),
         ],
         None,
@@ -457,6 +459,15 @@ def apply(
             set_status(conn, context.schema, prepared.migration.version, "failed", "interrupted")
         raise
     set_status(conn, context.schema, prepared.migration.version, "applied")
+
+
+def _watch_client(conn: Connection, command: str) -> list[str]:
+    """Have the server check every second that the runner is still there (PostgreSQL 14+), so
+    a runner killed outright (SIGKILL, a vanished machine) does not leave its statement running
+    and the runner lock held until that statement ends."""
+    if conn.info.server_version < 140000:
+        return []
+    return [f"{command} client_connection_check_interval = '1s'"]
 
 
 def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int | None) -> None:

@@ -463,3 +463,20 @@ def test_transaction_pooler_is_refused_session_pooler_works(
     )
     assert session.code == 0, session.stdout
     assert [r[0] for r in history(admin)] == ["0001"]
+
+
+def test_sigkill_leaves_nothing_running_on_the_server(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A runner killed outright cannot cancel anything; the server notices within seconds
+    (client_connection_check_interval), rolls back and frees the runner lock for the next run."""
+    write(tmp_path, {"0001_slow.sql": "CREATE TABLE s ();\nSELECT pg_sleep(60);\n"})
+    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+    _wait_for(lambda: _running(admin, "pg_sleep"))
+    process.kill()
+    process.communicate(timeout=10)
+    _wait_for(lambda: not _running(admin, "pg_sleep"), timeout=10)
+    assert not table_exists(admin, "s")
+    write(tmp_path, {"0001_slow.sql": "CREATE TABLE s ();\n"})
+    rerun = run_cli("migrate", "--migrations", str(tmp_path), "--lock-wait", "5s", url=url)
+    assert rerun.code == 0, rerun.stdout
