@@ -372,15 +372,6 @@ class MigrationError(Exception):
         }
 
 
-def _timeouts(prepared: Prepared, lock_timeout: float, statement_timeout: float) -> tuple[str, str]:
-    directives = prepared.migration.directives
-    lock = directives.lock_timeout if directives.lock_timeout is not None else lock_timeout
-    statement = (
-        directives.statement_timeout if directives.statement_timeout is not None else statement_timeout
-    )
-    return pg_duration(lock), pg_duration(statement)
-
-
 def _run_message(conn: Connection, parts: list[str]) -> None:
     """Send `parts` as one simple-protocol message (one round trip) and raise the first error
     with the index of the part that failed and the error's position inside that part.
@@ -419,7 +410,8 @@ def apply(
     """Run one migration. Transactional: BEGIN, session reset, SET LOCAL timeouts, the
     statements, the history row and COMMIT in one round trip. No-transaction: a `started` row,
     the statement in autocommit, then the final status. Raises MigrationError."""
-    lock, statement = _timeouts(prepared, lock_timeout, statement_timeout)
+    lock = pg_duration(prepared.lock_timeout(lock_timeout))
+    statement = pg_duration(prepared.statement_timeout(statement_timeout))
     texts = [s.text for s in prepared.statements]
     if prepared.transactional:
         # RESET ALL: a previous file's SET or set_config(..., false) must not leak into this one
@@ -514,7 +506,7 @@ class Watcher:
         self._application_name = application_name
         self.deadline = deadline
         self._report = report
-        self._current: tuple[str, Connection, float] | None = None
+        self._current: tuple[str, Connection, float] | None = None  # version, conn, report at
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conn: Connection | None = None
@@ -524,9 +516,11 @@ class Watcher:
         self._thread.start()
 
     @contextmanager
-    def watching(self, version: str, conn: Connection) -> Iterator[None]:
+    def watching(self, version: str, conn: Connection, lock_timeout: float) -> Iterator[None]:
+        """While the block runs, watch `conn`; blockers are looked for after a second, or
+        halfway to the lock timeout when that is shorter, so a timeout can still name them."""
         with self._lock:
-            self._current = (version, conn, time.monotonic())
+            self._current = (version, conn, time.monotonic() + min(1.0, lock_timeout / 2))
             self.last_blockers = []
         try:
             yield
@@ -540,12 +534,12 @@ class Watcher:
                 current = self._current
             if current is None:
                 continue
-            version, conn, started = current
+            version, conn, report_at = current
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 self.budget_expired = True
                 self._cancel(conn)
                 continue
-            if time.monotonic() - started >= 1.0:
+            if time.monotonic() >= report_at:
                 self._check_blockers(version, conn)
                 self._stop.wait(0.75)
 

@@ -119,6 +119,16 @@ class Prepared:
     def transaction_mode(self) -> str:
         return "transaction" if self.transactional else "no-transaction"
 
+    def lock_timeout(self, default: float) -> float:
+        """The lock_timeout in force (seconds): the file's directive, else the run's."""
+        value = self.migration.directives.lock_timeout
+        return default if value is None else value
+
+    def statement_timeout(self, default: float) -> float:
+        """The statement_timeout in force (seconds, 0 = off): the file's, else the run's."""
+        value = self.migration.directives.statement_timeout
+        return default if value is None else value
+
 
 def _node(statement: Statement) -> tuple[str, dict[str, Any]]:
     if not statement.node:

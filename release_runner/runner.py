@@ -375,7 +375,7 @@ def _apply_one(
                 # A no-transaction migration whose `started` row committed, but whose statement
                 # never left this process: nothing ran, so the row can go.
                 db.delete_row(current, settings.history_schema, migration.version)
-        with watcher.watching(migration.version, current):
+        with watcher.watching(migration.version, current, item.lock_timeout(settings.lock_timeout)):
             db.apply(current, item, context, settings.lock_timeout, settings.statement_timeout)
 
     def retryable(error: BaseException) -> bool:
@@ -555,10 +555,6 @@ class PlanReport:
     def as_dict(self) -> dict[str, Any]:
         items = []
         for item in self.prepared:
-            directives = item.migration.directives
-            lock = (
-                directives.lock_timeout if directives.lock_timeout is not None else self.settings.lock_timeout
-            )
             items.append(
                 {
                     "version": item.migration.version,
@@ -566,7 +562,7 @@ class PlanReport:
                     "file": item.migration.label,
                     "transaction_mode": item.transaction_mode,
                     "statements": len(item.statements),
-                    "lock_timeout_ms": round(lock * 1000),
+                    "lock_timeout_ms": round(item.lock_timeout(self.settings.lock_timeout) * 1000),
                     "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
                 }
             )

@@ -1,5 +1,5 @@
-"""A TCP proxy between the runner and PostgreSQL that can cut every connection on demand or
-refuse new ones: real lost connections, not mocked ones."""
+"""A TCP proxy between the runner and PostgreSQL that can cut every connection on demand,
+refuse new ones, or lose the server's replies: real lost connections, not mocked ones."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class Proxy:
         self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.refusing = False
+        self.swallowing = False
         self.connections = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -37,13 +38,14 @@ class Proxy:
             with self._lock:
                 self._pairs.append((client, server))
                 self.connections += 1
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, to_client in ((client, server, False), (server, client, True)):
+                threading.Thread(target=self._pump, args=(source, sink, to_client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, to_client: bool) -> None:
         try:
             while data := source.recv(65536):
+                if to_client and self.swallowing:
+                    continue  # the server's reply is lost on the way, as on a dying network
                 sink.sendall(data)
         except OSError:
             pass

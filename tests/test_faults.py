@@ -101,20 +101,45 @@ def test_backend_terminated_mid_migration_is_rerun_once(
     assert table_exists(admin, "b")
 
 
-def test_connection_cut_after_commit_is_sent_is_not_applied_twice(
+def test_commit_whose_reply_is_lost_is_not_applied_twice(
     tmp_path: Path, proxy: Proxy, server: Server, database: str, admin: psycopg.Connection[Any]
 ) -> None:
-    """The proxy cuts the connection while the migration's message (COMMIT included) is on the
-    server: the server finishes and commits it. After reconnecting, the history row is there,
-    so the runner logs it and does not run it again."""
+    """The server commits the migration, but its reply never reaches the runner and the
+    connection then dies: after reconnecting, the history row is there, so the runner logs
+    `migration.already_applied` and does not run it again."""
+    write(tmp_path, {**SLOW, "0002_slow.sql": "INSERT INTO a VALUES (1);\nSELECT pg_sleep(0.5);\n"})
+    process = _start(["migrate", "--migrations", str(tmp_path)], server.url(database, proxy.port))
+    _wait_for(lambda: _running(admin, "pg_sleep"))
+    proxy.swallowing = True
+
+    def committed() -> bool:
+        row = admin.execute("SELECT count(*) FROM release_runner.history WHERE version = '0002'").fetchone()
+        return row == (1,)
+
+    _wait_for(committed)
+    proxy.cut()
+    proxy.swallowing = False
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    events = [e["event"] for e in _events(stdout)]
+    assert "migration.already_applied" in events
+    assert admin.execute("SELECT count(*) FROM a").fetchone() == (1,)
+    assert [r[0] for r in history(admin)] == ["0001", "0002", "0003"]
+
+
+def test_connection_cut_mid_migration_rolls_back_and_reruns(
+    tmp_path: Path, proxy: Proxy, server: Server, database: str, admin: psycopg.Connection[Any]
+) -> None:
+    """The network drops during a migration: the server notices, rolls back; the runner
+    reconnects, finds no history row and runs it again, once."""
     write(tmp_path, {**SLOW, "0002_slow.sql": "INSERT INTO a VALUES (1);\nSELECT pg_sleep(1.5);\n"})
     process = _start(["migrate", "--migrations", str(tmp_path)], server.url(database, proxy.port))
     _wait_for(lambda: _running(admin, "pg_sleep"))
     proxy.cut()
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stdout + stderr
-    events = [e["event"] for e in _events(stdout)]
-    assert "migration.already_applied" in events
+    retry = next(e for e in _events(stdout) if e["event"] == "migration.retry")
+    assert (retry["version"], retry["reason"]) == ("0002", "connection_lost")
     assert admin.execute("SELECT count(*) FROM a").fetchone() == (1,)
     assert [r[0] for r in history(admin)] == ["0001", "0002", "0003"]
 
