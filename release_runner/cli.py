@@ -20,7 +20,7 @@ import click
 
 from release_runner import __version__, log
 from release_runner.errors import Interrupted, MigrationFailed, ReleaseError, UsageError
-from release_runner.settings import Settings, parse_duration
+from release_runner.settings import Settings, libpq_url, parse_duration
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
@@ -161,8 +161,13 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
                 break
     _register_secrets(url)
     _register_secrets(options.get("scratch_url"))
+    dropped: list[str] = []
+    if url:
+        url, dropped = libpq_url(url)
     fields = {key: value for key, value in options.items() if key in Settings.__dataclass_fields__}
-    return Settings(database_url=url, database_url_source=source, **fields)
+    return Settings(
+        database_url=url, database_url_source=source, database_url_dropped=tuple(dropped), **fields
+    )
 
 
 def _register_secrets(url: str | None) -> None:

@@ -87,6 +87,11 @@ def connect(settings: Settings, budget: float | None = None) -> Connection:
         source=settings.database_url_source,
         server_version=db.server_version(conn),
         backend_pid=conn.info.backend_pid,
+        **(
+            {"url_parameters_dropped": list(settings.database_url_dropped)}
+            if settings.database_url_dropped
+            else {}
+        ),
     )
     return conn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -23,6 +24,49 @@ def pg_duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+# Query parameters that Prisma (and some hosting dashboards) put in DATABASE_URL but libpq
+# rejects ("invalid URI query parameter"): dropped, so the app's own URL works as it is.
+_NOT_LIBPQ = {
+    "schema",
+    "connection_limit",
+    "pool_timeout",
+    "pgbouncer",
+    "sslaccept",
+    "socket_timeout",
+    "statement_cache_size",
+    "sslidentity",
+}
+
+
+def libpq_url(url: str) -> tuple[str, list[str]]:
+    """A URL libpq accepts, and the names of the parameters that were dropped for it. Prisma's
+    `schema=X` becomes `options=-c search_path=X`, so unqualified names land where Prisma would
+    put them."""
+    if "://" not in url or "?" not in url:
+        return url, []
+    parts = urlsplit(url)
+    kept, dropped = [], []
+    search_path = None
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _NOT_LIBPQ:
+            dropped.append(key)
+            if key == "schema" and value:
+                search_path = value
+        else:
+            kept.append((key, value))
+    if search_path:
+        options = f"-c search_path={search_path}"
+        existing = [i for i, (key, _) in enumerate(kept) if key == "options"]
+        if existing:
+            key, value = kept[existing[0]]
+            kept[existing[0]] = (key, f"{value} {options}")
+        else:
+            kept.append(("options", options))
+    if not dropped:
+        return url, []
+    return urlunsplit(parts._replace(query=urlencode(kept, safe="/:", quote_via=quote))), dropped
+
+
 @dataclass(frozen=True)
 class Settings:
     """Options of one invocation; each field mirrors a CLI option and its environment variable."""
@@ -35,6 +79,8 @@ class Settings:
     """Target database. Never logged; only `database_url_source` is."""
     database_url_source: str | None = None
     """Where the URL came from (`--database-url`, `DATABASE_URL`...), for the log."""
+    database_url_dropped: tuple[str, ...] = ()
+    """Query parameters dropped from the URL because libpq rejects them (Prisma's `schema`...)."""
     scratch_url: str | None = None
     """Server where snapshot/check may create and drop a temporary database."""
     connect_timeout: float = 60.0

@@ -192,3 +192,15 @@ def test_baseline_at_an_older_version_replays_to_compare(
     assert len(history(admin)) == 3
     after = run_cli("migrate", url=url)
     assert after.code == 0 and after.finished["applied"] == 3
+
+
+def test_prisma_database_url_works_as_it_is(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+    """A Prisma DATABASE_URL with `?schema=app&connection_limit=5`: libpq would reject it; the
+    runner drops those parameters, says so, and puts unqualified names in `app` as Prisma would."""
+    admin.execute("CREATE SCHEMA app")
+    directory = write(tmp_path / "prisma", PRISMA_FILES)
+    result = run_cli("migrate", "--migrations", str(directory), url=url + "?schema=app&connection_limit=5")
+    assert result.code == 0, result.stdout
+    assert result.named("db.connected")[0]["url_parameters_dropped"] == ["schema", "connection_limit"]
+    assert table_exists(admin, 'app."User"')
+    assert not table_exists(admin, 'public."User"')
