@@ -458,23 +458,15 @@ def _fail(
     fields = {**facts, **error.fields(), "attempt": attempts}
     if watcher.last_blockers:
         fields["blockers"] = watcher.last_blockers
+    advice = _no_transaction_advice(item) if not item.transactional else ""
     if error.canceled and watcher.budget_expired:
-        log.error("migration.failed", **fields, reason="time budget spent; cancelled and rolled back")
+        log.error("migration.failed", **fields, reason="time budget spent; cancelled")
+        undone = (
+            " It was cancelled." if advice else " It was cancelled and rolled back; deploy again to continue."
+        )
         raise UnreachableError(
-            f"time budget of {settings.time_budget:g}s spent during {item.migration.label}; it was "
-            "cancelled and rolled back; deploy again to continue",
+            f"time budget of {settings.time_budget:g}s spent during {item.migration.label}.{undone}{advice}"
         )
-    advice = ""
-    if not item.transactional:
-        advice = (
-            " It ran without a transaction and is recorded as failed: check the database, then "
-            f"`release-runner repair --applied {item.migration.version}` or `--forget`."
-        )
-        if item.statements and item.statements[0].kind == "IndexStmt":
-            advice += (
-                " A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX "
-                "CONCURRENTLY IF EXISTS <name>, then `repair --forget` and deploy again."
-            )
     if error.connection_lost:
         advice += " The connection was lost; retries are exhausted."
     log.error("migration.failed", **fields)
@@ -487,6 +479,25 @@ def _fail(
         f"{where}: {error.message} (SQLSTATE {error.sqlstate}).{blockers}{advice}",
         sqlstate=error.sqlstate,
     )
+
+
+def _no_transaction_advice(item: Prepared) -> str:
+    """What a human must do after a no-transaction migration failed: it cannot be rolled back,
+    and the next run refuses until `repair` says what state the database is in."""
+    version = item.migration.version
+    advice = (
+        " It ran without a transaction, so nothing was rolled back, and it is recorded as "
+        f"unfinished: check the database, then `release-runner repair --applied {version}` "
+        f"or `repair --forget {version}`."
+    )
+    node = item.statements[0].node if item.statements else None
+    if node and "IndexStmt" in node:
+        name = node["IndexStmt"].get("idxname") or "<name>"
+        advice += (
+            f" A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX "
+            f"CONCURRENTLY IF EXISTS {name}, then `repair --forget {version}` and deploy again."
+        )
+    return advice
 
 
 def _verify(conn: Connection, settings: Settings) -> list[schema.Mismatch]:

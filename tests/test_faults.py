@@ -505,3 +505,21 @@ def test_sigkill_leaves_nothing_running_on_the_server(
     write(tmp_path, {"0001_slow.sql": "CREATE TABLE s ();\n"})
     rerun = run_cli("migrate", "--migrations", str(tmp_path), "--lock-wait", "5s", url=url)
     assert rerun.code == 0, rerun.stdout
+
+
+def test_time_budget_during_a_concurrent_index_asks_for_repair(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A no-transaction statement cancelled by the budget cannot be rolled back: exit 4, and the
+    message says how to resolve it."""
+    admin.execute("CREATE TABLE t (id int)")
+    write(tmp_path, {"0001_idx.sql": "CREATE INDEX CONCURRENTLY t_id ON t (id);\n"})
+    with psycopg.connect(url) as blocker:  # an open write transaction on t makes the build wait
+        blocker.execute("INSERT INTO t VALUES (1)")
+        result = run_cli(
+            "migrate", "--migrations", str(tmp_path), "--time-budget", "2s", "--lock-timeout", "30s", url=url
+        )
+    assert result.code == 4
+    assert "repair --forget 0001" in result.finished["error"]
+    assert "DROP INDEX CONCURRENTLY IF EXISTS t_id" in result.finished["error"]
+    assert history(admin) == [("0001", "failed", "no-transaction")]

@@ -286,6 +286,7 @@ def test_no_transaction_failure_is_recorded_and_blocks_until_repaired(
     first = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert first.code == 1 and first.finished["status"] == "partial"
     assert "INVALID index" in first.finished["error"]
+    assert "DROP INDEX CONCURRENTLY IF EXISTS a_id" in first.finished["error"]
     assert history(admin)[-1] == ("0002", "failed", "no-transaction")
     second = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert second.code == 5 and "repair" in second.finished["error"]
