@@ -147,30 +147,28 @@ def connect(
         ) from None
 
 
-def detect_transaction_pooler(url: str, first: Connection, application_name: str) -> bool:
-    """True when `url` goes through a transaction-mode pooler: two idle client connections
-    that report the same backend pid share a server connection, and a pid that changes
-    between two queries of one client means the same."""
+def probe(url: str, first: Connection, application_name: str) -> tuple[bool, bool]:
+    """(transaction_pooler, read_only) for the server behind `url`, before the lock is taken.
+
+    Pooler: two idle client connections that report the same backend pid share a server
+    connection, and a pid that changes between two queries of one client means the same.
+    Read-only: a hot standby, or a server set to read-only transactions."""
     with psycopg.connect(
         url, autocommit=True, prepare_threshold=None, application_name=application_name, connect_timeout=10
     ) as second:
-        pid_before = _backend_pid(first)
+        row = first.execute(
+            "SELECT pg_backend_pid(), pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+        ).fetchone()
+        assert row is not None
+        pid_before, read_only = int(row[0]), bool(row[1])
         pid_second = _backend_pid(second)
         pid_after = _backend_pid(first)
-    return pid_before == pid_second or pid_before != pid_after
+    return pid_before == pid_second or pid_before != pid_after, read_only
 
 
 def _backend_pid(conn: Connection) -> int:
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
     return int(row[0]) if row else -1
-
-
-def is_read_only(conn: Connection) -> bool:
-    """A hot standby (or a server in read-only mode): migrations cannot run there."""
-    row = conn.execute(
-        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
-    ).fetchone()
-    return bool(row and row[0])
 
 
 # ---------------------------------------------------------------------------- the runner lock

@@ -169,11 +169,13 @@ def _history(
 ) -> tuple[list[plan_module.HistoryRow], list[migrations_module.Migration]]:
     """Our history rows, plus what drizzle-kit's or Prisma's own history says was applied and
     ours does not know yet (to import). Unmatched foreign rows refuse the run."""
-    from release_runner import adopt, db
+    from release_runner import db
 
     rows = db.read_history(conn, settings.history_schema)
     if found.source_format not in ("drizzle", "prisma"):
         return rows, []
+    from release_runner import adopt
+
     foreign = db.read_foreign_history(conn, found.source_format)
     if not foreign:
         return rows, []
@@ -243,14 +245,15 @@ def _locked_session(settings: Settings) -> Iterator[_Session]:
 
     session = _Session(connect(settings))
     try:
-        if db.detect_transaction_pooler(_require_url(settings), session.conn, settings.application_name):
+        pooled, read_only = db.probe(_require_url(settings), session.conn, settings.application_name)
+        if pooled:
             raise UsageError(
                 "the database URL goes through a transaction-mode pooler (PgBouncer "
                 "pool_mode=transaction, a Neon -pooler host, Supabase port 6543), which breaks "
                 "the runner's session lock and SET; set DIRECT_DATABASE_URL (or --database-url) "
                 "to the direct host"
             )
-        if db.is_read_only(session.conn):
+        if read_only:
             raise UsageError(
                 "the database URL points at a read-only server (a replica, or default_transaction_"
                 "read_only); point it at the primary"
