@@ -355,6 +355,15 @@ def _read_drizzle(directory: Path) -> MigrationSet:
 
 
 def _read_prisma(directory: Path) -> MigrationSet:
+    lock_file = directory / "migration_lock.toml"
+    if lock_file.is_file():
+        provider = re.search(r'^\s*provider\s*=\s*"([^"]*)"', lock_file.read_text(errors="replace"), re.M)
+        if provider and provider.group(1) not in ("postgresql", "postgres"):
+            raise UsageError(
+                f"{lock_file}: these Prisma migrations are for {provider.group(1)!r}, not PostgreSQL; "
+                "point --migrations at the PostgreSQL migrations folder",
+                file=str(lock_file),
+            )
     migrations: list[Migration] = []
     # Prisma orders migration folders by name, byte-wise, whatever the name looks like.
     for folder in sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.name):

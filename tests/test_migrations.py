@@ -217,3 +217,9 @@ def test_prisma_folder_without_sql_is_an_error(tmp_path: Path) -> None:
     write(tmp_path, {"migration_lock.toml": "", "1_a/migration.sql": "SELECT 1;", "2_b/notes.txt": ""})
     with pytest.raises(UsageError, match=r"without migration\.sql"):
         read_directory(tmp_path)
+
+
+def test_prisma_folder_for_another_database_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, {"migration_lock.toml": 'provider = "mysql"\n', "1_a/migration.sql": "SELECT 1;"})
+    with pytest.raises(UsageError, match="'mysql', not PostgreSQL"):
+        read_directory(tmp_path)
