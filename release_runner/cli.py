@@ -82,6 +82,11 @@ COMMON = [
         help="Schema of the history table; the runner lock key derives from it.",
     ),
     _option(
+        "--drizzle-history",
+        default="drizzle.__drizzle_migrations",
+        help="drizzle-kit's history table to adopt (its migrations.schema/.table setting).",
+    ),
+    _option(
         "--log-format",
         type=click.Choice(["auto", "json", "console"]),
         default="auto",

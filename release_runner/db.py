@@ -270,25 +270,20 @@ def record_rows(conn: Connection, context: RunContext, migrations: list[Migratio
             conn.execute(_insert_history(context, migration, mode, "applied"))
 
 
-_FOREIGN_HISTORY = {
-    "drizzle": (
-        "drizzle.__drizzle_migrations",
-        "SELECT id, hash, created_at FROM drizzle.__drizzle_migrations ORDER BY created_at, id",
-    ),
-    "prisma": (
-        "_prisma_migrations",
-        "SELECT migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations"
-        " ORDER BY started_at, migration_name",
-    ),
+_FOREIGN_COLUMNS = {
+    "drizzle": "SELECT id, hash, created_at FROM {} ORDER BY created_at, id",
+    "prisma": "SELECT migration_name, checksum, finished_at, rolled_back_at FROM {}"
+    " ORDER BY started_at, migration_name",
 }
 
 
-def read_foreign_history(conn: Connection, source: str) -> list[dict[str, Any]] | None:
-    """Rows of drizzle-kit's or Prisma's own history table; None when there is none."""
-    table, statement = _FOREIGN_HISTORY[source]
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+def read_foreign_history(conn: Connection, source: str, table: str) -> list[dict[str, Any]] | None:
+    """Rows of drizzle-kit's or Prisma's own history `table` ("schema.table", or a bare name
+    found through search_path); None when there is no such table."""
+    row = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()
     if not (row and row[0]):
         return None
+    statement = sql.SQL(_FOREIGN_COLUMNS[source]).format(sql.SQL(row[0]))  # regclass text is quoted
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(statement).fetchall()
 

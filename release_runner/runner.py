@@ -176,7 +176,8 @@ def _history(
         return rows, []
     from release_runner import adopt
 
-    foreign = db.read_foreign_history(conn, found.source_format)
+    table = settings.drizzle_history if found.source_format == "drizzle" else "_prisma_migrations"
+    foreign = db.read_foreign_history(conn, found.source_format, table)
     if not foreign:
         return rows, []
     match = adopt.match_drizzle if found.source_format == "drizzle" else adopt.match_prisma

@@ -97,6 +97,8 @@ class Settings:
     """Wall-clock budget for the whole run (seconds); None = unlimited."""
     history_schema: str = "release_runner"
     """Schema that holds the history table; the runner lock key derives from it."""
+    drizzle_history: str = "drizzle.__drizzle_migrations"
+    """Where `drizzle-kit migrate` kept its history (its `migrations.schema`/`.table` config)."""
     verify: bool = True
     """Verify the live schema after migrate (`--no-verify` turns it off, loudly)."""
     require_snapshot: bool = False

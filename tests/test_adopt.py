@@ -37,18 +37,18 @@ def _drizzle_folder(directory: Path) -> Path:
     return directory
 
 
-def _drizzle_migrate(admin: psycopg.Connection[Any], directory: Path, count: int) -> None:
+def _drizzle_migrate(
+    admin: psycopg.Connection[Any], directory: Path, count: int, table: str = "drizzle.__drizzle_migrations"
+) -> None:
     """What `drizzle-kit migrate` leaves behind after applying the first `count` entries."""
-    admin.execute("CREATE SCHEMA drizzle")
-    admin.execute(
-        "CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint)"
-    )
+    admin.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+    admin.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint)")
     journal = json.loads((directory / "meta" / "_journal.json").read_text())
     for entry in journal["entries"][:count]:
         raw = (directory / f"{entry['tag']}.sql").read_bytes()
         admin.execute(raw.decode())
         admin.execute(
-            "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (%s, %s)",
+            f"INSERT INTO {table} (hash, created_at) VALUES (%s, %s)",
             (hashlib.sha256(raw).hexdigest(), entry["when"]),
         )
 
@@ -71,6 +71,20 @@ def test_drizzle_history_is_imported_and_only_the_rest_applied(
     ]
     again = run_cli("migrate", "--migrations", str(directory), url=url)
     assert again.code == 0 and not again.named("history.imported") and again.finished["applied"] == 0
+
+
+def test_drizzle_history_in_a_configured_table(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """drizzle.config's migrations.schema/.table: named with --drizzle-history."""
+    directory = _drizzle_folder(tmp_path / "drizzle")
+    _drizzle_migrate(admin, directory, 3, table="app_meta.migrations_log")
+    result = run_cli(
+        "migrate", "--migrations", str(directory), "--drizzle-history", "app_meta.migrations_log", url=url
+    )
+    assert result.code == 0, result.stdout
+    assert result.named("history.imported")[0]["count"] == 3
+    assert [e["version"] for e in result.named("migration.applied")] == ["0003"]
 
 
 def test_drizzle_row_for_an_edited_file_refuses(
