@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import math
+import os
 import socket
 import threading
 import time
@@ -185,10 +186,6 @@ def try_lock(conn: Connection, key: int) -> bool:
     return bool(row and row[0])
 
 
-def unlock(conn: Connection, key: int) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-
 def lock_holders(conn: Connection, key: int) -> list[dict[str, Any]]:
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
@@ -206,7 +203,7 @@ def blockers(conn: Connection, pid: int) -> list[dict[str, Any]]:
 
 
 def history_exists(conn: Connection, schema: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.history",)).fetchone()
+    row = conn.execute("SELECT to_regclass(quote_ident(%s) || '.history') IS NOT NULL", (schema,)).fetchone()
     return bool(row and row[0])
 
 
@@ -230,6 +227,14 @@ def history_row(conn: Connection, schema: str, version: str) -> HistoryRow | Non
     return next((r for r in read_history(conn, schema) if r.version == version), None)
 
 
+def _os_user() -> str:
+    """Who runs the runner; containers often run as a uid with no name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every history row of a run records besides the migration itself."""
@@ -237,7 +242,7 @@ class RunContext:
     schema: str
     run_id: str
     fly: dict[str, str]
-    applied_by: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
+    applied_by: str = field(default_factory=lambda: f"{_os_user()}@{socket.gethostname()}")
 
     @cached_property
     def insert_prefix(self) -> str:

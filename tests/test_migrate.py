@@ -3,6 +3,7 @@ exit code, JSON events, history rows and the catalog."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -495,3 +496,28 @@ def test_missing_privileges_exit_2_with_advice(
         assert not result.named("release.crashed")
     finally:
         admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_custom_history_schema(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+    """--history-schema with capitals: created, found again on the next run, lock key its own."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    for _ in range(2):
+        result = run_cli(
+            "migrate", "--migrations", str(tmp_path), "--history-schema", "Deploy_History", url=url
+        )
+        assert result.code == 0, result.stdout
+    assert admin.execute('SELECT version FROM "Deploy_History".history').fetchall() == [("0001",)]
+    assert not table_exists(admin, "release_runner.history")
+
+
+def test_applied_by_for_a_uid_without_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container run as a bare uid (docker run --user 12345) has no user name to record."""
+    import getpass
+
+    from release_runner import db
+
+    def nameless() -> str:
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr(getpass, "getuser", nameless)
+    assert db.RunContext("release_runner", "r", {}).applied_by.startswith(f"uid {os.getuid()}@")
