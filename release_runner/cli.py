@@ -204,7 +204,7 @@ def _finish(
     from release_runner.runner import Progress
 
     run_id = log.new_run_id()
-    log.configure(settings_log_format(), sys.stderr if document else sys.stdout, run_id)
+    log.configure(settings.log_format, sys.stderr if document else sys.stdout, run_id)
     logger = log.get_logger()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -254,22 +254,6 @@ def _finish(
     sys.exit(code)
 
 
-_log_format = "auto"
-
-
-def settings_log_format() -> str:
-    return _log_format
-
-
-def _prepare(ctx: click.Context, options: dict[str, Any]) -> Settings:
-    global _log_format
-    _log_format = options.pop("log_format", "auto")
-    try:
-        return _settings(ctx, options)
-    except ReleaseError as error:  # pragma: no cover - settings raise none today
-        raise click.UsageError(error.message) from None
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="release-runner")
 def cli() -> None:
@@ -290,7 +274,7 @@ def cli() -> None:
 @click.pass_context
 def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
     """Preflight, connect, lock, validate history, apply pending migrations, verify the schema."""
-    settings = replace(_prepare(ctx, options), verify=not skip_verify)
+    settings = replace(_settings(ctx, options), verify=not skip_verify)
     if settings.dry_run:
         _plan(settings, "migrate", "table")
     from release_runner import runner
@@ -304,7 +288,7 @@ def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
-    settings = _prepare(ctx, options)
+    settings = _settings(ctx, options)
     from release_runner import runner
 
     def body(progress: Any, _: str) -> dict[str, Any]:
@@ -376,7 +360,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 @click.pass_context
 def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: what `migrate` would do now, with preflight findings. Writes nothing."""
-    _plan(_prepare(ctx, options), "plan", output)
+    _plan(_settings(ctx, options), "plan", output)
 
 
 @cli.command()
@@ -384,7 +368,7 @@ def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
 @click.pass_context
 def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
-    settings = _prepare(ctx, options)
+    settings = _settings(ctx, options)
     from release_runner import runner
 
     _finish("verify", settings, lambda *_: runner.verify(settings) and None)
@@ -395,7 +379,7 @@ def verify(ctx: click.Context, /, **options: Any) -> None:
 @click.pass_context
 def snapshot(ctx: click.Context, /, **options: Any) -> None:
     """Replay every migration into a scratch database and write the expected-schema file."""
-    settings = _prepare(ctx, options)
+    settings = _settings(ctx, options)
     from release_runner import runner
 
     _finish("snapshot", settings, lambda *_: {"file": str(runner.snapshot(settings))})
@@ -407,7 +391,7 @@ def snapshot(ctx: click.Context, /, **options: Any) -> None:
 def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,
     and compare with the committed snapshot."""
-    settings = _prepare(ctx, options)
+    settings = _settings(ctx, options)
     from release_runner import runner
 
     _finish("check", settings, lambda *_: runner.check(settings) and None)
@@ -435,7 +419,7 @@ def repair(
     """Resolve a failed or unfinished no-transaction migration after a human fixed it."""
     if bool(applied_version) == bool(forget_version):
         raise click.UsageError("give exactly one of --applied VERSION or --forget VERSION")
-    settings = _prepare(ctx, options)
+    settings = _settings(ctx, options)
     from release_runner import runner
 
     version = applied_version or forget_version or ""
@@ -461,7 +445,7 @@ def repair(
 @click.pass_context
 def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
     """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""
-    settings = _prepare(ctx, options)
+    settings = _settings(ctx, options)
     from release_runner import runner
 
     _finish(
@@ -479,7 +463,7 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         # Even a run that never started ends with its summary line, for log searches.
-        log.configure(_log_format, sys.stdout, log.new_run_id())
+        log.configure("auto", sys.stdout, log.new_run_id())
         log.get_logger().info(
             "release.finished",
             status="refused",

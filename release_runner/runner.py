@@ -410,13 +410,14 @@ def _apply_one(
         )
 
     started = time.monotonic()
+    progress.migration = migration.label  # named in the summary if this one fails or is cut short
     try:
         with_retries(
             attempt, retryable, on_retry, initial=0.5, maximum=10.0, attempts=max(settings.retries, 1)
         )
     except db.MigrationError as error:
-        progress.migration = migration.label
         _fail(error, item, watcher, facts, state.count, settings)
+    progress.migration = None
     duration_ms = round((time.monotonic() - started) * 1000)
     progress.applied.append(migration.version)
     progress.pending -= 1

@@ -109,6 +109,8 @@ class Settings:
     """Preflight warnings refuse the run instead of warning."""
     dry_run: bool = False
     """Report what migrate would do; write nothing."""
+    log_format: str = "auto"
+    """`json`, `console`, or `auto`: JSON lines unless the output is a terminal."""
     application_name: str = "release-runner"
     """application_name of every connection, so other sessions can see who holds what."""
 

@@ -308,14 +308,19 @@ def test_lock_never_released_fails_with_nothing_applied(
     thread.join()
 
 
-def test_deadlock_is_retried(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+def test_deadlock_is_retried(tmp_path: Path, url: str, database: str, admin: psycopg.Connection[Any]) -> None:
     """A real deadlock in which the migration is the victim (40P01): rolled back, run again."""
     admin.execute("CREATE TABLE a (id int); CREATE TABLE b (id int)")
+    # PostgreSQL aborts the session whose deadlock check runs first once the cycle exists: give
+    # the runner 2 s (time for the other session to join the cycle even on a loaded machine)
+    # and the other session far longer, so the migration is the victim every time.
+    admin.execute(f"ALTER DATABASE {database} SET deadlock_timeout = '2s'")
     write(
         tmp_path,
         {"0001_both.sql": "LOCK TABLE a IN ACCESS EXCLUSIVE MODE;\nLOCK TABLE b IN ACCESS EXCLUSIVE MODE;\n"},
     )
     other = psycopg.connect(url, application_name="other")
+    other.execute("SET deadlock_timeout = '60s'")
     other.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
     process = _start(["migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s"], url)
 
@@ -368,6 +373,7 @@ def test_signal_cancels_rolls_back_and_exits(
     assert time.monotonic() - sent < 5
     assert process.returncode == code
     last = _events(stdout)[-1]
+    assert last["migration"].endswith("0002_slow.sql")
     assert (last["event"], last["status"], last["exit_code"], last["applied"]) == (
         "release.finished",
         "interrupted",

@@ -357,8 +357,8 @@ def test_session_settings_do_not_leak_between_migrations(
         tmp_path,
         {
             "0001_settings.sql": "CREATE SCHEMA elsewhere;\nSET search_path TO elsewhere;\n"
-            "SELECT set_config('statement_timeout', '1ms', false);\nSET lock_timeout = '1ms';\n"
-            "CREATE TABLE in_elsewhere (id int);\n",
+            "CREATE TABLE in_elsewhere (id int);\nSET lock_timeout = '1ms';\n"
+            "SELECT set_config('statement_timeout', '20ms', false);\n",
             "0002_next.sql": "CREATE TABLE in_public (id int);\nSELECT pg_sleep(0.05);\n",
         },
     )
