@@ -490,8 +490,8 @@ def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int 
 
 
 class Watcher:
-    """A background thread that, while a migration runs, reports who blocks it (after about a
-    second, on its own connection) and cancels it when the run's time budget is spent."""
+    """A background thread that, while a migration runs, reports who blocks it (on its own
+    connection) and cancels it, once, when the run's time budget is spent."""
 
     def __init__(
         self,
@@ -509,6 +509,7 @@ class Watcher:
         self._stop = threading.Event()
         self._conn: Connection | None = None
         self.budget_expired = False
+        self._cancelled = False
         self.last_blockers: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._loop, name="release-runner-watcher", daemon=True)
         self._thread.start()
@@ -520,6 +521,7 @@ class Watcher:
         with self._lock:
             self._current = (version, conn, time.monotonic() + min(1.0, lock_timeout / 2))
             self.last_blockers = []
+            self._cancelled = False
         try:
             yield
         finally:
@@ -534,8 +536,11 @@ class Watcher:
                 continue
             version, conn, report_at = current
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                self.budget_expired = True
-                self._cancel(conn)
+                # Once: what runs after the cancelled statement (recording a no-transaction
+                # migration as failed) must be left to finish.
+                if not self._cancelled:
+                    self._cancelled = self.budget_expired = True
+                    self._cancel(conn)
                 continue
             if time.monotonic() >= report_at:
                 self._check_blockers(version, conn)
