@@ -56,6 +56,7 @@ def _drizzle_migrate(
 def test_drizzle_history_is_imported_and_only_the_rest_applied(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """Half of a drizzle folder applied by drizzle-kit: imported, the other half applied, rerun a no-op."""
     directory = _drizzle_folder(tmp_path / "drizzle")
     _drizzle_migrate(admin, directory, 2)
     result = run_cli("migrate", "--migrations", str(directory), url=url)
@@ -90,6 +91,7 @@ def test_drizzle_history_in_a_configured_table(
 def test_drizzle_row_for_an_edited_file_refuses(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """A drizzle row whose file changed since: exit 5, nothing imported or applied."""
     directory = _drizzle_folder(tmp_path / "drizzle")
     _drizzle_migrate(admin, directory, 2)
     (directory / "0001_posts.sql").write_text("-- edited later\n" + DRIZZLE_FILES["0001_posts.sql"])
@@ -147,6 +149,7 @@ def test_prisma_history_is_imported(tmp_path: Path, url: str, admin: psycopg.Con
 def test_prisma_row_without_folder_or_unfinished_refuses(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """A Prisma row with no folder, or one that never finished: exit 5, nothing recorded."""
     directory = write(tmp_path / "prisma", PRISMA_FILES)
     _prisma_migrate(admin, directory, ["20240101000000_init"], [("20231231000000_gone", False)])
     admin.execute(
@@ -169,6 +172,7 @@ def _push(admin: psycopg.Connection[Any]) -> None:
 
 
 def test_baseline_records_a_matching_database(url: str, admin: psycopg.Connection[Any]) -> None:
+    """A pushed database with the full schema baselines; migrate then applies nothing; a second baseline is refused."""
     _push(admin)
     result = run_cli("baseline", url=url)
     assert result.code == 0, result.stdout
@@ -183,6 +187,7 @@ def test_baseline_records_a_matching_database(url: str, admin: psycopg.Connectio
 def test_baseline_refuses_a_missing_column_and_records_nothing(
     url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """One column missing: exit 3 naming it, nothing recorded; --force records anyway, loudly."""
     _push(admin)
     admin.execute("DROP VIEW account_totals; ALTER TABLE orders DROP COLUMN note")
     result = run_cli("baseline", url=url)

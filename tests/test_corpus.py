@@ -30,6 +30,7 @@ SETS = {
 def test_real_set(
     name: str, tmp_path: Path, url: str, server: Server, admin: psycopg.Connection[Any]
 ) -> None:
+    """Apply from empty with the documented outcome, rerun as a no-op, then snapshot + verify pass."""
     code, applied = SETS[name]
     directory = str(CORPUS / name)
     snapshot = str(tmp_path / "schema.snapshot.json")

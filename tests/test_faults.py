@@ -147,6 +147,7 @@ def test_connection_cut_mid_migration_rolls_back_and_reruns(
 def test_connect_is_retried_while_the_proxy_refuses(
     tmp_path: Path, proxy: Proxy, server: Server, database: str
 ) -> None:
+    """Connections closed at once by a restarting proxy are retried until it lets them through."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
     proxy.refusing = True
     threading.Timer(1.5, lambda: setattr(proxy, "refusing", False)).start()
@@ -290,6 +291,7 @@ def test_lock_timeout_is_retried_and_blocker_named(
 def test_lock_never_released_fails_with_nothing_applied(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """The blocker never leaves: retries run out, exit 1 `failed`, the blocker named, nothing applied."""
     admin.execute("CREATE TABLE t (id int)")
     write(tmp_path, {"0001_alter.sql": "ALTER TABLE t ADD COLUMN note text;\n"})
     thread, pids = _hold(url, ["SELECT * FROM t"], release_after=10.0)
@@ -416,6 +418,7 @@ def test_time_budget(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -
 def test_sixteen_runners_on_fifty_migrations(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """Sixteen runners at once: every migration applied exactly once, all exit 0."""
     write(tmp_path, {f"{i:04d}_t{i}.sql": f"CREATE TABLE t{i} (id int);\n" for i in range(1, 51)})
     processes = [_start(["migrate", "--migrations", str(tmp_path)], url) for _ in range(16)]
     outputs = [p.communicate(timeout=180) for p in processes]
@@ -482,6 +485,7 @@ def test_transaction_pooler_is_refused_session_pooler_works(
     pgbouncer: Callable[[str], int],
     admin: psycopg.Connection[Any],
 ) -> None:
+    """PgBouncer in transaction mode is refused naming DIRECT_DATABASE_URL; session mode works."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
     pooled = run_cli(
         "migrate", "--migrations", str(tmp_path), url=server.url(database, pgbouncer("transaction"))

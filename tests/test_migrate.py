@@ -129,6 +129,7 @@ def test_crlf_and_bom_checkout_is_not_an_edit(tmp_path: Path, url: str) -> None:
 
 
 def test_removed_applied_file_is_refused(tmp_path: Path, url: str) -> None:
+    """An applied migration whose file is gone: exit 5, the version named."""
     write(tmp_path, THREE)
     assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
     (tmp_path / "0002_b.sql").unlink()
@@ -140,6 +141,7 @@ def test_removed_applied_file_is_refused(tmp_path: Path, url: str) -> None:
 def test_new_file_before_applied_one_is_refused(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """A new file that sorts before an applied one: exit 5, nothing applied."""
     write(tmp_path, {"0001_a.sql": THREE["0001_a.sql"], "0003_c.sql": THREE["0003_c.sql"]})
     assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
     write(tmp_path, {"0002_b.sql": THREE["0002_b.sql"]})
@@ -418,6 +420,7 @@ def test_concurrent_index_beside_other_statements_is_refused(
 def test_allowed_warning_passes_and_strict_lint_refuses(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
+    """--strict-lint refuses a warning; the file's allow directive lets it through."""
     admin.execute("CREATE TABLE old (id int, legacy text)")
     write(tmp_path, {"0001_drop.sql": "ALTER TABLE old DROP COLUMN legacy;\n"})
     strict = run_cli("migrate", "--strict-lint", "--migrations", str(tmp_path), url=url)
@@ -462,6 +465,7 @@ def test_non_utf8_database_gets_text_in_its_encoding(tmp_path: Path, server: Ser
     ],
 )
 def test_malformed_urls_never_print_their_password(template: str) -> None:
+    """However the URL is written or mistyped, its password never reaches the output."""
     result = run_cli("status", "--connect-timeout", "1", env=cli_env(template.format(p=PASSWORD)))
     assert result.code in (2, 4)
     assert PASSWORD not in result.stdout + result.stderr

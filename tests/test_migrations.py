@@ -42,6 +42,7 @@ def test_non_migration_files_are_left_alone(tmp_path: Path) -> None:
     ],
 )
 def test_bad_directories_name_the_file(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    """Each kind of bad directory is a usage error (exit 2) naming the file."""
     write(tmp_path, files)
     with pytest.raises(UsageError, match=message) as raised:
         read_directory(tmp_path)
@@ -63,6 +64,7 @@ def test_checksum_ignores_bom_and_line_endings(tmp_path: Path) -> None:
 
 
 def test_header_directives(tmp_path: Path) -> None:
+    """Every header directive is read."""
     write(
         tmp_path,
         {
@@ -79,12 +81,14 @@ def test_header_directives(tmp_path: Path) -> None:
 
 
 def test_unknown_directive_names_file_and_line(tmp_path: Path) -> None:
+    """A misspelt directive is an error at its file and line, not ignored."""
     write(tmp_path, {"0001_a.sql": "-- ok\n-- release-runner: no-transation\nSELECT 1;\n"})
     with pytest.raises(UsageError, match=r"0001_a.sql:2: unknown directive 'no-transation'"):
         read_directory(tmp_path)
 
 
 def test_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 is a usage error naming it."""
     (tmp_path / "0001_a.sql").write_bytes(b"SELECT '\xff';")
     with pytest.raises(UsageError, match="not UTF-8"):
         read_directory(tmp_path)
@@ -114,6 +118,7 @@ def test_split_keeps_bodies_whole_and_positions_exact(tmp_path: Path) -> None:
 
 
 def test_position_maps_offsets_back_to_the_file(tmp_path: Path) -> None:
+    """Character offsets inside a statement map back to file line and column."""
     (tmp_path / "0001_a.sql").write_text("\n\n  SELECT 1,\n    é, nope;\n")
     statement = read_directory(tmp_path).migrations[0].statements[0]
     assert (statement.line, statement.column) == (3, 3)
@@ -122,6 +127,7 @@ def test_position_maps_offsets_back_to_the_file(tmp_path: Path) -> None:
 
 
 def test_syntax_error_position(tmp_path: Path) -> None:
+    """A syntax error after non-ASCII text is placed at the right column."""
     write(tmp_path, {"0001_a.sql": "SELECT 1;\n-- é\nSELECT 2;\nCREATE TABEL x ();\n"})
     with pytest.raises(SqlSyntaxError) as raised:
         _ = read_directory(tmp_path).migrations[0].statements
@@ -141,6 +147,7 @@ def test_parse_error_can_be_allowed_and_splits_by_scanner(tmp_path: Path) -> Non
 
 
 def test_statement_level_allow_comment(tmp_path: Path) -> None:
+    """An allow comment applies to the next statement only."""
     write(
         tmp_path,
         {"0001_a.sql": "SELECT 1;\n-- release-runner: allow drop-table\nDROP TABLE t;\nDROP TABLE u;\n"},
@@ -190,6 +197,7 @@ def test_drizzle_journal_gives_order_and_membership(tmp_path: Path) -> None:
 
 
 def test_drizzle_entry_without_file_is_an_error(tmp_path: Path) -> None:
+    """A journal entry without its .sql file is a usage error."""
     write(tmp_path, {"meta/_journal.json": _journal([(0, "0000_gone")])})
     with pytest.raises(UsageError, match="0000_gone"):
         read_directory(tmp_path)
@@ -214,12 +222,14 @@ def test_prisma_folders_order_by_name(tmp_path: Path) -> None:
 
 
 def test_prisma_folder_without_sql_is_an_error(tmp_path: Path) -> None:
+    """A Prisma migration folder without migration.sql is a usage error."""
     write(tmp_path, {"migration_lock.toml": "", "1_a/migration.sql": "SELECT 1;", "2_b/notes.txt": ""})
     with pytest.raises(UsageError, match=r"without migration\.sql"):
         read_directory(tmp_path)
 
 
 def test_prisma_folder_for_another_database_is_refused(tmp_path: Path) -> None:
+    """A Prisma folder whose lock file names MySQL is refused."""
     write(tmp_path, {"migration_lock.toml": 'provider = "mysql"\n', "1_a/migration.sql": "SELECT 1;"})
     with pytest.raises(UsageError, match="'mysql', not PostgreSQL"):
         read_directory(tmp_path)

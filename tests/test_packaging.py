@@ -24,6 +24,7 @@ def _tool(name: str) -> str:
 
 
 def test_dockerfile_lints_clean() -> None:
+    """hadolint finds nothing in the Dockerfile."""
     result = subprocess.run([_tool("hadolint"), "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -57,6 +58,7 @@ def test_dockerfile_install_step_gives_a_working_cli(tmp_path: Path) -> None:
 
 
 def test_fly_toml_budget_is_below_the_release_timeout() -> None:
+    """The example fly.toml stops the runner before Fly stops waiting."""
     config = tomllib.loads((ROOT / "fly.toml").read_text())
     assert config["deploy"]["release_command"] == "release-runner migrate"
     assert config["kill_signal"] == "SIGINT"
@@ -66,6 +68,7 @@ def test_fly_toml_budget_is_below_the_release_timeout() -> None:
 
 
 def test_help_does_not_import_psycopg_or_pglast() -> None:
+    """--help loads neither the driver nor the parser."""
     code = (
         "import sys, click.testing; from release_runner.cli import cli;"
         "click.testing.CliRunner().invoke(cli, ['migrate', '--help']);"
@@ -76,6 +79,7 @@ def test_help_does_not_import_psycopg_or_pglast() -> None:
 
 
 def test_mypy_strict_and_ruff_clean() -> None:
+    """The package passes mypy --strict and ruff."""
     mypy = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert mypy.returncode == 0, mypy.stdout
     ruff = subprocess.run([_tool("ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True)

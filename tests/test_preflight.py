@@ -116,6 +116,7 @@ def _prepare(tmp_path: Path, text: str, strict_lint: bool = False) -> Prepared:
 def test_rule(
     tmp_path: Path, text: str, rule: str, severity: str, line: int, column: int, words: str
 ) -> None:
+    """Each rule fires with its severity, position and message."""
     findings = _prepare(tmp_path, text).findings
     assert {f.rule for f in findings} == {rule}, [f.describe() for f in findings]
     finding = findings[0]
@@ -126,6 +127,7 @@ def test_rule(
 
 
 def test_syntax_error_names_the_override(tmp_path: Path) -> None:
+    """A syntax error names the directive for statements the bundled parser does not know."""
     finding = _prepare(tmp_path, "SELEC 1;").findings[0]
     assert "allow parse-error" in finding.fix
 
@@ -150,12 +152,14 @@ def test_tables_created_in_the_batch_do_not_warn(tmp_path: Path) -> None:
 
 
 def test_allow_per_file_and_per_statement(tmp_path: Path) -> None:
+    """A header allow silences the whole file, a comment above a statement only that statement."""
     text = "-- release-runner: allow truncate\nTRUNCATE t;\n-- release-runner: allow drop-table\nDROP TABLE t;\nDROP TABLE u;\n"
     findings = _prepare(tmp_path, text).findings
     assert [(f.rule, f.line) for f in findings] == [("drop-table", 5)]
 
 
 def test_strict_lint_turns_warnings_into_errors(tmp_path: Path) -> None:
+    """--strict-lint makes warnings refuse the batch."""
     assert [f.severity for f in _prepare(tmp_path, "TRUNCATE t;", strict_lint=True).findings] == ["error"]
 
 
@@ -175,6 +179,7 @@ def test_prisma_outer_transaction_is_unwrapped(tmp_path: Path) -> None:
 
 
 def test_example_sql_has_no_errors() -> None:
+    """The shipped sql/ passes preflight, with its one automatic no-transaction file."""
     prepared = prepare_all(read_directory(ROOT / "sql").migrations)
     assert [f.describe() for p in prepared for f in p.errors] == []
     assert [p.transaction_mode for p in prepared].count("no-transaction") == 1
@@ -193,6 +198,7 @@ CORPUS_SETS = [
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent")
 @pytest.mark.parametrize("name", CORPUS_SETS)
 def test_real_sets_have_no_preflight_errors(name: str) -> None:
+    """Real migration sets pass preflight as they are."""
     prepared = prepare_all(read_directory(CORPUS / name).migrations)
     assert [f.describe() for p in prepared for f in p.errors] == []
     if name == "prisma-triggerdev":

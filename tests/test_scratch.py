@@ -31,6 +31,7 @@ def test_falls_back_to_the_pgserver_wheel(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_newest_debian_version_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of several Debian server versions, the newest is used."""
     for version in ("9.6", "15", "13"):
         _fake_bindir(tmp_path / version / "bin")
     monkeypatch.setattr(scratch.shutil, "which", lambda _: None)
@@ -39,6 +40,7 @@ def test_newest_debian_version_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_no_binaries_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without server binaries the error says what to install, or to pass --scratch-url."""
     monkeypatch.setattr(scratch.shutil, "which", lambda _: None)
     monkeypatch.setattr(scratch, "DEBIAN_BINDIRS", tmp_path)
     monkeypatch.setattr(scratch.importlib.util, "find_spec", lambda _: None)

@@ -126,6 +126,7 @@ def test_damage_fails_verification(
 
 
 def test_extra_column_warns_and_strict_fails(migrated: str, admin: psycopg.Connection[Any]) -> None:
+    """A column only in the database warns; --strict fails it."""
     admin.execute("ALTER TABLE accounts ADD COLUMN nickname text")
     relaxed = run_cli("verify", url=migrated)
     assert relaxed.code == 0
