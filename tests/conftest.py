@@ -24,6 +24,7 @@ from release_runner.scratch import LocalCluster, find_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
+CLI = [sys.executable, "-m", "release_runner"]
 PASSWORD = "Tr1cky-s3cret-" + secrets.token_hex(4)
 ROLE = "runner"
 
@@ -120,12 +121,24 @@ def cli_env(url: str | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def start_cli(*args: str, url: str | None = None) -> subprocess.Popen[str]:
+    """Start `python -m release_runner ARGS` in the background, for faults injected mid-run."""
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(url),
+        cwd=ROOT,
+    )
+
+
 def run_cli(
     *args: str, url: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
 ) -> Run:
     """Run `python -m release_runner ARGS` as a user would; stdout is a pipe, so JSON lines."""
     result = subprocess.run(
-        [sys.executable, "-m", "release_runner", *args],
+        [*CLI, *args],
         capture_output=True,
         text=True,
         env=env or cli_env(url),

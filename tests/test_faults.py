@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,7 +19,16 @@ import psycopg
 import pytest
 
 from release_runner.scratch import LocalCluster
-from tests.conftest import PASSWORD, ROLE, ROOT, Server, cli_env, history, run_cli, table_exists, write
+from tests.conftest import (
+    PASSWORD,
+    ROLE,
+    Server,
+    history,
+    run_cli,
+    start_cli,
+    table_exists,
+    write,
+)
 from tests.proxy import Proxy
 
 
@@ -29,17 +37,6 @@ def proxy(server: Server) -> Iterator[Proxy]:
     found = Proxy(server.port)
     yield found
     found.close()
-
-
-def _start(args: list[str], url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "release_runner", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(url),
-        cwd=ROOT,
-    )
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -86,7 +83,7 @@ def test_backend_terminated_mid_migration_is_rerun_once(
     """The server ends the session during a migration: its transaction rolled back, so after
     reconnecting and reading the history the runner runs it again; exit 0, each applied once."""
     write(tmp_path, SLOW)
-    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
     _wait_for(lambda: _running(admin, "pg_sleep"))
     admin.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -108,7 +105,7 @@ def test_commit_whose_reply_is_lost_is_not_applied_twice(
     connection then dies: after reconnecting, the history row is there, so the runner logs
     `migration.already_applied` and does not run it again."""
     write(tmp_path, {**SLOW, "0002_slow.sql": "INSERT INTO a VALUES (1);\nSELECT pg_sleep(0.5);\n"})
-    process = _start(["migrate", "--migrations", str(tmp_path)], server.url(database, proxy.port))
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
     _wait_for(lambda: _running(admin, "pg_sleep"))
     proxy.swallowing = True
 
@@ -133,7 +130,7 @@ def test_connection_cut_mid_migration_rolls_back_and_reruns(
     """The network drops during a migration: the server notices, rolls back; the runner
     reconnects, finds no history row and runs it again, once."""
     write(tmp_path, {**SLOW, "0002_slow.sql": "INSERT INTO a VALUES (1);\nSELECT pg_sleep(1.5);\n"})
-    process = _start(["migrate", "--migrations", str(tmp_path)], server.url(database, proxy.port))
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
     _wait_for(lambda: _running(admin, "pg_sleep"))
     proxy.cut()
     stdout, stderr = process.communicate(timeout=60)
@@ -180,7 +177,7 @@ def test_server_restarted_mid_run_completes(tmp_path: Path) -> None:
     with LocalCluster(tcp=True) as cluster:
         url = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
         write(tmp_path, SLOW)
-        process = _start(["migrate", "--migrations", str(tmp_path)], url)
+        process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
         with psycopg.connect(cluster.url(), autocommit=True) as watcher:
             _wait_for(lambda: _running(watcher, "pg_sleep"))
         cluster.restart()
@@ -199,7 +196,7 @@ def test_connection_lost_while_waiting_for_the_runner_lock(
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (db.lock_key("release_runner"),))
-        process = _start(["migrate", "--migrations", str(tmp_path)], server.url(database, proxy.port))
+        process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
         time.sleep(1.5)
         proxy.cut()
         time.sleep(0.5)
@@ -219,7 +216,7 @@ def test_no_transaction_migration_lost_before_its_statement_is_retried(
     write(tmp_path, {"0002_idx.sql": "CREATE INDEX CONCURRENTLY a_id ON a (id);\n"})
     blocker = psycopg.connect(url)
     blocker.execute("LOCK TABLE release_runner.history IN SHARE MODE")
-    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
 
     _wait_for(lambda: _waiting_on_lock(admin))
     admin.execute(
@@ -264,8 +261,8 @@ def test_lock_timeout_is_retried_and_blocker_named(
     admin.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
     write(tmp_path, {"0001_alter.sql": "ALTER TABLE t ADD COLUMN note text;\n"})
     thread, pids = _hold(url, ["SELECT * FROM t"], release_after=4.0)
-    process = _start(
-        ["migrate", "--migrations", str(tmp_path), "--lock-timeout", "1.5s", "--retries", "6"], url
+    process = start_cli(
+        "migrate", "--migrations", str(tmp_path), "--lock-timeout", "1.5s", "--retries", "6", url=url
     )
     waits = []
     deadline = time.monotonic() + 3.5
@@ -324,7 +321,7 @@ def test_deadlock_is_retried(tmp_path: Path, url: str, database: str, admin: psy
     other = psycopg.connect(url, application_name="other")
     other.execute("SET deadlock_timeout = '60s'")
     other.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
-    process = _start(["migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s"], url)
+    process = start_cli("migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s", url=url)
 
     _wait_for(lambda: _waiting_on_lock(admin))
     other.execute("LOCK TABLE a IN ACCESS EXCLUSIVE MODE")  # waits until the runner is chosen
@@ -347,7 +344,7 @@ def test_serialization_failure_is_retried(tmp_path: Path, url: str, admin: psyco
             "SELECT n FROM counter;\nSELECT pg_sleep(1);\nUPDATE counter SET n = n + 10 WHERE id = 1;\n"
         },
     )
-    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
     _wait_for(lambda: _running(admin, "pg_sleep"))
     admin.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
     stdout, stderr = process.communicate(timeout=60)
@@ -367,7 +364,7 @@ def test_signal_cancels_rolls_back_and_exits(
         tmp_path,
         {"0001_a.sql": "CREATE TABLE a ();\n", "0002_slow.sql": "CREATE TABLE b ();\nSELECT pg_sleep(3);\n"},
     )
-    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
     _wait_for(lambda: _running(admin, "pg_sleep"))
     sent = time.monotonic()
     process.send_signal(signum)
@@ -420,7 +417,7 @@ def test_sixteen_runners_on_fifty_migrations(
 ) -> None:
     """Sixteen runners at once: every migration applied exactly once, all exit 0."""
     write(tmp_path, {f"{i:04d}_t{i}.sql": f"CREATE TABLE t{i} (id int);\n" for i in range(1, 51)})
-    processes = [_start(["migrate", "--migrations", str(tmp_path)], url) for _ in range(16)]
+    processes = [start_cli("migrate", "--migrations", str(tmp_path), url=url) for _ in range(16)]
     outputs = [p.communicate(timeout=180) for p in processes]
     assert [p.returncode for p in processes] == [0] * 16, [o[0][-500:] for o in outputs if o]
     assert sum(out.count('"migration.applied"') for out, _ in outputs) == 50
@@ -506,7 +503,7 @@ def test_sigkill_leaves_nothing_running_on_the_server(
     """A runner killed outright cannot cancel anything; the server notices within seconds
     (client_connection_check_interval), rolls back and frees the runner lock for the next run."""
     write(tmp_path, {"0001_slow.sql": "CREATE TABLE s ();\nSELECT pg_sleep(60);\n"})
-    process = _start(["migrate", "--migrations", str(tmp_path)], url)
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
     _wait_for(lambda: _running(admin, "pg_sleep"))
     process.kill()
     process.communicate(timeout=10)

@@ -4,8 +4,6 @@ exit code, JSON events, history rows and the catalog."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,11 @@ import pytest
 
 from tests.conftest import (
     PASSWORD,
-    ROOT,
     Server,
     cli_env,
     history,
     run_cli,
+    start_cli,
     table_exists,
     write,
 )
@@ -256,17 +254,7 @@ def test_four_concurrent_runners_apply_each_migration_once(
         f"{i:04d}_t{i}.sql": f"CREATE TABLE t{i} (id int);\nSELECT pg_sleep(0.02);\n" for i in range(1, 13)
     }
     write(tmp_path, files)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "release_runner", "migrate", "--migrations", str(tmp_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(url),
-            cwd=ROOT,
-        )
-        for _ in range(4)
-    ]
+    processes = [start_cli("migrate", "--migrations", str(tmp_path), url=url) for _ in range(4)]
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0, 0], outputs
     applied = sum(out.count('"migration.applied"') for out, _ in outputs)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, Server, cli_env, run_cli, write
+from tests.conftest import ROOT, Server, run_cli, start_cli, write
 
 # (damage, object type, name in the mismatch, kind)
 DAMAGE = [
@@ -225,23 +223,7 @@ def test_check_green_then_red(tmp_path: Path, server: Server) -> None:
 def test_scratch_database_dropped_on_interrupt(tmp_path: Path, server: Server) -> None:
     """SIGINT during a replay: exit 130 and the temporary database is gone."""
     write(tmp_path, {"0001_slow.sql": "SELECT pg_sleep(30);\n"})
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "release_runner",
-            "check",
-            "--migrations",
-            str(tmp_path),
-            "--scratch-url",
-            server.url("postgres"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(None),
-        cwd=ROOT,
-    )
+    process = start_cli("check", "--migrations", str(tmp_path), "--scratch-url", server.url("postgres"))
     deadline = time.monotonic() + 20
     while not _scratch_databases(server) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -267,14 +249,7 @@ def test_local_cluster_is_torn_down_on_interrupt(tmp_path: Path) -> None:
 
     write(tmp_path, {"0001_slow.sql": "SELECT pg_sleep(30);\n"})
     before = set(Path(tempfile.gettempdir()).glob("release-runner-pg-*"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "release_runner", "check", "--migrations", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(None),
-        cwd=ROOT,
-    )
+    process = start_cli("check", "--migrations", str(tmp_path))
     deadline = time.monotonic() + 30
     new: set[Path] = set()
     while not new and time.monotonic() < deadline:
