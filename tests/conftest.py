@@ -29,6 +29,11 @@ PASSWORD = "Tr1cky-s3cret-" + secrets.token_hex(4)
 ROLE = "runner"
 
 
+needs_server_binaries = pytest.mark.skipif(
+    find_bindir() is None, reason="no PostgreSQL server binaries to start a local cluster with"
+)
+
+
 @dataclass
 class Server:
     """How tests reach the server: `admin` is a trusted maintenance URL, `host`/`port` the TCP

@@ -24,6 +24,7 @@ from tests.conftest import (
     ROLE,
     Server,
     history,
+    needs_server_binaries,
     run_cli,
     start_cli,
     table_exists,
@@ -172,6 +173,7 @@ def test_server_started_late_is_waited_for(tmp_path: Path, server: Server, datab
     assert len(result.named("db.connect_retry")) >= 2
 
 
+@needs_server_binaries
 def test_server_restarted_mid_run_completes(tmp_path: Path) -> None:
     """A real server restart during a migration: reconnect within the budget and finish."""
     with LocalCluster(tcp=True) as cluster:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_server_binaries
 
 
 def _tool(name: str) -> str:
@@ -29,6 +29,7 @@ def test_dockerfile_lints_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@needs_server_binaries
 def test_dockerfile_install_step_gives_a_working_cli(tmp_path: Path) -> None:
     """Run the Dockerfile's own pip command in a fresh venv, from a copy of what it COPYs."""
     dockerfile = (ROOT / "Dockerfile").read_text()

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, Server, run_cli, start_cli, write
+from tests.conftest import ROOT, Server, needs_server_binaries, run_cli, start_cli, write
 
 # (damage, object type, name in the mismatch, kind)
 DAMAGE = [
@@ -235,6 +235,7 @@ def test_scratch_database_dropped_on_interrupt(tmp_path: Path, server: Server) -
     assert _scratch_databases(server) == []
 
 
+@needs_server_binaries
 def test_check_with_local_cluster() -> None:
     """The README's first command: `release-runner check` on sql/ with a throwaway cluster."""
     result = run_cli("check")
@@ -242,6 +243,7 @@ def test_check_with_local_cluster() -> None:
     assert result.named("scratch.ready")[0]["source"] == "local cluster"
 
 
+@needs_server_binaries
 def test_local_cluster_is_torn_down_on_interrupt(tmp_path: Path) -> None:
     """SIGTERM while `check` replays into its own throwaway cluster: the server is stopped and
     its directory removed."""
