@@ -394,7 +394,7 @@ def check(ctx: click.Context, /, **options: Any) -> None:
     settings = _settings(ctx, options)
     from release_runner import runner
 
-    _finish("check", settings, lambda *_: runner.check(settings) and None)
+    _finish("check", settings, lambda *_: {"replayed": runner.check(settings)})
 
 
 @cli.command()

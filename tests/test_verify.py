@@ -241,6 +241,7 @@ def test_check_with_local_cluster() -> None:
     result = run_cli("check")
     assert result.code == 0, result.stdout + result.stderr
     assert result.named("scratch.ready")[0]["source"] == "local cluster"
+    assert result.finished["replayed"] == 6
 
 
 @needs_server_binaries
