@@ -223,8 +223,8 @@ def _finish(
     except Interrupted as interrupted:
         status, code = "interrupted", interrupted.exit_code
         result["error"] = (
-            f"interrupted by {signal.Signals(interrupted.signum).name}; the running "
-            "statement was cancelled and rolled back"
+            f"interrupted by {signal.Signals(interrupted.signum).name}; nothing of ours is left "
+            "running: a migration in progress was cancelled and rolled back, the lock released"
         )
     except ReleaseError as error:
         code = error.exit_code
