@@ -224,7 +224,8 @@ def _finish(
         status, code = "interrupted", interrupted.exit_code
         result["error"] = (
             f"interrupted by {signal.Signals(interrupted.signum).name}; nothing of ours is left "
-            "running: a migration in progress was cancelled and rolled back, the lock released"
+            "running: a migration in progress was cancelled and rolled back (a no-transaction "
+            "one is recorded failed, for `repair`), and the lock released"
         )
     except ReleaseError as error:
         code = error.exit_code
