@@ -15,14 +15,14 @@ from common import (
     LocalCluster,
     children_peak_rss_mb,
     fresh_database,
-    median_time,
     on_fresh_databases,
+    paired_medians,
     run_runner,
     table,
 )
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-RUNS = 3
+RUNS = 5
 
 
 def make_migrations(directory: Path) -> None:
@@ -55,12 +55,11 @@ def measure_noop(cluster: LocalCluster, directory: Path) -> list[tuple[str, ...]
     bare_loop(bare_url, directory)
     url = fresh_database(cluster, "bench")
     run_runner("migrate", "--migrations", str(directory), url=url)
-    runs = RUNS * 3
-    bare = median_time(runs, lambda: None, lambda: bare_loop(bare_url, directory))
-    ours = median_time(
-        runs,
-        lambda: None,
-        lambda: run_runner("migrate", "--no-verify", "--migrations", str(directory), url=url),
+    bare, ours = paired_medians(
+        RUNS * 3,
+        lambda: "",
+        lambda _: bare_loop(bare_url, directory),
+        lambda _: run_runner("migrate", "--no-verify", "--migrations", str(directory), url=url),
     )
     return [(f"no-op, {COUNT} applied", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")]
 

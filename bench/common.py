@@ -30,31 +30,37 @@ def fresh_database(cluster: LocalCluster, name: str) -> str:
     return db.with_dbname(cluster.url(), name)
 
 
-def median_time(runs: int, prepare: Callable[[], object], work: Callable[[], object]) -> float:
-    """Median wall time of `work` over `runs`, calling `prepare` (untimed) before each."""
+def median_of(runs: int, work: Callable[[], object]) -> float:
+    """Median wall time of `work` over `runs`."""
     times = []
     for _ in range(runs):
-        prepare()
         started = time.perf_counter()
         work()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
+def paired_medians(
+    runs: int, prepare: Callable[[], str], baseline: Callable[[str], object], ours: Callable[[str], object]
+) -> tuple[float, float]:
+    """Median wall times of two ways to do the same work, run in turns (baseline, ours,
+    baseline, ...) so that a change in the machine's load hits both alike. `prepare` (untimed)
+    returns the URL each run works on. Returns (baseline, ours)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for work, bucket in ((baseline, times[0]), (ours, times[1])):
+            url = prepare()
+            started = time.perf_counter()
+            work(url)
+            bucket.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def on_fresh_databases(
     cluster: LocalCluster, runs: int, baseline: Callable[[str], object], ours: Callable[[str], object]
 ) -> tuple[float, float]:
-    """Median times of two ways to do the same work, each run on a database of its own.
-    Returns (baseline, ours)."""
-    urls: list[str] = []
-
-    def fresh() -> None:
-        urls.append(fresh_database(cluster, "bench"))
-
-    return (
-        median_time(runs, fresh, lambda: baseline(urls[-1])),
-        median_time(runs, fresh, lambda: ours(urls[-1])),
-    )
+    """paired_medians() with a fresh database for every run."""
+    return paired_medians(runs, lambda: fresh_database(cluster, "bench"), baseline, ours)
 
 
 def run_runner(*args: str, url: str) -> subprocess.CompletedProcess[str]:

@@ -15,10 +15,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import LocalCluster, connect, fresh_database, table
+from common import LocalCluster, connect, fresh_database, median_of, paired_medians, table
 
 from release_runner import db, schema
 from release_runner.scratch import find_bindir
@@ -88,16 +87,6 @@ def ours(url: str, snapshot: Path) -> bool:
     return not [m for m in schema.compare(expected, actual) if m.fails]
 
 
-def best(work: object, runs: int = RUNS) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        assert callable(work)
-        work()
-        times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
-
-
 def main() -> None:
     rows = []
     migra = os.environ.get("MIGRA") or shutil.which("migra")
@@ -115,13 +104,18 @@ def main() -> None:
             bare_file = Path(tmp) / f"{count}.bare.json"
             bare_snapshot(url, bare_file)
             assert bare(url, bare_file)
-            bare_time = best(lambda url=url, bare_file=bare_file: bare(url, bare_file))
             assert ours(url, snapshot)
-            ours_time = best(lambda url=url, snapshot=snapshot: ours(url, snapshot))
-            dump_time = best(
+            bare_time, ours_time = paired_medians(
+                RUNS,
+                lambda url=url: url,
+                lambda url, bare_file=bare_file: bare(url, bare_file),
+                lambda url, snapshot=snapshot: ours(url, snapshot),
+            )
+            dump_time = median_of(
+                RUNS,
                 lambda url=url: subprocess.run(
                     [pg_dump, "--schema-only", "-d", url], capture_output=True, check=True
-                )
+                ),
             )
             row = [
                 f"{count} tables",
@@ -133,11 +127,11 @@ def main() -> None:
             if migra:
                 other = fresh_database(cluster, f"verify_{count}_copy")
                 build(other, count)
-                migra_time = best(
+                migra_time = median_of(
+                    1 if count > 2000 else 3,
                     lambda url=url, other=other: subprocess.run(
                         [migra, "--unsafe", _uri(url), _uri(other)], capture_output=True, check=True
                     ),
-                    runs=1 if count > 2000 else 3,
                 )
                 row += [f"{migra_time:.2f} s", f"{migra_time / ours_time:.1f}x"]
             else:
