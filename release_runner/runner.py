@@ -133,28 +133,40 @@ def _take_lock(conn: Connection, settings: Settings, key: int) -> Connection:
     return conn
 
 
+def _lint(
+    pending: list[migrations_module.Migration],
+    settings: Settings,
+    conn: Connection | None,
+) -> list[Prepared]:
+    """Parse every pending migration and log what preflight found, warnings with the table's
+    estimated rows and size when connected."""
+    from release_runner.preflight import prepare_all
+
+    log = get_logger()
+    prepared = prepare_all(pending, settings.strict_lint)
+    findings = [finding for item in prepared for finding in item.findings]
+    tables = sorted({finding.table for finding in findings if finding.table})
+    sizes: dict[str, dict[str, Any]] = {}
+    if conn is not None and tables:
+        from release_runner import db
+
+        sizes = db.table_sizes(conn, tables)
+    for finding in findings:
+        if finding.severity == "error":
+            log.error("preflight.error", **finding.as_event(), **sizes.get(finding.table or "", {}))
+        else:
+            log.warning("preflight.warning", **finding.as_event(), **sizes.get(finding.table or "", {}))
+    return prepared
+
+
 def _preflight(
     pending: list[migrations_module.Migration],
     settings: Settings,
     conn: Connection | None,
 ) -> list[Prepared]:
-    """Parse every pending migration; refuse the whole batch on any error. Warnings are logged,
-    with the table's estimated size when connected."""
-    from release_runner.preflight import prepare_all
-
-    log = get_logger()
-    prepared = prepare_all(pending, settings.strict_lint)
+    """_lint(), refusing the whole batch on any error."""
+    prepared = _lint(pending, settings, conn)
     errors = [finding for item in prepared for finding in item.errors]
-    warnings = [finding for item in prepared for finding in item.warnings]
-    sizes: dict[str, dict[str, Any]] = {}
-    if conn is not None and warnings:
-        from release_runner import db
-
-        sizes = db.table_sizes(conn, sorted({w.table for w in warnings if w.table}))
-    for finding in warnings:
-        log.warning("preflight.warning", **finding.as_event(), **sizes.get(finding.table or "", {}))
-    for finding in errors:
-        log.error("preflight.error", **finding.as_event())
     if errors:
         raise RefusedError(
             f"preflight refused {len(errors)} problem(s); nothing was applied. "
@@ -599,27 +611,13 @@ class PlanReport:
 def plan_report(settings: Settings) -> PlanReport:
     """Read-only: what would run, with preflight findings. Writes nothing, not even the history
     table."""
-    from release_runner import db
-    from release_runner.preflight import prepare_all
-
     found = load(settings)
     conn = connect(settings)
     try:
         current = plan_module.make_plan(found.migrations, _history(conn, settings, found)[0])
-        prepared = prepare_all(current.pending, settings.strict_lint)
-        sizes = db.table_sizes(conn, sorted({f.table for p in prepared for f in p.warnings if f.table}))
+        prepared = _lint(current.pending, settings, conn)
     finally:
         conn.close()
-    log = get_logger()
-    for item in prepared:
-        for finding in item.findings:
-            event = "preflight.error" if finding.severity == "error" else "preflight.warning"
-            log.log(
-                40 if finding.severity == "error" else 30,
-                event,
-                **finding.as_event(),
-                **sizes.get(finding.table or "", {}),
-            )
     return PlanReport(current, prepared, settings)
 
 
