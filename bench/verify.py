@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from common import LocalCluster, connect, fresh_database, median_of, paired_medians, table
@@ -106,15 +107,12 @@ def main() -> None:
             assert bare(url, bare_file)
             assert ours(url, snapshot)
             bare_time, ours_time = paired_medians(
-                RUNS,
-                lambda url=url: url,
-                lambda url, bare_file=bare_file: bare(url, bare_file),
-                lambda url, snapshot=snapshot: ours(url, snapshot),
+                RUNS, partial(str, url), partial(bare, path=bare_file), partial(ours, snapshot=snapshot)
             )
             dump_time = median_of(
                 RUNS,
-                lambda url=url: subprocess.run(
-                    [pg_dump, "--schema-only", "-d", url], capture_output=True, check=True
+                partial(
+                    subprocess.run, [pg_dump, "--schema-only", "-d", url], capture_output=True, check=True
                 ),
             )
             row = [
@@ -129,8 +127,11 @@ def main() -> None:
                 build(other, count)
                 migra_time = median_of(
                     1 if count > 2000 else 3,
-                    lambda url=url, other=other: subprocess.run(
-                        [migra, "--unsafe", _uri(url), _uri(other)], capture_output=True, check=True
+                    partial(
+                        subprocess.run,
+                        [migra, "--unsafe", _uri(url), _uri(other)],
+                        capture_output=True,
+                        check=True,
                     ),
                 )
                 row += [f"{migra_time:.2f} s", f"{migra_time / ours_time:.1f}x"]

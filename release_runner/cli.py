@@ -1,6 +1,6 @@
-"""The command line: turns options and environment into Settings, configures logging once, calls
-one core function per command, renders its result, and maps errors to exit codes. Every run
-ends with one `release.finished` line."""
+"""The command line: turns options and environment into Settings, renders events (JSON lines or
+the console), calls one command function, and maps its outcome to an exit code. Every run ends
+with one `release.finished` line, whatever ends it: success, an error, a signal, a crash."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from typing import Any, NoReturn
 
 import click
 
-from release_runner import __version__, log
-from release_runner.errors import Interrupted, MigrationFailed, ReleaseError, UsageError
+from release_runner import __version__, errors, log
+from release_runner.events import Event, Level, Progress, emit, listening
 from release_runner.settings import Settings, libpq_url, parse_duration
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
+_STARTED = time.monotonic()
 
 
 class Duration(click.ParamType[float]):
@@ -40,92 +41,91 @@ class Duration(click.ParamType[float]):
 
 
 DURATION = Duration()
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def _option(name: str, *dest: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _option(name: str, *dest: str, **kwargs: Any) -> Decorator:
     """An option that also reads RELEASE_RUNNER_<NAME> and shows it in --help."""
     env = kwargs.pop("envvar", None) or "RELEASE_RUNNER_" + name.lstrip("-").replace("-", "_").upper()
     kwargs.setdefault("show_default", True)
     return click.option(name, *dest, envvar=env, show_envvar=True, **kwargs)
 
 
-COMMON = [
-    _option(
-        "--migrations",
-        "migrations_dir",
-        type=click.Path(path_type=Path),
-        default=Path("sql"),
-        help="Migrations directory: native, drizzle-kit or Prisma (detected).",
-    ),
-    _option(
-        "--snapshot",
-        "snapshot_path",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Expected-schema file [default: <migrations>/schema.snapshot.json].",
-    ),
-    _option(
-        "--database-url",
-        default=None,
-        show_default=False,
-        help="Target database; falls back to DIRECT_DATABASE_URL, then DATABASE_URL.",
-    ),
-    _option(
-        "--connect-timeout",
-        type=DURATION,
-        default="60s",
-        help="Overall budget for reaching the database, retries included.",
-    ),
-    _option(
-        "--history-schema",
-        default="release_runner",
-        help="Schema of the history table; the runner lock key derives from it.",
-    ),
-    _option(
-        "--drizzle-history",
-        default="drizzle.__drizzle_migrations",
-        help="drizzle-kit's history table to adopt (its migrations.schema/.table setting).",
-    ),
-    _option(
-        "--log-format",
-        type=click.Choice(["auto", "json", "console"]),
-        default="auto",
-        help="auto: JSON lines unless stdout is a terminal.",
-    ),
-]
-APPLY = [
-    _option(
-        "--lock-timeout",
-        type=DURATION,
-        default="5s",
-        help="PostgreSQL lock_timeout for each migration (a file may override it).",
-    ),
-    _option(
-        "--statement-timeout",
-        type=DURATION,
-        default="0",
-        help="PostgreSQL statement_timeout for each migration (0 = off).",
-    ),
-    _option(
-        "--retries",
-        type=click.IntRange(1, 100),
-        default=3,
-        help="Attempts per migration on lock timeouts, deadlocks and lost connections.",
-    ),
-    _option("--lock-wait", type=DURATION, default="120s", help="How long to wait for another runner's lock."),
-    _option(
-        "--time-budget",
-        type=DURATION,
-        default=None,
-        help="Start no migration after this long; cancel one still running. Keep it under "
-        "Fly's release_command_timeout.",
-    ),
-    _option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run."),
-]
-VERIFY = [
-    _option("--strict", is_flag=True, help="Objects only in the database fail verification."),
-    _option("--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."),
-]
+MIGRATIONS = _option(
+    "--migrations",
+    "migrations_dir",
+    type=click.Path(path_type=Path),
+    default=Path("sql"),
+    help="Migrations directory: native, drizzle-kit or Prisma (detected).",
+)
+SNAPSHOT = _option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Expected-schema file [default: <migrations>/schema.snapshot.json].",
+)
+DATABASE_URL = _option(
+    "--database-url",
+    default=None,
+    show_default=False,
+    help="Target database; falls back to DIRECT_DATABASE_URL, then DATABASE_URL.",
+)
+CONNECT_TIMEOUT = _option(
+    "--connect-timeout",
+    type=DURATION,
+    default="60s",
+    help="Overall budget for reaching the database, retries included.",
+)
+HISTORY_SCHEMA = _option(
+    "--history-schema",
+    default="release_runner",
+    help="Schema of the history table; the runner lock key derives from it.",
+)
+DRIZZLE_HISTORY = _option(
+    "--drizzle-history",
+    default="drizzle.__drizzle_migrations",
+    help="drizzle-kit's history table to adopt (its migrations.schema/.table setting).",
+)
+LOG_FORMAT = _option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    help="auto: JSON lines unless stdout is a terminal.",
+)
+LOCK_TIMEOUT = _option(
+    "--lock-timeout",
+    type=DURATION,
+    default="5s",
+    help="PostgreSQL lock_timeout for each migration (a file may override it).",
+)
+STATEMENT_TIMEOUT = _option(
+    "--statement-timeout",
+    type=DURATION,
+    default="0",
+    help="PostgreSQL statement_timeout for each migration (0 = off).",
+)
+RETRIES = _option(
+    "--retries",
+    type=click.IntRange(1, 100),
+    default=3,
+    help="Attempts per migration on lock timeouts, deadlocks and lost connections.",
+)
+LOCK_WAIT = _option(
+    "--lock-wait", type=DURATION, default="120s", help="How long to wait for another runner's lock."
+)
+TIME_BUDGET = _option(
+    "--time-budget",
+    type=DURATION,
+    default=None,
+    help="Start no migration after this long; cancel one still running. Keep it under "
+    "Fly's release_command_timeout.",
+)
+STRICT_LINT = _option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run.")
+STRICT = _option("--strict", is_flag=True, help="Objects only in the database fail verification.")
+REQUIRE_SNAPSHOT = _option(
+    "--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."
+)
 FORMAT = _option(
     "--format",
     "output",
@@ -133,17 +133,19 @@ FORMAT = _option(
     default="table",
     help="Output document on stdout; events go to stderr.",
 )
-SCRATCH = [
-    _option(
-        "--scratch-url",
-        default=None,
-        help="Server where a temporary database may be created and dropped [default: a "
-        "throwaway local PostgreSQL].",
-    ),
-]
+SCRATCH_URL = _option(
+    "--scratch-url",
+    default=None,
+    help="Server where a temporary database may be created and dropped [default: a "
+    "throwaway local PostgreSQL].",
+)
+
+COMMON = [MIGRATIONS, SNAPSHOT, DATABASE_URL, CONNECT_TIMEOUT, HISTORY_SCHEMA, DRIZZLE_HISTORY, LOG_FORMAT]
+APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, TIME_BUDGET, STRICT_LINT]
+VERIFY = [STRICT, REQUIRE_SNAPSHOT]
 
 
-def _with(options: list[Callable[..., Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _with(options: list[Decorator]) -> Decorator:
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
             function = option(function)
@@ -153,7 +155,8 @@ def _with(options: list[Callable[..., Any]]) -> Callable[[Callable[..., Any]], C
 
 
 def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
-    """Options -> Settings; the URL's source is kept, its value registered as a secret."""
+    """Options -> Settings (every option a command passes here is a Settings field; a name that
+    is not raises). The URL's source is kept, its value registered as a secret."""
     url = options.pop("database_url", None)
     source = None
     if url:
@@ -169,9 +172,8 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
     dropped: list[str] = []
     if url:
         url, dropped = libpq_url(url)
-    fields = {key: value for key, value in options.items() if key in Settings.__dataclass_fields__}
     return Settings(
-        database_url=url, database_url_source=source, database_url_dropped=tuple(dropped), **fields
+        database_url=url, database_url_source=source, database_url_dropped=tuple(dropped), **options
     )
 
 
@@ -191,67 +193,90 @@ def _register_secrets(url: str | None) -> None:
 
 
 def _interrupt(signum: int, _: FrameType | None) -> None:
-    raise Interrupted(signum)
+    raise errors.Interrupted(signum)
 
 
-def _finish(
-    command: str,
-    settings: Settings,
-    body: Callable[[Any, str], Any],
-    document: bool = False,
-) -> NoReturn:
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _summary(command: str | None, status: str, code: int, progress: Progress, **facts: Any) -> dict[str, Any]:
+    return {
+        "command": command,
+        "status": status,
+        "exit_code": code,
+        "applied": len(progress.applied),
+        "pending": progress.pending,
+        "migration": progress.migration,
+        "duration_ms": round((time.monotonic() - _STARTED) * 1000),
+        **facts,
+    }
+
+
+def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
     """Run one command under the common contract: events, summary line, exit code."""
-    from release_runner.runner import Progress
-
     run_id = log.new_run_id()
-    log.configure(settings.log_format, sys.stderr if document else sys.stdout, run_id)
-    logger = log.get_logger()
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    renderer = log.renderer(settings.log_format, sys.stderr if document else sys.stdout, run_id)
     progress = Progress()
-    logger.info(
-        "release.started",
-        command=command,
-        version=__version__,
-        migrations=str(settings.migrations_dir),
-        database_url_source=settings.database_url_source,
-    )
+    with listening(renderer, progress):
+        code = _run(command, settings, body, run_id, progress)
+    _exit(code, renderer)
+
+
+def _run(
+    command: str, settings: Settings, body: Callable[[str], Any], run_id: str, progress: Progress
+) -> int:
+    """The command's events and its summary line; returns the exit code."""
     result: dict[str, Any] = {}
     try:
-        result = body(progress, run_id) or {}
+        emit(
+            Event.RELEASE_STARTED,
+            command=command,
+            version=__version__,
+            migrations=str(settings.migrations_dir),
+            database_url_source=settings.database_url_source,
+        )
+        result = body(run_id) or {}
         status, code = "ok", 0
-    except Interrupted as interrupted:
+    except errors.Interrupted as interrupted:
         status, code = "interrupted", interrupted.exit_code
         result["error"] = (
             f"interrupted by {signal.Signals(interrupted.signum).name}; nothing of ours is left "
             "running: a migration in progress was cancelled and rolled back (a no-transaction "
             "one is recorded failed, for `repair`), and the lock released"
         )
-    except ReleaseError as error:
+    except errors.ReleaseError as error:
         code = error.exit_code
         status = error.status
-        if isinstance(error, MigrationFailed):
+        if isinstance(error, errors.MigrationFailed):
             status = "partial" if progress.applied else "failed"
         result["error"] = error.message
-        logger.error("release.error", error=error.message, **error.fields)
+        emit(Event.RELEASE_ERROR, error=error.message, **error.fields)
     except Exception as error:
         status, code = "failed", 1
         result["error"] = f"{type(error).__name__}: {error}"
-        logger.exception("release.crashed", error=result["error"])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logger.info(
-        "release.finished",
-        command=command,
-        status=status,
-        exit_code=code,
-        applied=len(progress.applied),
-        pending=progress.pending,
-        migration=progress.migration,
-        duration_ms=round((time.monotonic() - progress.started) * 1000),
-        **result,
+        emit(Event.RELEASE_CRASHED, error=result["error"], where=_where(error))
+    for signum in _SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # the summary is written whatever arrives now
+    emit(
+        Event.RELEASE_FINISHED,
+        Level.INFO if code == 0 else Level.ERROR,
+        **_summary(command, status, code, progress, **result),
     )
-    sys.stdout.flush()
+    return code
+
+
+def _where(error: BaseException) -> str:
+    """file:line of the innermost frame: enough to report a crash, without a traceback."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+
+
+def _exit(code: int, writer: log.JsonLines | log.Console | None = None) -> NoReturn:
+    if writer is not None and writer.lost:
+        # stdout is gone (`migrate | head`): keep Python from failing to flush it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(code)
 
 
@@ -262,25 +287,26 @@ def cli() -> None:
 
     Exit codes: 0 ok, 1 migration failed (partial), 2 usage/configuration, 3 schema drift,
     4 unreachable / lock not acquired / time budget spent, 5 refused before changing anything,
-    130/143 interrupted by SIGINT/SIGTERM.
+    129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.
     """
 
 
 @cli.command()
 @_with(COMMON + APPLY + VERIFY)
 @_option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
+@FORMAT
 @_option(
     "--no-verify", "skip_verify", is_flag=True, help="Emergencies only: skip schema verification (logged)."
 )
 @click.pass_context
-def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
+def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool, **options: Any) -> None:
     """Preflight, connect, lock, validate history, apply pending migrations, verify the schema."""
     settings = replace(_settings(ctx, options), verify=not skip_verify)
-    if settings.dry_run:
-        _plan(settings, "migrate", "table")
-    from release_runner import runner
+    if dry_run:
+        _plan(settings, "migrate", output)
+    from release_runner import commands
 
-    _finish("migrate", settings, lambda progress, run_id: runner.migrate(settings, progress, run_id))
+    _finish("migrate", settings, lambda run_id: commands.migrate(settings, run_id))
 
 
 @cli.command()
@@ -290,17 +316,16 @@ def migrate(ctx: click.Context, /, skip_verify: bool, **options: Any) -> None:
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
     settings = _settings(ctx, options)
-    from release_runner import runner
+    from release_runner import commands
 
-    def body(progress: Any, _: str) -> dict[str, Any]:
-        current = runner.status(settings)
+    def body(_: str) -> dict[str, Any]:
+        current = commands.status(settings)
         entries = [entry.as_dict() for entry in current.entries]
-        progress.pending = len(current.pending)
         if output == "json":
             click.echo(json.dumps({"migrations": entries, "problems": current.problems}, indent=2))
         else:
             _print_status(entries, current.problems)
-        return {"problems": len(current.problems)}
+        return {"pending": len(current.pending), "problems": len(current.problems)}
 
     _finish("status", settings, body, document=True)
 
@@ -321,38 +346,37 @@ def _print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
 
 
 def _plan(settings: Settings, command: str, output: str) -> NoReturn:
-    from release_runner import runner
+    from release_runner import commands
 
-    def body(progress: Any, _: str) -> dict[str, Any]:
-        report = runner.plan_report(settings)
-        document = report.as_dict()
-        progress.pending = document["total"]
+    def body(_: str) -> dict[str, Any]:
+        document = commands.plan_report(settings).as_dict()
         if output == "json":
             click.echo(json.dumps(document, indent=2))
         else:
-            for item in document["pending"]:
-                click.echo(
-                    f"{item['file']}: {item['transaction_mode']}, {item['statements']} statement(s), "
-                    f"lock_timeout {item['lock_timeout_ms']}ms"
-                )
-                for finding in item["findings"]:
-                    click.echo(
-                        f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
-                        f"{finding['column']} {finding['rule']}: {finding['message']}"
-                    )
-            for refusal in document["refusals"]:
-                click.echo(f"!! {refusal}")
-            click.echo(
-                f"{document['total']} pending, {document['errors']} error(s), "
-                f"{document['warnings']} warning(s)"
-            )
+            _print_plan(document)
         if document["refusals"] or document["errors"]:
-            from release_runner.errors import RefusedError
-
-            raise RefusedError("migrate would refuse: see the findings above")
-        return {}
+            raise errors.RefusedError("migrate would refuse: see the findings above")
+        return {"pending": document["total"]}
 
     _finish(command, settings, body, document=True)
+
+
+def _print_plan(document: dict[str, Any]) -> None:
+    for item in document["pending"]:
+        click.echo(
+            f"{item['file']}: {item['transaction_mode']}, {item['statements']} statement(s), "
+            f"lock_timeout {item['lock_timeout_ms']}ms"
+        )
+        for finding in item["findings"]:
+            click.echo(
+                f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
+                f"{finding['column']} {finding['rule']}: {finding['message']}"
+            )
+    for refusal in document["refusals"]:
+        click.echo(f"!! {refusal}")
+    click.echo(
+        f"{document['total']} pending, {document['errors']} error(s), {document['warnings']} warning(s)"
+    )
 
 
 @cli.command()
@@ -370,36 +394,36 @@ def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
 def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
     settings = _settings(ctx, options)
-    from release_runner import runner
+    from release_runner import commands
 
-    _finish("verify", settings, lambda *_: runner.verify(settings) and None)
+    _finish("verify", settings, lambda _: commands.verify(settings))
 
 
 @cli.command()
-@_with(COMMON + SCRATCH)
+@_with([*COMMON, SCRATCH_URL])
 @click.pass_context
 def snapshot(ctx: click.Context, /, **options: Any) -> None:
     """Replay every migration into a scratch database and write the expected-schema file."""
     settings = _settings(ctx, options)
-    from release_runner import runner
+    from release_runner import commands
 
-    _finish("snapshot", settings, lambda *_: {"file": str(runner.snapshot(settings))})
+    _finish("snapshot", settings, lambda _: {"file": str(commands.snapshot(settings))})
 
 
 @cli.command()
-@_with(COMMON + SCRATCH + [APPLY[-1]])
+@_with([*COMMON, SCRATCH_URL, STRICT_LINT])
 @click.pass_context
 def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,
     and compare with the committed snapshot."""
     settings = _settings(ctx, options)
-    from release_runner import runner
+    from release_runner import commands
 
-    _finish("check", settings, lambda *_: {"replayed": runner.check(settings)})
+    _finish("check", settings, lambda _: {"replayed": commands.check(settings)})
 
 
 @cli.command()
-@_with([*COMMON, APPLY[3]])
+@_with([*COMMON, LOCK_WAIT])
 @_option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
 @_option(
     "--forget",
@@ -421,15 +445,15 @@ def repair(
     if bool(applied_version) == bool(forget_version):
         raise click.UsageError("give exactly one of --applied VERSION or --forget VERSION")
     settings = _settings(ctx, options)
-    from release_runner import runner
+    from release_runner import commands
 
     version = applied_version or forget_version or ""
     action = "applied" if applied_version else "forget"
-    _finish("repair", settings, lambda _, run_id: runner.repair(settings, version, action, reason, run_id))
+    _finish("repair", settings, lambda run_id: commands.repair(settings, version, action, reason, run_id))
 
 
 @cli.command()
-@_with([*COMMON, *SCRATCH, APPLY[3]])
+@_with([*COMMON, SCRATCH_URL, LOCK_WAIT])
 @_option(
     "--version",
     "target_version",
@@ -447,32 +471,45 @@ def repair(
 def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
     """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""
     settings = _settings(ctx, options)
-    from release_runner import runner
+    from release_runner import commands
 
     _finish(
         "baseline",
         settings,
-        lambda _, run_id: {"recorded": runner.baseline(settings, target_version, force, run_id)},
+        lambda run_id: {"recorded": commands.baseline(settings, target_version, force, run_id)},
     )
 
 
 def main() -> None:
+    """Signals are ours from the first moment, so even one that arrives while the options are
+    read ends with a summary line and not a traceback."""
+    for signum in _SIGNALS:
+        signal.signal(signum, _interrupt)
+    command = next((arg for arg in sys.argv[1:] if arg in cli.commands), None)
     try:
         cli(standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    except click.exceptions.NoArgsIsHelpError:
+        click.echo(cli.get_help(click.Context(cli, info_name="release-runner")), err=True)
+        _early_finish(command, "refused", errors.UsageError.exit_code, "no command given; see the list above")
     except click.ClickException as error:
         error.show()
-        # Even a run that never started ends with its summary line, for log searches.
-        log.configure("auto", sys.stdout, log.new_run_id())
-        log.get_logger().info(
-            "release.finished",
-            status="refused",
-            exit_code=UsageError.exit_code,
-            applied=0,
-            pending=0,
-            error=error.format_message(),
+        _early_finish(command, "refused", errors.UsageError.exit_code, error.format_message())
+    except (click.Abort, errors.Interrupted) as interrupted:
+        number = interrupted.signum if isinstance(interrupted, errors.Interrupted) else int(signal.SIGINT)
+        _early_finish(
+            command,
+            "interrupted",
+            128 + number,
+            f"interrupted by {signal.Signals(number).name} before it started",
         )
-        sys.exit(UsageError.exit_code)
-    except click.Abort:
-        sys.exit(130)
+
+
+def _early_finish(command: str | None, status: str, code: int, message: str) -> NoReturn:
+    """The summary line of a run that never started, for log searches."""
+    for signum in _SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    writer = log.JsonLines(sys.stdout, log.new_run_id())
+    writer(Event.RELEASE_FINISHED, Level.ERROR, _summary(command, status, code, Progress(), error=message))
+    _exit(code, writer)

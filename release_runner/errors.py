@@ -57,7 +57,7 @@ class RefusedError(ReleaseError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived. A KeyboardInterrupt so that psycopg cancels the running query."""
+    """SIGINT, SIGTERM or SIGHUP arrived. A KeyboardInterrupt so that psycopg cancels the running query."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

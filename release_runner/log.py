@@ -1,16 +1,22 @@
-"""structlog configuration: one JSON object per line off a TTY, console on one; every value
-passes through redaction so that no password or URL reaches output."""
+"""Rendering events for people and machines, and keeping secrets out of what is rendered.
+
+`JsonLines` writes one JSON object per event (what Fly's log and `jq` read); `Console` writes a
+line a person reads. Both scrub every string of URLs, `password=...` pairs and registered
+secrets. Written without a logging library: an event is a name, a level and a dict of facts,
+and importing structlog (and the asyncio it pulls in) cost a no-op deploy 26 ms of its start.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import uuid
-from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import structlog
+from release_runner.events import Event, Level
 
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -38,28 +44,15 @@ def redact(text: str) -> str:
     return text
 
 
-def _redact_value(value: Any) -> Any:
+def redact_value(value: Any) -> Any:
+    """redact() through nested dicts and lists."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {key: _redact_value(item) for key, item in value.items()}
+        return {key: redact_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redact_value(item) for item in value]
+        return [redact_value(item) for item in value]
     return value
-
-
-def _redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key, value in event_dict.items():
-        event_dict[key] = _redact_value(value)
-    return event_dict
-
-
-def _leading_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
-    """timestamp, level, event and run_id first, so a line reads well in `fly logs`."""
-    first = {
-        key: event_dict.pop(key) for key in ("timestamp", "level", "event", "run_id") if key in event_dict
-    }
-    return {**first, **event_dict}
 
 
 def fly_context() -> dict[str, str]:
@@ -71,38 +64,64 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def configure(log_format: str = "auto", stream: TextIO | None = None, run_id: str = "") -> None:
-    """Configure structlog once per process. `stream` is stdout unless a command prints a
-    document there, in which case events go to stderr."""
-    stream = stream or sys.stdout
-    if log_format == "auto":
-        log_format = "console" if stream.isatty() else "json"
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
-    )
-    context = {"run_id": run_id, **fly_context()}
+class _Writer:
+    """Writes whole lines to a stream. If the stream goes away (`migrate | head`), later lines
+    go to stderr instead: the run goes on, and its summary still reaches somebody."""
 
-    def add_context(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
-        for key, value in context.items():
-            event_dict.setdefault(key, value)
-        return event_dict
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lost = False
 
-    structlog.configure(
-        processors=[
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.add_log_level,
-            add_context,
-            structlog.processors.format_exc_info,
-            _redact_event,
-            _leading_keys,
-            renderer,
-        ],
-        logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=True,
-    )
+    def line(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            if self.stream is sys.stderr:
+                return
+            self.lost = True
+            self.stream = sys.stderr
+            self.line(text)
 
 
-def get_logger() -> Any:
-    return structlog.get_logger()
+class JsonLines(_Writer):
+    """One JSON object per event: timestamp (RFC 3339, UTC), level, event, run_id, the Fly
+    context, then the event's facts."""
+
+    def __init__(self, stream: TextIO, run_id: str) -> None:
+        super().__init__(stream)
+        self.context = {"run_id": run_id, **fly_context()}
+
+    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
+        record = {
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "level": str(level),
+            "event": str(event),
+            **self.context,
+            **{key: redact_value(value) for key, value in facts.items()},
+        }
+        self.line(json.dumps(record, default=str, ensure_ascii=False))
+
+
+class Console(_Writer):
+    """A line a person reads: time, level, event and its facts as key=value."""
+
+    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        pairs = " ".join(
+            f"{key}={_plain(redact_value(value))}" for key, value in facts.items() if value is not None
+        )
+        self.line(f"{stamp} {level:<7} {event} {pairs}".rstrip())
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value else json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def renderer(log_format: str, stream: TextIO, run_id: str) -> JsonLines | Console:
+    """The renderer for `--log-format`: `auto` is the console on a terminal, JSON lines elsewhere."""
+    if log_format == "console" or (log_format == "auto" and stream.isatty()):
+        return Console(stream)
+    return JsonLines(stream, run_id)

@@ -5,32 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC
+from enum import StrEnum
 from typing import Any
 
+from release_runner.history import HistoryRow
 from release_runner.migrations import Migration
 
-APPLIED = "applied"
-PENDING = "pending"
-CHANGED = "changed"
-MISSING = "missing"
-UNRESOLVED = "unresolved"
-OUT_OF_ORDER = "out-of-order"
 
+class State(StrEnum):
+    """What `status` shows for one migration."""
 
-@dataclass(frozen=True)
-class HistoryRow:
-    """One row of the history table, as read back."""
-
-    version: str
-    name: str
-    checksum: str
-    transaction_mode: str
-    status: str
-    applied_at: Any = None
-    duration_ms: int | None = None
-    applied_by: str | None = None
-    run_id: str | None = None
-    error: str | None = None
+    APPLIED = "applied"
+    PENDING = "pending"
+    CHANGED = "changed"
+    MISSING = "missing"
+    UNRESOLVED = "unresolved"
+    OUT_OF_ORDER = "out-of-order"
 
 
 @dataclass(frozen=True)
@@ -39,7 +29,7 @@ class Entry:
 
     version: str
     name: str
-    state: str
+    state: State
     migration: Migration | None
     row: HistoryRow | None
 
@@ -48,13 +38,39 @@ class Entry:
         return {
             "version": self.version,
             "name": self.name,
-            "state": self.state,
+            "state": str(self.state),
             "file": str(self.migration.path) if self.migration else None,
-            "transaction_mode": row.transaction_mode if row else None,
+            "transaction_mode": str(row.transaction_mode) if row else None,
             "applied_at": row.applied_at.astimezone(UTC).isoformat() if row and row.applied_at else None,
             "duration_ms": row.duration_ms if row else None,
             "error": row.error if row else None,
         }
+
+    def problem(self) -> str | None:
+        """Why this entry refuses a run, naming the file and the remedy; None when it does not."""
+        where = str(self.migration.path) if self.migration else f"version {self.version}"
+        if self.state is State.CHANGED:
+            return (
+                f"{where}: edited after it was applied (checksum differs from the history); "
+                "restore the applied text and put the change in a new migration"
+            )
+        if self.state is State.MISSING:
+            return (
+                f"{where} ({self.name}): applied but its file is gone; restore the file from version control"
+            )
+        if self.state is State.OUT_OF_ORDER:
+            return (
+                f"{where}: new, but sorts before a migration already applied; give it a "
+                "version after the newest applied one"
+            )
+        if self.state is State.UNRESOLVED:
+            status = self.row.status if self.row else "?"
+            return (
+                f"{where}: a no-transaction migration that was {status} and never finished; check "
+                "the database by hand, then run `release-runner repair --applied "
+                f"{self.version} --reason '...'` or `repair --forget {self.version} --reason '...'`"
+            )
+        return None
 
 
 @dataclass(frozen=True)
@@ -63,40 +79,12 @@ class Plan:
 
     @property
     def pending(self) -> list[Migration]:
-        return [e.migration for e in self.entries if e.state == PENDING and e.migration]
-
-    @property
-    def applied_count(self) -> int:
-        return sum(1 for e in self.entries if e.state == APPLIED)
+        return [e.migration for e in self.entries if e.state is State.PENDING and e.migration]
 
     @property
     def problems(self) -> list[str]:
         """Why the run must be refused; one sentence per migration, naming file and remedy."""
-        messages = []
-        for entry in self.entries:
-            where = str(entry.migration.path) if entry.migration else f"version {entry.version}"
-            if entry.state == CHANGED:
-                messages.append(
-                    f"{where}: edited after it was applied (checksum differs from the history); "
-                    "restore the applied text and put the change in a new migration"
-                )
-            elif entry.state == MISSING:
-                messages.append(
-                    f"{where} ({entry.name}): applied but its file is gone; restore the file "
-                    "from version control"
-                )
-            elif entry.state == OUT_OF_ORDER:
-                messages.append(
-                    f"{where}: new, but sorts before a migration already applied; give it a "
-                    "version after the newest applied one"
-                )
-            elif entry.state == UNRESOLVED:
-                messages.append(
-                    f"{where}: a no-transaction migration that was {entry.row.status if entry.row else '?'} "
-                    "and never finished; check the database by hand, then run `release-runner "
-                    f"repair --applied {entry.version}` or `repair --forget {entry.version}`"
-                )
-        return messages
+        return [problem for entry in self.entries if (problem := entry.problem())]
 
 
 def make_plan(migrations: list[Migration], rows: list[HistoryRow]) -> Plan:
@@ -106,14 +94,14 @@ def make_plan(migrations: list[Migration], rows: list[HistoryRow]) -> Plan:
     for index, migration in enumerate(migrations):
         row = by_version.pop(migration.version, None)
         if row is None:
-            state = OUT_OF_ORDER if index < last_applied else PENDING
-        elif row.status != APPLIED:
-            state = UNRESOLVED
+            state = State.OUT_OF_ORDER if index < last_applied else State.PENDING
+        elif not row.applied:
+            state = State.UNRESOLVED
         elif row.checksum != migration.checksum:
-            state = CHANGED
+            state = State.CHANGED
         else:
-            state = APPLIED
+            state = State.APPLIED
         entries.append(Entry(migration.version, migration.name, state, migration, row))
     for row in by_version.values():
-        entries.append(Entry(row.version, row.name, MISSING, None, row))
+        entries.append(Entry(row.version, row.name, State.MISSING, None, row))
     return Plan(entries)

@@ -1,14 +1,23 @@
-"""Bounded retries with exponential backoff and jitter (tenacity), shared by connecting and by
-running migrations. tenacity is imported only after a first failure: the common case, where
-everything works at once, does not pay for loading it."""
+"""Bounded retries with exponential backoff and jitter, shared by connecting and by running
+migrations. A loop of its own rather than tenacity: the one rule that matters at deploy time is
+that no wait is scheduled past the caller's deadline, and that is a line here."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def backoff(attempt: int, initial: float, maximum: float, draw: Callable[[], float] = random.random) -> float:
+    """The wait after failed attempt number `attempt` (1-based): exponential from `initial`,
+    capped at `maximum`, with equal jitter (between half and all of it) so that runners that
+    failed together do not retry together."""
+    base = min(maximum, initial * 2.0 ** (attempt - 1))
+    return base / 2 + draw() * base / 2
 
 
 def with_retries(
@@ -19,53 +28,27 @@ def with_retries(
     initial: float,
     maximum: float,
     attempts: int | None = None,
-    budget: float | None = None,
+    deadline: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run `action`; while it fails with a `retryable` error, wait (exponential, jittered, at
-    most `maximum` seconds) and run it again, until `attempts` runs are made or `budget`
-    seconds have passed. `on_retry(attempt, error, delay)` is called before each wait. The last
-    error is re-raised as it is."""
-    started = time.monotonic()
-    try:
-        return action()
-    except BaseException as error:
-        if not retryable(error):
-            raise
-        first_failure: list[BaseException] = [error]
-
-    from tenacity import (
-        RetryCallState,
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        stop_after_delay,
-        stop_any,
-        stop_never,
-        wait_exponential_jitter,
-    )
-    from tenacity.stop import stop_base
-
-    def attempt() -> T:
-        # tenacity's first attempt is the failure that already happened: report it, then wait.
-        if first_failure:
-            raise first_failure.pop()
-        return action()
-
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        assert error is not None
-        on_retry(state.attempt_number, error, state.upcoming_sleep)
-
-    stops: list[stop_base] = []
-    if attempts is not None:
-        stops.append(stop_after_attempt(attempts))
-    if budget is not None:
-        stops.append(stop_after_delay(max(budget - (time.monotonic() - started), 0.0)))
-    retrying = Retrying(
-        stop=stop_any(*stops) if stops else stop_never,
-        wait=wait_exponential_jitter(initial=initial, max=maximum, jitter=initial * 2),
-        retry=retry_if_exception(retryable),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    return retrying(attempt)
+    """Run `action`; while it fails with a `retryable` error, wait and run it again, until
+    `attempts` runs are made or the `deadline` (a `clock()` value) is reached: a wait never
+    ends after the deadline, and no attempt starts after it. `on_retry(attempt, error, delay)`
+    is called before each wait. The last error is re-raised as it is."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return action()
+        except BaseException as error:
+            if not retryable(error) or (attempts is not None and attempt >= attempts):
+                raise
+            delay = backoff(attempt, initial, maximum)
+            if deadline is not None:
+                left = deadline - clock()
+                if left <= 0:
+                    raise
+                delay = min(delay, left)
+            on_retry(attempt, error, delay)
+            sleep(delay)

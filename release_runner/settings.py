@@ -107,8 +107,6 @@ class Settings:
     """Objects only in the database fail verification instead of warning."""
     strict_lint: bool = False
     """Preflight warnings refuse the run instead of warning."""
-    dry_run: bool = False
-    """Report what migrate would do; write nothing."""
     log_format: str = "auto"
     """`json`, `console`, or `auto`: JSON lines unless the output is a terminal."""
     application_name: str = "release-runner"
@@ -117,7 +115,3 @@ class Settings:
     @property
     def snapshot_file(self) -> Path:
         return self.snapshot_path or self.migrations_dir / "schema.snapshot.json"
-
-    @property
-    def history_table(self) -> str:
-        return f"{self.history_schema}.history"

@@ -10,10 +10,10 @@ import secrets
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import psycopg
@@ -29,9 +29,16 @@ PASSWORD = "Tr1cky-s3cret-" + secrets.token_hex(4)
 ROLE = "runner"
 
 
-needs_server_binaries = pytest.mark.skipif(
+_NO_BINARIES = pytest.mark.skipif(
     find_bindir() is None, reason="no PostgreSQL server binaries to start a local cluster with"
 )
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def needs_server_binaries(test: F) -> F:
+    """A test that starts a PostgreSQL of its own: `db`, and skipped without server binaries."""
+    marked: F = pytest.mark.db(_NO_BINARIES(test))
+    return marked
 
 
 @dataclass
@@ -53,7 +60,7 @@ def server() -> Iterator[Server]:
     dsn = os.environ.get("RELEASE_RUNNER_TEST_DSN")
     if dsn:
         info = psycopg.conninfo.conninfo_to_dict(dsn)
-        found = Server(dsn, str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
+        found = Server(dsn, str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432))))
         cluster = None
     else:
         if find_bindir() is None:
@@ -109,7 +116,7 @@ class Run:
     @property
     def finished(self) -> dict[str, Any]:
         last = [line for line in self.stdout.splitlines() if line.strip()][-1]
-        finished = json.loads(last)
+        finished: dict[str, Any] = json.loads(last)
         assert finished["event"] == "release.finished", last
         return finished
 
@@ -174,3 +181,11 @@ def history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 def table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
     return bool(row and row[0])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches a server `db`, from the fixtures it uses, so that
+    `pytest -m "not db"` runs the pure tests alone and no test can forget its mark."""
+    for item in items:
+        if "server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)

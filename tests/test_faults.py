@@ -438,7 +438,7 @@ def pgbouncer(server: Server) -> Iterator[Callable[[str], int]]:
     def start(mode: str) -> int:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+            port: int = probe.getsockname()[1]
         (directory / "users.txt").write_text(f'"{ROLE}" "{PASSWORD}"\n')
         (directory / f"{mode}.ini").write_text(
             f"[databases]\n* = host=127.0.0.1 port={server.port}\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +25,7 @@ def test_falls_back_to_the_pgserver_wheel(tmp_path: Path, monkeypatch: pytest.Mo
     package = tmp_path / "site" / "pgserver"
     bindir = _fake_bindir(package / "pginstall" / "bin")
     (package / "__init__.py").write_text("")
-    monkeypatch.setattr(scratch.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
     monkeypatch.setattr(scratch, "DEBIAN_BINDIRS", tmp_path / "none")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     sys.modules.pop("pgserver", None)
@@ -34,16 +36,16 @@ def test_newest_debian_version_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """Of several Debian server versions, the newest is used."""
     for version in ("9.6", "15", "13"):
         _fake_bindir(tmp_path / version / "bin")
-    monkeypatch.setattr(scratch.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
     monkeypatch.setattr(scratch, "DEBIAN_BINDIRS", tmp_path)
     assert scratch.find_bindir() == tmp_path / "15" / "bin"
 
 
 def test_no_binaries_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without server binaries the error says what to install, or to pass --scratch-url."""
-    monkeypatch.setattr(scratch.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
     monkeypatch.setattr(scratch, "DEBIAN_BINDIRS", tmp_path)
-    monkeypatch.setattr(scratch.importlib.util, "find_spec", lambda _: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda _: None)
     with pytest.raises(UsageError, match="apt-get install postgresql") as raised:
         scratch.LocalCluster()
     assert "--scratch-url" in raised.value.message

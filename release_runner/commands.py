@@ -1,0 +1,215 @@
+"""The commands, as plain functions a library caller can use (like Alembic's `command.py`):
+each takes Settings, emits events, returns a value, and raises a ReleaseError subclass on
+anything but success. The CLI is a thin shell over them.
+
+migrate: read the files -> connect and lock -> validate history -> preflight -> apply -> verify.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from release_runner import plan as plan_module
+from release_runner import refusals, session, verification
+from release_runner.errors import DriftError, UsageError
+from release_runner.events import Event, emit
+from release_runner.history import Mode, Status
+from release_runner.log import fly_context
+from release_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from release_runner import schema
+    from release_runner.preflight import Prepared
+
+
+def migrate(settings: Settings, run_id: str) -> None:
+    """The deploy-time command."""
+    from release_runner import db, executor
+
+    started = time.monotonic()
+    found = refusals.load(settings)
+    expected = verification.expected_schema(settings) if settings.verify else None
+    with session.locked(settings) as locked:
+        db.ensure_history(locked.conn, settings.history_schema)
+        context = db.RunContext(settings.history_schema, run_id, fly_context())
+        pending = refusals.validated_plan(locked.conn, settings, found, context).pending
+        if pending:
+            prepared = refusals.preflight(pending, settings, locked.conn)
+            deadline = None if settings.time_budget is None else started + settings.time_budget
+            executor.apply_all(locked, prepared, context, deadline)
+        if not settings.verify:
+            emit(Event.VERIFY_SKIPPED, reason="--no-verify given; the schema was not checked")
+            return
+        verification.verify_live(locked.conn, settings, expected)
+
+
+def verify(settings: Settings) -> None:
+    """Read-only: compare the live schema with the snapshot; raises DriftError on differences."""
+    expected = verification.expected_schema(settings)
+    with session.connected(settings) as conn:
+        verification.verify_live(conn, settings, expected)
+
+
+def status(settings: Settings) -> plan_module.Plan:
+    """Read-only: the state of every migration (never creates the history table)."""
+    found = refusals.load(settings)
+    with session.connected(settings) as conn:
+        return plan_module.make_plan(found.migrations, refusals.history(conn, settings, found)[0])
+
+
+@dataclass
+class PlanReport:
+    """What `migrate` would do now: pending migrations as prepared, and refusals."""
+
+    plan: plan_module.Plan
+    prepared: list[Prepared]
+    settings: Settings
+
+    def as_dict(self) -> dict[str, Any]:
+        items = [
+            {
+                "version": item.migration.version,
+                "name": item.migration.name,
+                "file": item.migration.label,
+                "transaction_mode": item.transaction_mode,
+                "statements": len(item.statements),
+                "lock_timeout_ms": round(item.lock_timeout(self.settings.lock_timeout) * 1000),
+                "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
+            }
+            for item in self.prepared
+        ]
+        return {
+            "pending": items,
+            "total": len(items),
+            "refusals": self.plan.problems,
+            "errors": sum(len(item.errors) for item in self.prepared),
+            "warnings": sum(len(item.warnings) for item in self.prepared),
+        }
+
+
+def plan_report(settings: Settings) -> PlanReport:
+    """Read-only: what would run, with preflight findings. Writes nothing, not even the history
+    table."""
+    found = refusals.load(settings)
+    with session.connected(settings) as conn:
+        current = plan_module.make_plan(found.migrations, refusals.history(conn, settings, found)[0])
+        prepared = refusals.lint(current.pending, settings, conn)
+    return PlanReport(current, prepared, settings)
+
+
+def snapshot(settings: Settings) -> Path:
+    """Replay every migration into a scratch database and write the expected-schema file."""
+    from release_runner import schema
+
+    found = refusals.load(settings)
+    objects = verification.replay(settings, found.migrations)
+    path = settings.snapshot_file
+    path.write_text(schema.dump(objects))
+    emit(Event.SNAPSHOT_WRITTEN, file=str(path), objects=sum(len(v) for v in objects.values()))
+    return path
+
+
+def check(settings: Settings) -> int:
+    """CI gate: the directory reads, every migration applies from empty, and the committed
+    snapshot matches what they produce. Returns how many migrations were replayed."""
+    from release_runner import schema
+
+    found = refusals.load(settings)
+    expected = schema.load(settings.snapshot_file)
+    actual = verification.replay(settings, found.migrations)
+    emit(Event.CHECK_REPLAYED, migrations=len(found.migrations))
+    if expected is None:
+        raise DriftError(
+            f"{settings.snapshot_file}: no expected schema; run `release-runner snapshot` and "
+            "commit the file",
+            file=str(settings.snapshot_file),
+        )
+    mismatches = verification.report(schema.compare(expected, actual), lambda _: True)
+    if mismatches:
+        raise DriftError(
+            f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "
+            "difference(s) from it; run `release-runner snapshot` and commit the result: "
+            + verification.listing(mismatches),
+            differences=len(mismatches),
+        )
+    emit(Event.VERIFY_PASSED, checked=sum(len(v) for v in actual.values()), snapshot=True)
+    return len(found.migrations)
+
+
+def repair(settings: Settings, version: str, action: str, reason: str, run_id: str) -> None:
+    """Resolve a failed or unfinished no-transaction migration after a human fixed it:
+    `applied` marks it done, `forget` deletes its row so the next migrate runs it again."""
+    from release_runner import db
+
+    if action not in ("applied", "forget"):
+        raise UsageError(f"repair takes `applied` or `forget`, not {action!r}")
+    with session.locked(settings) as locked:
+        conn = locked.conn
+        row = db.history_row(conn, settings.history_schema, version)
+        if row is None or row.applied:
+            raise UsageError(
+                f"version {version} has no failed or unfinished record; repair only resolves "
+                "those (see `release-runner status`)"
+            )
+        if action == "applied":
+            db.resolve(conn, settings.history_schema, version, Status.APPLIED)
+        else:
+            db.delete_row(conn, settings.history_schema, version)
+        emit(
+            Event.HISTORY_REPAIRED,
+            version=version,
+            action=action,
+            reason=reason,
+            previous_status=str(row.status),
+            by=db.RunContext(settings.history_schema, run_id, {}).applied_by,
+        )
+
+
+def baseline(settings: Settings, version: str | None, force: bool, run_id: str) -> int:
+    """Adopt a database built without any history (`drizzle-kit push`, by hand): compare its
+    schema with what the migrations up to `version` produce, and only if nothing is missing or
+    changed record them as applied. Returns how many were recorded."""
+    from release_runner import db, schema
+
+    found = refusals.load(settings)
+    versions = [m.version for m in found.migrations]
+    if version is not None and version not in versions:
+        raise UsageError(f"no migration with version {version!r}; see `release-runner status`")
+    upto = found.migrations[: versions.index(version or versions[-1]) + 1]
+    expected: schema.Objects | None = None
+    if len(upto) == len(found.migrations):
+        expected = schema.load(settings.snapshot_file)
+    if expected is None:
+        expected = verification.replay(settings, upto)
+    with session.locked(settings) as locked:
+        conn = locked.conn
+        if db.read_history(conn, settings.history_schema):
+            raise UsageError(
+                "this database already has release-runner history; baseline is only for a "
+                "database built without it (use `migrate`)"
+            )
+        actual = verification.live_schema(conn, settings)
+        failing = verification.report(
+            [m for m in schema.compare(expected, actual) if m.fails], lambda _: True
+        )
+        if failing and not force:
+            raise DriftError(
+                f"baseline refused: the database lacks or differs in {len(failing)} object(s) that "
+                f"the migrations up to {upto[-1].version} create; nothing was recorded: "
+                + verification.listing(failing, most=len(failing)),
+                differences=len(failing),
+            )
+        if failing:
+            emit(
+                Event.BASELINE_FORCED,
+                differences=len(failing),
+                reason="--force: recording migrations as applied although the schema differs",
+            )
+        db.ensure_history(conn, settings.history_schema)
+        context = db.RunContext(settings.history_schema, run_id, fly_context())
+        db.record_rows(conn, context, upto, Mode.BASELINE)
+        emit(Event.BASELINE_RECORDED, count=len(upto), version=upto[-1].version, forced=bool(failing))
+    return len(upto)

@@ -1,0 +1,243 @@
+"""Reaching the server: connecting with retries, telling transient failures from permanent
+ones, probing for poolers and read-only servers, the runner's advisory lock, scratch databases
+and the catalog reads that are one query each."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from release_runner.errors import UnreachableError, UsageError
+from release_runner.log import redact
+from release_runner.retry import with_retries
+
+Connection = psycopg.Connection[Any]
+# What a lost connection raises outside a migration; the runner maps it to "unreachable".
+OperationalError = psycopg.OperationalError
+# Any other refusal from the server outside a migration.
+DatabaseError = psycopg.Error
+
+# libpq messages of failures that heal by themselves; psycopg gives connection errors no SQLSTATE.
+_TRANSIENT = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "starting up",
+    "shutting down",
+    "not yet accepting connections",
+    "recovery mode",
+    "too many clients",
+    "remaining connection slots",
+    "could not translate host name",
+    "temporary failure in name resolution",
+    "name or service not known",
+    "server closed the connection",
+    "connection reset",
+    "no route to host",
+    "network is unreachable",
+    "ssl syscall error",
+    "eof detected",
+    "terminating connection",
+)
+# ...and of those that never heal: retrying would only hide them until the budget runs out.
+_PERMANENT = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "invalid connection option",
+    "invalid sslmode",
+    'missing "="',
+    "invalid uri",
+    "invalid integer value",
+)
+# SQLSTATEs that mean "this role may not" or "this server is read-only": the user's to fix in
+# configuration (exit 2). Any other server error is reported as what it is.
+_CONFIGURATION_SQLSTATES = {
+    "42501": "insufficient privilege",
+    "25006": "read-only transaction",
+    "3D000": "database does not exist",
+}
+
+_QUERIES = Path(__file__).parent.parent / "queries"
+
+
+def query(name: str) -> str:
+    """A query kept in `release_runner/queries/<name>.sql` (shipped as package data)."""
+    return (_QUERIES / f"{name}.sql").read_text()
+
+
+def is_transient(error: BaseException) -> bool:
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    message = str(error).lower()
+    if any(marker in message for marker in _PERMANENT):
+        return False
+    return any(marker in message for marker in _TRANSIENT)
+
+
+def configuration_problem(error: BaseException) -> str | None:
+    """What a server error says about the role or the server, when it says something (exit 2)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return _CONFIGURATION_SQLSTATES.get(sqlstate) if isinstance(sqlstate, str) else None
+
+
+def open_connection(url: str, application_name: str, connect_timeout: int = 10) -> Connection:
+    """One autocommit connection as every part of the runner opens it: no server-side prepared
+    statements (they break behind poolers), named so other sessions see who it is."""
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        prepare_threshold=None,
+        application_name=application_name,
+        connect_timeout=connect_timeout,
+    )
+
+
+def connect(
+    url: str,
+    budget: float,
+    application_name: str,
+    on_retry: Callable[[int, str, float], None],
+) -> Connection:
+    """Connect, retrying transient failures with exponential backoff and jitter until `budget`
+    seconds have passed. libpq's own connect_timeout is capped at the time left, so one hung
+    attempt cannot eat the budget.
+
+    Raises UnreachableError when the budget is spent, UsageError for failures that never heal
+    (wrong password, missing database, malformed URL)."""
+    deadline = time.monotonic() + budget
+
+    def attempt() -> Connection:
+        # libpq counts whole seconds and treats anything under 2 as 2.
+        left = deadline - time.monotonic()
+        return open_connection(url, application_name, max(2, min(10, math.ceil(left))))
+
+    try:
+        return with_retries(
+            attempt,
+            is_transient,
+            lambda number, error, delay: on_retry(number, redact(str(error).strip()), delay),
+            initial=0.25,
+            maximum=5.0,
+            deadline=deadline,
+        )
+    except psycopg.Error as error:
+        message = redact(str(error).strip())
+        if is_transient(error):
+            raise UnreachableError(
+                f"database unreachable within {budget:g}s: {message}; check the URL's host and "
+                "port, or raise --connect-timeout",
+                reason=message,
+            ) from None
+        raise UsageError(
+            f"cannot connect: {message}; check the database URL (user, password, database name)",
+            reason=message,
+        ) from None
+
+
+def probe(url: str, first: Connection, application_name: str) -> tuple[bool, bool]:
+    """(transaction_pooler, read_only) for the server behind `url`, before the lock is taken.
+
+    Pooler: two idle client connections that report the same backend pid share a server
+    connection, and a pid that changes between two queries of one client means the same.
+    Read-only: a hot standby, or a server set to read-only transactions."""
+    with open_connection(url, application_name) as second:
+        row = first.execute(
+            "SELECT pg_backend_pid(), pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+        ).fetchone()
+        assert row is not None
+        pid_before, read_only = int(row[0]), bool(row[1])
+        pid_second = _backend_pid(second)
+        pid_after = _backend_pid(first)
+    return pid_before == pid_second or pid_before != pid_after, read_only
+
+
+def _backend_pid(conn: Connection) -> int:
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    return int(row[0]) if row else -1
+
+
+def server_version(conn: Connection) -> str:
+    return str(conn.info.parameter_status("server_version") or "?")
+
+
+def broken(conn: Connection) -> bool:
+    return conn.closed or conn.broken
+
+
+# ---------------------------------------------------------------------------- the runner lock
+
+
+def lock_key(history_schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key derived from the history table's name."""
+    digest = hashlib.sha256(f"release-runner:{history_schema}.history".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def try_lock(conn: Connection, key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def lock_holders(conn: Connection, key: int) -> list[dict[str, Any]]:
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(query("lock_holder"), params).fetchall()
+    return [{**row, "backend_start": row["backend_start"].isoformat()} for row in rows]
+
+
+def blockers(conn: Connection, pid: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(query("blockers"), {"pid": pid}).fetchall()
+
+
+# ---------------------------------------------------------------------------- scratch databases
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same connection settings, another database."""
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+def create_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# ---------------------------------------------------------------------------- catalog reads
+
+
+def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
+    """The live schema as raw rows (see queries/catalog.sql), in one round trip."""
+    row = conn.execute(query("catalog"), {"history": history_schema}).fetchone()
+    assert row is not None
+    result: dict[str, Any] = row[0]
+    return result
+
+
+def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:
+    """Estimated rows and on-disk size of existing tables, for preflight warnings."""
+    rows = conn.execute(
+        "SELECT t.name, c.reltuples::bigint, pg_total_relation_size(c.oid)"
+        " FROM unnest(%s::text[]) AS t(name)"
+        " JOIN pg_class c ON c.oid = to_regclass(CASE WHEN strpos(t.name, '.') > 0"
+        "   THEN quote_ident(split_part(t.name, '.', 1)) || '.'"
+        "        || quote_ident(split_part(t.name, '.', 2))"
+        "   ELSE quote_ident(t.name) END)",
+        (tables,),
+    ).fetchall()
+    return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}

@@ -1,0 +1,241 @@
+"""Running one migration on the server: the message that carries it with its history row, the
+session reset after it, and the translation of driver errors into facts (SQLSTATE, the failing
+statement, its file position)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.generators import execute as execute_generator
+from psycopg.pq import ExecStatus, TransactionStatus
+
+from release_runner.db.connection import Connection
+from release_runner.db.history_table import RunContext, status_update
+from release_runner.history import Mode, Status
+from release_runner.log import redact
+from release_runner.settings import pg_duration
+
+if TYPE_CHECKING:
+    from release_runner.preflight import Prepared
+
+# Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
+# terminated the backend): the transaction is gone, and whether COMMIT landed must be read back.
+_CONNECTION_LOST_CLASSES = ("08", "57P")
+RETRYABLE_SQLSTATES = {
+    "55P03": "lock_timeout",
+    "40P01": "deadlock",
+    "40001": "serialization_failure",
+}
+# What a migration may leave in the session that `RESET ALL` does not undo: the role and session
+# authorization, temporary tables, sequence caches, prepared statements, LISTENs. Run after every
+# migration so nothing it set reaches the next one or the runner's own statements. (`DISCARD
+# ALL` would also release the runner's advisory lock.)
+SESSION_RESET = (
+    "RESET SESSION AUTHORIZATION",
+    "RESET ROLE",
+    "RESET ALL",
+    "DISCARD TEMP",
+    "DISCARD SEQUENCES",
+    "DEALLOCATE ALL",
+    "UNLISTEN *",
+)
+
+
+class MigrationError(Exception):
+    """A migration failed on the server, or the connection was lost while it ran.
+
+    `retry_reason` is set where running it again is known to be safe after a rollback
+    (lock timeout, deadlock, serialization failure); `connection_lost` where the outcome of
+    the COMMIT is unknown and the history must be read first. `statement_sent` is False when
+    the failure came before any of the file's statements left the client (a no-transaction
+    migration's `started` row), which makes even a no-transaction migration safe to retry."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        error: psycopg.Error,
+        statement_index: int | None,
+        position: int | None,
+        connection_lost: bool = False,
+        statement_sent: bool = True,
+    ) -> None:
+        self.sqlstate = error.sqlstate
+        self.connection_lost = connection_lost
+        self.statement_sent = statement_sent
+        diag = error.diag
+        self.message = redact((diag.message_primary or str(error)).strip())
+        self.detail = diag.message_detail
+        self.hint = diag.message_hint
+        self.retry_reason = "connection_lost" if connection_lost else None
+        if self.sqlstate in RETRYABLE_SQLSTATES:
+            self.retry_reason = RETRYABLE_SQLSTATES[self.sqlstate]
+        self.canceled = self.sqlstate == "57014"
+        statements = prepared.statements
+        self.file = str(prepared.migration.path)
+        self.line: int | None = None
+        self.column: int | None = None
+        self.statement: str | None = None
+        if statement_index is not None and 0 <= statement_index < len(statements):
+            statement = statements[statement_index]
+            self.statement = statement.head
+            self.line, self.column = (
+                statement.position(position) if position is not None else (statement.line, statement.column)
+            )
+        super().__init__(self.message)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "sqlstate": self.sqlstate,
+            "error": self.message,
+            "detail": self.detail,
+            "hint": self.hint,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "statement": self.statement,
+        }
+
+
+class IncompleteRun(Exception):
+    """The server did not run every part of a message, and said no error: proof that what was
+    sent is not what was meant (a NUL byte cut the text short, say). Never reported as applied."""
+
+
+def _run_message(conn: Connection, parts: list[str], in_transaction_after: bool = False) -> None:
+    """Send `parts` as one simple-protocol message (one round trip) and raise the first error
+    with the index of the part that failed and the error's position inside that part.
+
+    psycopg's cursor would raise the error without saying which statement failed, so this
+    drives its generator directly. After a success it checks that the server answered every
+    part and that the session is where the message leaves it (outside a transaction, unless
+    `in_transaction_after`): the proof that each part, COMMIT included, ran."""
+    text = "\n;\n".join(parts)
+    conn.pgconn.send_query(text.encode(conn.info.encoding))
+    results = conn.wait(execute_generator(conn.pgconn))
+    for index, result in enumerate(results):
+        if result.status == ExecStatus.FATAL_ERROR:
+            error = pg_errors.error_from_result(result, encoding=conn.info.encoding)
+            position = error.diag.statement_position
+            offset = None
+            if position is not None:
+                start = sum(len(part) + 3 for part in parts[:index])
+                offset = int(position) - 1 - start
+            raise _FailedPart(error, index, offset)
+    idle = conn.pgconn.transaction_status == TransactionStatus.IDLE
+    if len(results) != len(parts) or idle == in_transaction_after:
+        if not idle:
+            conn.execute("ROLLBACK")
+        raise IncompleteRun(
+            f"the server answered {len(results)} of {len(parts)} parts and the session is "
+            f"{'idle' if idle else 'inside a transaction'}; nothing of it is reported as applied"
+        )
+
+
+class _FailedPart(Exception):
+    def __init__(self, error: psycopg.Error, index: int, offset: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.index = index
+        self.offset = offset
+
+
+def apply(
+    conn: Connection,
+    prepared: Prepared,
+    context: RunContext,
+    lock_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Run one migration, then reset the session. Transactional: BEGIN, SET LOCAL timeouts, the
+    statements, the history row, COMMIT and the reset in one round trip. No-transaction: a
+    `started` row, the statement in autocommit, then the final status with the reset. Raises
+    MigrationError, or IncompleteRun when the server did not run all of it."""
+    lock = pg_duration(lock_timeout)
+    statement = pg_duration(statement_timeout)
+    texts = [s.text for s in prepared.statements]
+    if prepared.transactional:
+        prefix = [
+            "BEGIN",
+            f"SET LOCAL lock_timeout = '{lock}'",
+            f"SET LOCAL statement_timeout = '{statement}'",
+            *_watch_client(conn, "SET LOCAL"),
+        ]
+        # The history row is written as the runner's own role, whatever role the file switched to.
+        suffix = [
+            "RESET SESSION AUTHORIZATION",
+            "RESET ROLE",
+            context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
+            "COMMIT",
+            *SESSION_RESET,
+        ]
+        _guarded(conn, prepared, prefix + texts + suffix, len(prefix))
+        return
+    _guarded(
+        conn,
+        prepared,
+        [
+            f"SET lock_timeout = '{lock}'",
+            f"SET statement_timeout = '{statement}'",
+            *_watch_client(conn, "SET"),
+            context.insert(prepared.migration, Mode.NO_TRANSACTION, Status.STARTED),
+        ],
+        None,
+    )
+    try:
+        _guarded(conn, prepared, texts, 0)
+    except MigrationError as failure:
+        if not failure.connection_lost:
+            _finish_no_transaction(conn, prepared, context, Status.FAILED, failure.message)
+        raise
+    except KeyboardInterrupt:
+        # psycopg has cancelled the statement; say so in the row, since what it left behind
+        # (an INVALID index, say) needs a human before a rerun.
+        if not conn.broken:
+            _finish_no_transaction(conn, prepared, context, Status.FAILED, "interrupted")
+        raise
+    _finish_no_transaction(conn, prepared, context, Status.APPLIED, None)
+
+
+def _finish_no_transaction(
+    conn: Connection, prepared: Prepared, context: RunContext, status: Status, error: str | None
+) -> None:
+    """Reset the session (its SET timeouts included), then record the outcome."""
+    update = status_update(context.schema, prepared.migration.version, status, error)
+    _guarded(conn, prepared, [*SESSION_RESET, update], None)
+
+
+def _watch_client(conn: Connection, command: str) -> list[str]:
+    """Have the server check every second that the runner is still there (PostgreSQL 14+), so
+    a runner killed outright (SIGKILL, a vanished machine) does not leave its statement running
+    and the runner lock held until that statement ends."""
+    if conn.info.server_version < 140000:
+        return []
+    return [f"{command} client_connection_check_interval = '1s'"]
+
+
+def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int | None) -> None:
+    """Run parts; translate errors, rolling back an aborted transaction. `first` is the index of
+    the migration's first statement among `parts` (None: no statement of the file is there)."""
+    try:
+        _run_message(conn, parts)
+    except _FailedPart as failed:
+        lost = conn.broken or (failed.error.sqlstate or "").startswith(_CONNECTION_LOST_CLASSES)
+        if not lost and conn.pgconn.transaction_status == TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        index = None if first is None else failed.index - first
+        raise MigrationError(
+            prepared,
+            failed.error,
+            index,
+            failed.offset,
+            connection_lost=lost,
+            statement_sent=first is not None,
+        ) from None
+    except psycopg.OperationalError as error:
+        if conn.closed or conn.broken:
+            raise MigrationError(
+                prepared, error, None, None, connection_lost=True, statement_sent=first is not None
+            ) from None
+        raise

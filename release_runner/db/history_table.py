@@ -1,0 +1,149 @@
+"""The history table in the database: create it, read it, write rows, and read the history that
+drizzle-kit or Prisma kept before the runner took over."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from release_runner.db.connection import Connection, query
+from release_runner.history import HistoryRow, Mode, Status
+from release_runner.migrations import Migration
+
+
+def history_exists(conn: Connection, schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(quote_ident(%s) || '.history') IS NOT NULL", (schema,)).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_history(conn: Connection, schema: str) -> None:
+    """Create the history table if absent. Call with the runner lock held."""
+    if not history_exists(conn, schema):
+        conn.execute(sql.SQL(query("history_create")).format(schema=sql.Identifier(schema)))
+
+
+def read_history(conn: Connection, schema: str, version: str | None = None) -> list[HistoryRow]:
+    """Every row, or the row of one `version`; none when the table does not exist yet."""
+    if not history_exists(conn, schema):
+        return []
+    statement = sql.SQL(
+        "SELECT version, name, checksum, transaction_mode, status, applied_at, duration_ms,"
+        " applied_by, run_id, error FROM {}.history"
+    ).format(sql.Identifier(schema))
+    if version is not None:
+        statement = sql.SQL("{} WHERE version = %s").format(statement)
+    rows = conn.execute(statement, (version,) if version is not None else None).fetchall()
+    return [HistoryRow(v, n, c, Mode(mode), Status(status), *rest) for v, n, c, mode, status, *rest in rows]
+
+
+def history_row(conn: Connection, schema: str, version: str) -> HistoryRow | None:
+    rows = read_history(conn, schema, version)
+    return rows[0] if rows else None
+
+
+def _os_user() -> str:
+    """Who runs the runner; containers often run as a uid with no name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every history row of a run records besides the migration itself."""
+
+    schema: str
+    run_id: str
+    fly: dict[str, str]
+    applied_by: str = field(default_factory=lambda: f"{_os_user()}@{socket.gethostname()}")
+
+    @cached_property
+    def insert_prefix(self) -> str:
+        """The part of a history INSERT that is the same for every row of the run, composed
+        once: applying a thousand migrations should not quote the same values a thousand times."""
+        constant = [self.applied_by, self.run_id, *(self.fly.get(k) for k in ("app", "machine", "image"))]
+        return (
+            sql.SQL(
+                "INSERT INTO {}.history (applied_by, run_id, app, machine, image, version, name,"
+                " checksum, transaction_mode, status, duration_ms) VALUES ({}, "
+            )
+            .format(sql.Identifier(self.schema), sql.SQL(", ").join(map(sql.Literal, constant)))
+            .as_string(None)
+        )
+
+    def insert(self, migration: Migration, mode: Mode, status: Status) -> str:
+        """The INSERT of a history row as literal SQL, so it can ride in the migration's own
+        message. duration_ms is measured by the server from the transaction's start; every
+        function is schema-qualified, so a search_path a migration left behind cannot change it."""
+        values = [migration.version, migration.name, migration.checksum, str(mode), str(status)]
+        quoted = ", ".join(sql.Literal(value).as_string(None) for value in values)
+        return (
+            f"{self.insert_prefix}{quoted}, (pg_catalog.date_part('epoch', "
+            "pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::int)"
+        )
+
+
+def record_rows(conn: Connection, context: RunContext, migrations: list[Migration], mode: Mode) -> None:
+    """Insert history rows, in one transaction, for migrations this runner did not run
+    (`baseline`, `imported`)."""
+    with conn.transaction():
+        for migration in migrations:
+            conn.execute(context.insert(migration, mode, Status.APPLIED))
+
+
+_FOREIGN_COLUMNS = {
+    "drizzle": "SELECT id, hash, created_at FROM {} ORDER BY created_at, id",
+    "prisma": "SELECT migration_name, checksum, finished_at, rolled_back_at FROM {}"
+    " ORDER BY started_at, migration_name",
+}
+
+
+def read_foreign_history(conn: Connection, source: str, table: str) -> list[dict[str, Any]] | None:
+    """Rows of drizzle-kit's or Prisma's own history `table` ("schema.table", or a bare name
+    found through search_path); None when there is no such table."""
+    row = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()
+    if not (row and row[0]):
+        return None
+    statement = sql.SQL(_FOREIGN_COLUMNS[source]).format(sql.SQL(row[0]))  # regclass text is quoted
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(statement).fetchall()
+
+
+def status_update(schema: str, version: str, status: Status, error: str | None = None) -> str:
+    """The UPDATE that ends a no-transaction migration's row, as literal SQL so it can share a
+    message with the session reset. duration_ms runs from the `started` row's write."""
+    return (
+        sql.SQL(
+            "UPDATE {}.history SET status = {}, error = {}, duration_ms = LEAST("
+            "pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - applied_at) * 1000,"
+            " 2147483647)::int, applied_at = pg_catalog.clock_timestamp() WHERE version = {}"
+        )
+        .format(sql.Identifier(schema), sql.Literal(str(status)), sql.Literal(error), sql.Literal(version))
+        .as_string(None)
+    )
+
+
+def resolve(conn: Connection, schema: str, version: str, status: Status) -> None:
+    """A human's verdict on an unfinished row (`repair --applied`): the status changes, the
+    row's times stay what they were."""
+    conn.execute(
+        sql.SQL("UPDATE {}.history SET status = %s, error = NULL WHERE version = %s").format(
+            sql.Identifier(schema)
+        ),
+        (str(status), version),
+    )
+
+
+def delete_row(conn: Connection, schema: str, version: str) -> None:
+    conn.execute(
+        sql.SQL("DELETE FROM {}.history WHERE version = %s").format(sql.Identifier(schema)),
+        (version,),
+    )

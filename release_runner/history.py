@@ -1,0 +1,48 @@
+"""Pure: the vocabulary of the history table, one row per migration, as read back from the
+database. The statuses and modes are enums so that the executor, the plan and the SQL that
+writes rows share one spelling (they are `str` enums: a value is the text stored in the table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """`status` column: a transactional migration is only ever `applied` (its row commits with
+    it); a no-transaction one is `started` before its statement and `failed` or `applied` after."""
+
+    APPLIED = "applied"
+    STARTED = "started"
+    FAILED = "failed"
+
+
+class Mode(StrEnum):
+    """`transaction_mode` column: how the runner ran it, or how it came to be recorded."""
+
+    TRANSACTION = "transaction"
+    NO_TRANSACTION = "no-transaction"
+    BASELINE = "baseline"  # recorded by `baseline`, never run by the runner
+    IMPORTED = "imported"  # adopted from drizzle-kit's or Prisma's own history
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One row of the history table, as read back."""
+
+    version: str
+    name: str
+    checksum: str
+    transaction_mode: Mode
+    status: Status
+    applied_at: datetime | None = None
+    duration_ms: int | None = None
+    applied_by: str | None = None
+    run_id: str | None = None
+    error: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.status is Status.APPLIED

@@ -1,0 +1,134 @@
+"""Everything that refuses a run before it changes anything: reading the migrations directory,
+the history checked against the files (edited, missing, out of order, unresolved, a foreign
+history that does not match), and preflight's findings. Emits the events that name each problem."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from release_runner import migrations as migrations_module
+from release_runner import plan as plan_module
+from release_runner.errors import RefusedError
+from release_runner.events import Event, emit
+from release_runner.history import HistoryRow, Mode, Status
+from release_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from release_runner.db import Connection, RunContext
+    from release_runner.preflight import Prepared
+
+
+def load(settings: Settings) -> migrations_module.MigrationSet:
+    """Read the migrations directory; report files a journal leaves out."""
+    found = migrations_module.read_directory(settings.migrations_dir)
+    for path in found.ignored:
+        emit(
+            Event.MIGRATIONS_IGNORED,
+            file=str(path),
+            reason=f"not listed in the {found.source_format} journal; it will not be applied",
+        )
+    return found
+
+
+def refuse(problems: list[str], message: str, **facts: Any) -> None:
+    """One `history.refused` per problem, then the refusal (exit 5) naming them all."""
+    if not problems:
+        return
+    for problem in problems:
+        emit(Event.HISTORY_REFUSED, reason=problem, **facts)
+    raise RefusedError(f"{message}: " + " | ".join(problems), problems=len(problems))
+
+
+def history(
+    conn: Connection, settings: Settings, found: migrations_module.MigrationSet
+) -> tuple[list[HistoryRow], list[migrations_module.Migration]]:
+    """Our history rows, plus what drizzle-kit's or Prisma's own history says was applied and
+    ours does not know yet (to import). Unmatched foreign rows refuse the run."""
+    from release_runner import db
+
+    rows = db.read_history(conn, settings.history_schema)
+    if found.source_format not in ("drizzle", "prisma"):
+        return rows, []
+    from release_runner import adopt
+
+    table = settings.drizzle_history if found.source_format == "drizzle" else "_prisma_migrations"
+    foreign = db.read_foreign_history(conn, found.source_format, table)
+    if not foreign:
+        return rows, []
+    match = adopt.match_drizzle if found.source_format == "drizzle" else adopt.match_prisma
+    adoption = match(foreign, found.migrations)
+    refuse(
+        adoption.problems,
+        f"the {adoption.source} history in the database does not match the files",
+        source=adoption.source,
+    )
+    known = {row.version for row in rows}
+    to_import = [m for m in adoption.applied if m.version not in known]
+    imported = [HistoryRow(m.version, m.name, m.checksum, Mode.IMPORTED, Status.APPLIED) for m in to_import]
+    return rows + imported, to_import
+
+
+def validated_plan(
+    conn: Connection,
+    settings: Settings,
+    found: migrations_module.MigrationSet,
+    context: RunContext,
+) -> plan_module.Plan:
+    """The plan for `migrate`, foreign history imported first; refuses on edited, missing,
+    out-of-order or unresolved history."""
+    from release_runner import db
+
+    rows, to_import = history(conn, settings, found)
+    if to_import:
+        db.record_rows(conn, context, to_import, Mode.IMPORTED)
+        emit(
+            Event.HISTORY_IMPORTED,
+            source=found.source_format,
+            count=len(to_import),
+            first=to_import[0].version,
+            last=to_import[-1].version,
+        )
+    current = plan_module.make_plan(found.migrations, rows)
+    refuse(current.problems, "refused before changing anything")
+    emit(
+        Event.HISTORY_VALIDATED,
+        applied=sum(1 for e in current.entries if e.state is plan_module.State.APPLIED),
+        pending=len(current.pending),
+    )
+    return current
+
+
+def lint(
+    pending: list[migrations_module.Migration], settings: Settings, conn: Connection | None
+) -> list[Prepared]:
+    """Parse every pending migration and report what preflight found, warnings with the
+    table's estimated rows and size when connected."""
+    from release_runner.preflight import prepare_all
+
+    prepared = prepare_all(pending, settings.strict_lint)
+    findings = [finding for item in prepared for finding in item.findings]
+    tables = sorted({finding.table for finding in findings if finding.table})
+    sizes: dict[str, dict[str, Any]] = {}
+    if conn is not None and tables:
+        from release_runner import db
+
+        sizes = db.table_sizes(conn, tables)
+    for finding in findings:
+        event = Event.PREFLIGHT_ERROR if finding.severity == "error" else Event.PREFLIGHT_WARNING
+        emit(event, **finding.as_event(), **sizes.get(finding.table or "", {}))
+    return prepared
+
+
+def preflight(
+    pending: list[migrations_module.Migration], settings: Settings, conn: Connection | None
+) -> list[Prepared]:
+    """lint(), refusing the whole batch on any error."""
+    prepared = lint(pending, settings, conn)
+    errors = [finding for item in prepared for finding in item.errors]
+    if errors:
+        raise RefusedError(
+            f"preflight refused {len(errors)} problem(s); nothing was applied. "
+            + " | ".join(finding.describe() for finding in errors),
+            findings=len(errors),
+        )
+    return prepared

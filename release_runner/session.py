@@ -1,0 +1,162 @@
+"""A run's hold on the target database: connect (with retries), refuse transaction-mode poolers
+and read-only servers, take the runner lock, and own the connection for the whole run. After a
+reconnect the Session closes the dead connection and owns the new one, so whatever ends the
+run, exactly one connection is closed and the lock goes with it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from release_runner.errors import UnreachableError, UsageError
+from release_runner.events import Event, emit
+from release_runner.log import redact
+from release_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from release_runner.db import Connection
+
+
+def require_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise UsageError(
+            "no database URL: pass --database-url or set RELEASE_RUNNER_DATABASE_URL, "
+            "DIRECT_DATABASE_URL or DATABASE_URL"
+        )
+    return settings.database_url
+
+
+def connect(settings: Settings) -> Connection:
+    """Connect to the target with bounded retries; emits `db.connect_retry` and `db.connected`."""
+    from release_runner import db
+
+    def on_retry(attempt: int, reason: str, delay: float) -> None:
+        emit(Event.DB_CONNECT_RETRY, attempt=attempt, reason=reason, delay_ms=round(delay * 1000))
+
+    conn = db.connect(require_url(settings), settings.connect_timeout, settings.application_name, on_retry)
+    dropped = settings.database_url_dropped
+    emit(
+        Event.DB_CONNECTED,
+        source=settings.database_url_source,
+        server_version=db.server_version(conn),
+        backend_pid=conn.info.backend_pid,
+        **({"url_parameters_dropped": list(dropped)} if dropped else {}),
+    )
+    return conn
+
+
+@contextmanager
+def connected(settings: Settings) -> Iterator[Connection]:
+    """A plain connection for the read-only commands, closed at the end."""
+    conn = connect(settings)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+class Session:
+    """The locked connection of a run. `conn` is replaced only through `reconnect()`, which
+    closes the old one first."""
+
+    def __init__(self, settings: Settings, conn: Connection) -> None:
+        from release_runner import db
+
+        self.settings = settings
+        self.conn = conn
+        self.key = db.lock_key(settings.history_schema)
+
+    def reconnect(self) -> Connection:
+        """After a lost connection: close it, connect again within the connect budget and
+        re-take the lock."""
+        self.conn.close()
+        self.conn = connect(self.settings)
+        self.take_lock()
+        return self.conn
+
+    def take_lock(self) -> None:
+        """Poll pg_try_advisory_lock (never a blocking lock: it can deadlock against CREATE
+        INDEX CONCURRENTLY) until --lock-wait runs out, saying who holds it. A connection lost
+        while waiting is replaced."""
+        from release_runner import db
+
+        deadline = time.monotonic() + self.settings.lock_wait
+        delay = 0.05
+        last_report: float | None = None
+        while True:
+            try:
+                if db.try_lock(self.conn, self.key):
+                    break
+                now = time.monotonic()
+                if now >= deadline:
+                    raise UnreachableError(
+                        f"runner lock not acquired within {self.settings.lock_wait:g}s: another "
+                        "release-runner is still working on this database; rerun when it is done, "
+                        "or raise --lock-wait",
+                        holders=db.lock_holders(self.conn, self.key),
+                    )
+                if last_report is None or now - last_report >= 5.0:
+                    emit(Event.LOCK_WAITING, holders=db.lock_holders(self.conn, self.key), key=str(self.key))
+                    last_report = now
+            except db.OperationalError:
+                if not db.broken(self.conn):
+                    raise
+                self.conn.close()
+                self.conn = connect(self.settings)
+                continue
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, 1.0)
+        emit(Event.LOCK_ACQUIRED, key=str(self.key))
+
+    def close(self) -> None:
+        self.conn.close()  # ends the session: an open transaction rolls back, the lock goes
+
+
+@contextmanager
+def locked(settings: Settings) -> Iterator[Session]:
+    """Connect, refuse transaction-mode poolers and read-only servers, take the runner lock;
+    release it at the end. A lost connection becomes `unreachable`; a server error that is the
+    role's or the server's configuration becomes a usage error; any other error stays itself."""
+    from release_runner import db
+
+    session = Session(settings, connect(settings))
+    try:
+        pooled, read_only = db.probe(require_url(settings), session.conn, settings.application_name)
+        if pooled:
+            raise UsageError(
+                "the database URL goes through a transaction-mode pooler (PgBouncer "
+                "pool_mode=transaction, a Neon -pooler host, Supabase port 6543), which breaks "
+                "the runner's session lock and SET; set DIRECT_DATABASE_URL (or --database-url) "
+                "to the direct host"
+            )
+        if read_only:
+            raise UsageError(
+                "the database URL points at a read-only server (a replica, or default_transaction_"
+                "read_only); point it at the primary"
+            )
+        session.take_lock()
+        yield session
+    except db.OperationalError as error:
+        if not db.broken(session.conn):
+            raise
+        # Lost between migrations (or while reading history or the catalog): nothing is half
+        # applied, since each migration commits with its history row or not at all.
+        raise UnreachableError(
+            f"lost the connection to the database: {redact(str(error).strip())}; every migration "
+            "applied so far is recorded; deploy again to continue"
+        ) from error
+    except db.DatabaseError as error:
+        problem = db.configuration_problem(error)
+        if problem is None:
+            raise
+        raise UsageError(
+            f"the database refused a step of the runner ({error.sqlstate}, {problem}): "
+            f"{redact(str(error).strip())}; check the role's privileges (it needs CREATE on the "
+            "database for the history schema, and ownership of what the migrations change) and "
+            "that the URL points at the primary",
+            sqlstate=error.sqlstate,
+        ) from error
+    finally:
+        session.close()

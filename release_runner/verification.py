@@ -1,0 +1,123 @@
+"""Comparing schemas and saying what differs: the live database against the snapshot (`verify`,
+the end of `migrate`, `baseline`) and a scratch replay against the snapshot (`check`). Also the
+replay itself: every migration applied from empty into a scratch database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from release_runner.errors import DriftError, UsageError
+from release_runner.events import Event, Level, emit
+from release_runner.refusals import preflight
+from release_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from release_runner import schema
+    from release_runner.db import Connection
+    from release_runner.migrations import Migration
+
+
+def expected_schema(settings: Settings) -> schema.Objects | None:
+    """The snapshot file, read before anything is changed so that a missing (with
+    --require-snapshot), truncated or unreadable file refuses the run up front."""
+    from release_runner import schema
+
+    expected = schema.load(settings.snapshot_file)
+    if expected is None and settings.require_snapshot:
+        raise UsageError(
+            f"{settings.snapshot_file}: no expected schema (--require-snapshot); create it "
+            "with `release-runner snapshot` and commit it",
+            file=str(settings.snapshot_file),
+        )
+    return expected
+
+
+def live_schema(conn: Connection, settings: Settings) -> schema.Objects:
+    from release_runner import db, schema
+
+    return schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+
+
+def report(
+    mismatches: list[schema.Mismatch], failing: Callable[[schema.Mismatch], bool]
+) -> list[schema.Mismatch]:
+    """One `verify.mismatch` per difference, at level error where it fails the run; returns
+    the failing ones."""
+    for mismatch in mismatches:
+        emit(
+            Event.VERIFY_MISMATCH,
+            Level.ERROR if failing(mismatch) else Level.WARNING,
+            **mismatch.as_event(),
+            describe=mismatch.describe(),
+        )
+    return [m for m in mismatches if failing(m)]
+
+
+def listing(mismatches: list[schema.Mismatch], most: int = 20) -> str:
+    """The first differences in words, for an error message."""
+    more = " ..." if len(mismatches) > most else ""
+    return "; ".join(m.describe() for m in mismatches[:most]) + more
+
+
+def verify_live(conn: Connection, settings: Settings, expected: schema.Objects | None) -> None:
+    """Compare the live schema with the snapshot (or run the snapshot-free checks); raise
+    DriftError on what fails."""
+    from release_runner import schema
+
+    if expected is None:
+        emit(
+            Event.VERIFY_NO_SNAPSHOT,
+            file=str(settings.snapshot_file),
+            reason="no expected schema; only invalid indexes and constraints were checked. "
+            "Run `release-runner snapshot` and commit the file",
+        )
+    actual = live_schema(conn, settings)
+    mismatches = schema.compare(expected, actual)
+    failing = report(mismatches, lambda m: m.fails or settings.strict)
+    if failing:
+        raise DriftError(
+            f"schema verification failed: {len(failing)} difference(s): {listing(failing)}",
+            differences=len(failing),
+        )
+    emit(
+        Event.VERIFY_PASSED,
+        checked=sum(len(v) for v in actual.values()),
+        extras=len(mismatches),
+        snapshot=expected is not None,
+    )
+
+
+@contextmanager
+def scratch_database(settings: Settings) -> Iterator[str]:
+    """A URL of an empty database that is dropped (and its local cluster removed) afterwards."""
+    from release_runner import scratch
+
+    with scratch.server(settings.scratch_url) as server_url, scratch.database(server_url) as url:
+        emit(Event.SCRATCH_READY, source="--scratch-url" if settings.scratch_url else "local cluster")
+        yield url
+
+
+def replay(settings: Settings, migrations: list[Migration]) -> schema.Objects:
+    """Apply every migration from empty into a scratch database; return its schema."""
+    from release_runner import db, executor
+    from release_runner.session import Session
+
+    prepared = preflight(migrations, settings, None)
+    with scratch_database(settings) as url:
+        target = replace(settings, database_url=url, database_url_source="scratch", time_budget=None)
+        session = Session(
+            target, db.connect(url, settings.connect_timeout, settings.application_name, _quiet)
+        )
+        try:
+            db.ensure_history(session.conn, settings.history_schema)
+            executor.apply_all(session, prepared, db.RunContext(settings.history_schema, "scratch", {}), None)
+            return live_schema(session.conn, settings)
+        finally:
+            session.close()
+
+
+def _quiet(*_: object) -> None:
+    """Connecting to a scratch database that was just created: nothing worth reporting."""
