@@ -1,0 +1,131 @@
+"""The session and the executor as a library caller meets them, and what one migration may not
+leave behind: a replaced connection is owned and closed, only configuration errors are reported
+as configuration, and nothing a migration sets reaches the next one or the runner."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from release_runner import commands, db
+from release_runner.errors import MigrationFailed, ReleaseError
+from release_runner.events import Event, Level, listening
+from release_runner.migrations import read_directory
+from release_runner.preflight import prepare_all
+from release_runner.settings import Settings
+from tests.conftest import Server, history, run_cli, write
+from tests.proxy import Proxy
+from tests.test_faults import _running, _wait_for
+
+
+def _lock_is_free(admin: psycopg.Connection[Any]) -> bool:
+    key = db.lock_key("release_runner")
+    row = admin.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if row and row[0]:
+        admin.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    return bool(row and row[0])
+
+
+def test_a_replaced_connection_is_closed_when_the_run_fails(
+    tmp_path: Path, server: Server, database: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A library call reconnects mid-run, then fails: the replacement connection is closed and
+    the runner lock released at once, not left open until garbage collection."""
+    write(
+        tmp_path,
+        {
+            "0001_slow.sql": "CREATE TABLE a (id int);\nSELECT pg_sleep(1);\n",
+            "0002_bad.sql": "SELECT 1 / 0;\n",
+        },
+    )
+    proxy = Proxy(server.port)
+    try:
+        settings = Settings(
+            migrations_dir=tmp_path, database_url=server.url(database, proxy.port), verify=False
+        )
+        events: list[Event] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            with listening(lambda event, _, __: events.append(event)):
+                try:
+                    commands.migrate(settings, "library")
+                except ReleaseError as error:
+                    failure.append(error)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        _wait_for(lambda: _running(admin, "pg_sleep"))
+        proxy.cut()
+        worker.join(timeout=60)
+        assert isinstance(failure[0], MigrationFailed)
+        assert Event.MIGRATION_RETRY in events and Event.MIGRATION_APPLIED in events
+        # The failure is still referenced (as a caller holding it would): the lock is free anyway.
+        assert _lock_is_free(admin)
+        assert [row[0] for row in history(admin)] == ["0001"]
+    finally:
+        proxy.close()
+
+
+def test_an_old_failed_row_can_be_repaired(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+    """`repair --applied` on a row written 30 days ago works (it used to overflow an int and be
+    reported as missing privileges)."""
+    write(tmp_path, {"0001_idx.sql": "CREATE INDEX CONCURRENTLY i ON missing_table (id);\n"})
+    assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 1
+    admin.execute("UPDATE release_runner.history SET applied_at = now() - interval '30 days'")
+    result = run_cli(
+        "repair", "--applied", "0001", "--reason", "built by hand", "--migrations", str(tmp_path), url=url
+    )
+    assert result.code == 0, result.stdout
+    assert history(admin) == [("0001", "applied", "no-transaction")]
+
+
+def test_a_server_error_that_is_not_configuration_is_not_called_privileges(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """An error in the runner's own step that is not about privileges says what it is."""
+    write(tmp_path, {"0001_a.sql": "SELECT 1;\n"})
+    admin.execute("CREATE SCHEMA release_runner")
+    admin.execute("CREATE TABLE release_runner.history (version int)")  # not ours: wrong columns
+    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert result.code != 2, result.stdout
+    assert "privileges" not in result.finished["error"]
+    assert "42703" in result.stdout or "column" in result.finished["error"]
+
+
+@pytest.mark.parametrize("transactional", [True, False])
+def test_a_migration_leaves_no_session_state(url: str, tmp_path: Path, transactional: bool) -> None:
+    """After a migration (with or without a transaction) the connection's role, search_path,
+    timeouts and temporary tables are what they were before it."""
+    body = (
+        "SELECT pg_catalog.set_config('search_path', '', false);\nSET lock_timeout = '1ms';\n"
+        "SET ROLE pg_monitor;\nCREATE TEMP TABLE leftover (id int);\n"
+        if transactional
+        else "-- release-runner: no-transaction\n-- release-runner: statement-timeout=7s\nVACUUM pg_class;\n"
+    )
+    write(tmp_path, {"0001_x.sql": body})
+    (prepared,) = prepare_all(read_directory(tmp_path).migrations)
+    with psycopg.connect(url, autocommit=True) as conn:
+        before = conn.execute(_STATE).fetchone()
+        db.ensure_history(conn, "release_runner")
+        db.apply(conn, prepared, db.RunContext("release_runner", "test", {}), 5.0, 7.0)
+        assert conn.execute(_STATE).fetchone() == before
+        assert conn.execute("SELECT to_regclass('pg_temp.leftover')").fetchone() == (None,)
+
+
+_STATE = (
+    "SELECT current_user, session_user, current_setting('search_path'), current_setting('lock_timeout'),"
+    " current_setting('statement_timeout')"
+)
+
+
+def test_the_failing_run_summary_is_an_error() -> None:
+    """`release.finished` of a failed run is at level error, so `select(.level != "info")` finds it."""
+    result = run_cli("migrate", "--migrations", "/nonexistent")
+    assert result.code == 2
+    assert result.finished["level"] == "error"
+    assert Level.ERROR == result.finished["level"]
