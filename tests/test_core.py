@@ -158,7 +158,7 @@ def test_drizzle_history_matches_by_hash_and_names_edits() -> None:
 def test_prisma_history_skips_rolled_back_and_refuses_unfinished() -> None:
     """Rolled-back Prisma rows are not applied; unfinished, folderless and edited ones refuse."""
     first, second = _migration("20240101_a", "SELECT 1;"), _migration("20240102_b", "SELECT 2;")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "migration_name": first.version,
             "checksum": first.raw_sha256,
@@ -279,7 +279,11 @@ def test_retries_stop_at_the_attempt_count_and_on_other_errors() -> None:
     assert len(calls) == 3 and len(clock.sleeps) == 2
     with pytest.raises(KeyError):
         with_retries(
-            lambda: {}["x"], lambda e: isinstance(e, TimeoutError), lambda *_: None, initial=0.1, maximum=1
+            lambda: {"a": 1}["x"],
+            lambda e: isinstance(e, TimeoutError),
+            lambda *_: None,
+            initial=0.1,
+            maximum=1,
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from release_runner import commands, db
 from release_runner.errors import MigrationFailed, ReleaseError
-from release_runner.events import Event, Level, listening
+from release_runner.events import Event, listening
 from release_runner.migrations import read_directory
 from release_runner.preflight import prepare_all
 from release_runner.settings import Settings
@@ -128,4 +128,3 @@ def test_the_failing_run_summary_is_an_error() -> None:
     result = run_cli("migrate", "--migrations", "/nonexistent")
     assert result.code == 2
     assert result.finished["level"] == "error"
-    assert Level.ERROR == result.finished["level"]
