@@ -64,8 +64,9 @@ def test_a_replaced_connection_is_closed_when_the_run_fails(
         worker.join(timeout=60)
         assert isinstance(failure[0], MigrationFailed)
         assert Event.MIGRATION_RETRY in events and Event.MIGRATION_APPLIED in events
-        # The failure is still referenced (as a caller holding it would): the lock is free anyway.
-        assert _lock_is_free(admin)
+        # The failure is still referenced (as a caller holding it would): the lock is free anyway,
+        # as soon as the server has processed the close.
+        _wait_for(lambda: _lock_is_free(admin), timeout=5)
         assert [row[0] for row in history(admin)] == ["0001"]
     finally:
         proxy.close()
