@@ -58,6 +58,12 @@ MIGRATIONS = _option(
     default=Path("sql"),
     help="Migrations directory: native, drizzle-kit or Prisma (detected).",
 )
+MIGRATIONS_FORMAT = _option(
+    "--migrations-format",
+    type=click.Choice(["auto", "native", "drizzle", "prisma"]),
+    default="auto",
+    help="How to read the migrations directory; auto detects it, and refuses one that reads two ways.",
+)
 SNAPSHOT = _option(
     "--snapshot",
     "snapshot_path",
@@ -140,7 +146,16 @@ SCRATCH_URL = _option(
     "throwaway local PostgreSQL].",
 )
 
-COMMON = [MIGRATIONS, SNAPSHOT, DATABASE_URL, CONNECT_TIMEOUT, HISTORY_SCHEMA, DRIZZLE_HISTORY, LOG_FORMAT]
+COMMON = [
+    MIGRATIONS,
+    MIGRATIONS_FORMAT,
+    SNAPSHOT,
+    DATABASE_URL,
+    CONNECT_TIMEOUT,
+    HISTORY_SCHEMA,
+    DRIZZLE_HISTORY,
+    LOG_FORMAT,
+]
 APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, TIME_BUDGET, STRICT_LINT]
 VERIFY = [STRICT, REQUIRE_SNAPSHOT]
 
@@ -171,7 +186,13 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
     _register_secrets(options.get("scratch_url"))
     dropped: list[str] = []
     if url:
-        url, dropped = libpq_url(url)
+        try:
+            url, dropped = libpq_url(url)
+        except ValueError as error:
+            raise click.UsageError(
+                f"the database URL cannot be read ({error}); check its brackets, and percent-encode "
+                "special characters in the password (@ is %40, / is %2F)"
+            ) from None
     return Settings(
         database_url=url, database_url_source=source, database_url_dropped=tuple(dropped), **options
     )

@@ -210,7 +210,26 @@ def normalise_text(raw: bytes, path: Path) -> str:
         raise UsageError(
             f"{path}: not UTF-8 text (byte {error.start}); save the file as UTF-8", file=str(path)
         ) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    nul = text.find("\x00")
+    if nul != -1:
+        # libpq and libpg_query both stop reading at a NUL: what follows it would silently
+        # never reach the parser or the server (the history row and COMMIT included).
+        line, column = line_and_column(text, nul)
+        raise UsageError(
+            f"{path}:{line}:{column}: contains a NUL byte, where PostgreSQL stops reading; "
+            "everything after it would be dropped. Remove it (is this a binary file?)",
+            file=str(path),
+            line=line,
+            column=column,
+        )
+    return text
+
+
+def line_and_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of a character index."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
 
 
 def parse_directives(text: str, path: Path) -> Directives:
@@ -268,28 +287,45 @@ def _load(path: Path, version: str, name: str, source_format: str, **extra: Any)
 class MigrationSet:
     """A directory read in application order, with files it saw but will not apply."""
 
-    directory: Path
     source_format: str
     migrations: list[Migration]
     ignored: list[Path]
 
 
-def detect_format(directory: Path) -> str:
-    if (directory / "meta" / "_journal.json").is_file():
-        return "drizzle"
-    if (directory / "migration_lock.toml").is_file() or any(directory.glob("*/migration.sql")):
-        return "prisma"
-    return "native"
+FORMATS = ("native", "drizzle", "prisma")
 
 
-def read_directory(directory: Path) -> MigrationSet:
-    """Read and order every migration; misnamed files and duplicates raise UsageError."""
+def detect_formats(directory: Path) -> list[str]:
+    """Every format the directory can be read as: a drizzle-kit journal, a Prisma lock file or
+    `*/migration.sql` folders, native `*.sql` files at the top (which a drizzle folder has too)."""
+    found = []
+    if (directory / "meta" / "_journal.json").exists():
+        found.append("drizzle")
+    if (directory / "migration_lock.toml").exists() or any(directory.glob("*/migration.sql")):
+        found.append("prisma")
+    if "drizzle" not in found and any(p.name.lower().endswith(".sql") for p in directory.iterdir()):
+        found.append("native")
+    return found
+
+
+def read_directory(directory: Path, source_format: str = "auto") -> MigrationSet:
+    """Read and order every migration in the given format (`auto`: detected). Misnamed files,
+    duplicates, entries named like migrations that are not regular files, and a directory that
+    reads as two formats raise UsageError."""
     if not directory.is_dir():
         raise UsageError(
             f"migrations directory {directory} does not exist or is not a directory; pass --migrations DIR",
             file=str(directory),
         )
-    source_format = detect_format(directory)
+    if source_format == "auto":
+        formats = detect_formats(directory)
+        if len(formats) > 1:
+            raise UsageError(
+                f"{directory} reads as both {formats[0]} and {formats[1]} migrations; say which with "
+                f"--migrations-format {formats[0]} (or {formats[1]}), or move what does not belong",
+                file=str(directory),
+            )
+        source_format = formats[0] if formats else "native"
     reader = {"native": _read_native, "drizzle": _read_drizzle, "prisma": _read_prisma}
     result = reader[source_format](directory)
     if not result.migrations:
@@ -303,10 +339,12 @@ def read_directory(directory: Path) -> MigrationSet:
 def _read_native(directory: Path) -> MigrationSet:
     by_number: dict[int, Migration] = {}
     # scandir: the directory entry says what is a file without a stat() per migration.
-    with os.scandir(directory) as entries:
-        names = sorted(e.name for e in entries if e.name.lower().endswith(".sql") and e.is_file())
-    for name in names:
-        path = directory / name
+    with os.scandir(directory) as scan:
+        entries = sorted((e for e in scan if e.name.lower().endswith(".sql")), key=lambda e: e.name)
+    for entry in entries:
+        path = directory / entry.name
+        if not entry.is_file():
+            raise _not_a_file(path)
         match = NATIVE_NAME.match(path.name)
         if not match:
             raise UsageError(
@@ -322,7 +360,7 @@ def _read_native(directory: Path) -> MigrationSet:
                 file=str(path),
             )
         by_number[number] = _load(path, match.group(1), match.group(2), "native")
-    return MigrationSet(directory, "native", [by_number[n] for n in sorted(by_number)], [])
+    return MigrationSet("native", [by_number[n] for n in sorted(by_number)], [])
 
 
 def _read_drizzle(directory: Path) -> MigrationSet:
@@ -335,9 +373,22 @@ def _read_drizzle(directory: Path) -> MigrationSet:
         ) from None
     migrations: list[Migration] = []
     seen: dict[str, Path] = {}
+    for number, entry in enumerate(entries if isinstance(entries, list) else [None]):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("tag"), str)
+            and isinstance(entry.get("idx"), int)
+        ):
+            raise UsageError(
+                f'{journal_path}: entry {number} has no "tag" and "idx"; regenerate the journal with '
+                "drizzle-kit, or restore it from version control",
+                file=str(journal_path),
+            )
     for entry in sorted(entries, key=lambda item: item["idx"]):
         tag = entry["tag"]
         path = directory / f"{tag}.sql"
+        if path.exists() and not path.is_file():
+            raise _not_a_file(path)
         if not path.is_file():
             raise UsageError(
                 f"{journal_path}: entry {tag!r} has no file {path.name}; restore it or "
@@ -351,7 +402,7 @@ def _read_drizzle(directory: Path) -> MigrationSet:
         migrations.append(_load(path, version, name or tag, "drizzle", drizzle_when=entry.get("when")))
     listed = {m.path.name for m in migrations}
     ignored = sorted(p for p in directory.glob("*.sql") if p.name not in listed)
-    return MigrationSet(directory, "drizzle", migrations, ignored)
+    return MigrationSet("drizzle", migrations, ignored)
 
 
 def _read_prisma(directory: Path) -> MigrationSet:
@@ -368,6 +419,8 @@ def _read_prisma(directory: Path) -> MigrationSet:
     # Prisma orders migration folders by name, byte-wise, whatever the name looks like.
     for folder in sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.name):
         path = folder / "migration.sql"
+        if path.exists() and not path.is_file():
+            raise _not_a_file(path)
         if not path.is_file():
             raise UsageError(
                 f"{folder}: a Prisma migration folder without migration.sql; add it or remove the folder",
@@ -375,4 +428,12 @@ def _read_prisma(directory: Path) -> MigrationSet:
             )
         match = re.match(r"^\d+_(.+)$", folder.name)
         migrations.append(_load(path, folder.name, match.group(1) if match else folder.name, "prisma"))
-    return MigrationSet(directory, "prisma", migrations, [])
+    return MigrationSet("prisma", migrations, [])
+
+
+def _not_a_file(path: Path) -> UsageError:
+    return UsageError(
+        f"{path}: named like a migration but not a regular file (a directory, a dangling "
+        "symlink, a FIFO?); make it a file, or remove or rename it",
+        file=str(path),
+    )

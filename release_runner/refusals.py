@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from release_runner import migrations as migrations_module
 from release_runner import plan as plan_module
-from release_runner.errors import RefusedError
+from release_runner.errors import RefusedError, UsageError
 from release_runner.events import Event, emit
 from release_runner.history import HistoryRow, Mode, Status
 from release_runner.settings import Settings
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def load(settings: Settings) -> migrations_module.MigrationSet:
     """Read the migrations directory; report files a journal leaves out."""
-    found = migrations_module.read_directory(settings.migrations_dir)
+    found = migrations_module.read_directory(settings.migrations_dir, settings.migrations_format)
     for path in found.ignored:
         emit(
             Event.MIGRATIONS_IGNORED,
@@ -122,7 +122,10 @@ def lint(
 def preflight(
     pending: list[migrations_module.Migration], settings: Settings, conn: Connection | None
 ) -> list[Prepared]:
-    """lint(), refusing the whole batch on any error."""
+    """lint(), refusing the whole batch on any error; with a connection, also any file that
+    cannot be sent in the server's encoding (exit 2), before anything is applied."""
+    if conn is not None:
+        _check_encoding(pending, conn.info.encoding)
     prepared = lint(pending, settings, conn)
     errors = [finding for item in prepared for finding in item.errors]
     if errors:
@@ -132,3 +135,20 @@ def preflight(
             findings=len(errors),
         )
     return prepared
+
+
+def _check_encoding(pending: list[migrations_module.Migration], encoding: str) -> None:
+    """Every pending file must be representable in the encoding the connection sends in."""
+    for migration in pending:
+        try:
+            migration.text.encode(encoding)
+        except UnicodeEncodeError as error:
+            line, column = migrations_module.line_and_column(migration.text, error.start)
+            raise UsageError(
+                f"{migration.label}:{line}:{column}: the character {migration.text[error.start]!r} cannot "
+                f"be stored in this database's encoding ({encoding}); nothing was applied. Write it "
+                "another way (an escape such as U&'\\00e9'), or use a UTF8 database",
+                file=migration.label,
+                line=line,
+                column=column,
+            ) from None

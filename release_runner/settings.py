@@ -73,6 +73,8 @@ class Settings:
 
     migrations_dir: Path = Path("sql")
     """Migrations directory: native `sql/`, a drizzle-kit folder or a Prisma folder."""
+    migrations_format: str = "auto"
+    """`native`, `drizzle`, `prisma`, or `auto`: detected, refused when two formats match."""
     snapshot_path: Path | None = None
     """Expected-schema file; None means `<migrations_dir>/schema.snapshot.json`."""
     database_url: str | None = None
