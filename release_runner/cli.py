@@ -214,6 +214,10 @@ def _register_secrets(url: str | None) -> None:
 
 
 def _interrupt(signum: int, _: FrameType | None) -> None:
+    # One interruption per run: what follows (reading back what the migration in progress
+    # left, the summary) must not be cut short by a second signal.
+    for other in _SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise errors.Interrupted(signum)
 
 
@@ -260,10 +264,13 @@ def _run(
         status, code = "ok", 0
     except errors.Interrupted as interrupted:
         status, code = "interrupted", interrupted.exit_code
+        left = interrupted.outcome or (
+            f"{progress.migration} had not started" if progress.migration else "no migration was running"
+        )
         result["error"] = (
-            f"interrupted by {signal.Signals(interrupted.signum).name}; nothing of ours is left "
-            "running: a migration in progress was cancelled and rolled back (a no-transaction "
-            "one is recorded failed, for `repair`), and the lock released"
+            f"interrupted by {signal.Signals(interrupted.signum).name}: {left}; "
+            f"{len(progress.applied)} applied by this run, all recorded; nothing of ours is left "
+            "running and the lock is released"
         )
     except errors.ReleaseError as error:
         code = error.exit_code

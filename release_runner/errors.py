@@ -62,6 +62,9 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+        # What the migration in progress left behind, read back from the server; None when no
+        # migration was running.
+        self.outcome: str | None = None
 
     @property
     def exit_code(self) -> int:

@@ -39,6 +39,7 @@ class Event(StrEnum):
     MIGRATION_WAITING = "migration.waiting"
     MIGRATION_RETRY = "migration.retry"
     MIGRATION_ALREADY_APPLIED = "migration.already_applied"
+    MIGRATION_RECONCILED = "migration.reconciled"
     MIGRATION_APPLIED = "migration.applied"
     MIGRATION_FAILED = "migration.failed"
     VERIFY_MISMATCH = "verify.mismatch"
@@ -72,6 +73,7 @@ _DEFAULT_LEVEL = {
     Event.MIGRATION_WAITING: Level.WARNING,
     Event.MIGRATION_RETRY: Level.WARNING,
     Event.MIGRATION_FAILED: Level.ERROR,
+    Event.MIGRATION_RECONCILED: Level.WARNING,
     Event.VERIFY_MISMATCH: Level.ERROR,
     Event.VERIFY_NO_SNAPSHOT: Level.WARNING,
     Event.VERIFY_SKIPPED: Level.WARNING,
@@ -122,6 +124,8 @@ class Progress:
         elif event is Event.MIGRATION_STARTED:
             self.migration = str(facts["file"])  # named in the summary if it fails or is cut short
         elif event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED):
-            self.applied.append(str(facts["version"]))
+            # Counted as applied by this run only if this run's COMMIT did it.
+            if event is Event.MIGRATION_APPLIED or facts.get("ours"):
+                self.applied.append(str(facts["version"]))
             self.pending -= 1
             self.migration = None

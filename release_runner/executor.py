@@ -1,6 +1,7 @@
 """Applying pending migrations in order, one at a time: the time budget, retries on transient
-errors, reconnecting and reading the history back when the connection was lost, and the advice
-a failure ends with. Emits the `migration.*` events."""
+errors, reconnecting and reading the history back when the connection was lost, settling a
+no-transaction migration whose end was not seen, and the advice a failure ends with. Emits the
+`migration.*` events, and says exactly what an interruption left behind."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from release_runner.errors import MigrationFailed, UnreachableError
+from release_runner import outcome as outcome_module
+from release_runner.errors import Interrupted, MigrationFailed, UnreachableError
 from release_runner.events import Event, emit
+from release_runner.history import Status
+from release_runner.outcome import Outcome
 from release_runner.retry import with_retries
 from release_runner.session import Session, require_url
-from release_runner.settings import Settings
 
 if TYPE_CHECKING:
-    from release_runner.db import MigrationError, RunContext, Watcher
+    from release_runner.db import Connection, MigrationError, RunContext, Watcher
     from release_runner.preflight import Prepared
 
 
@@ -27,7 +30,8 @@ def apply_all(
 ) -> None:
     """Apply in order on the session's connection (replaced by the session on a reconnect).
     `deadline` (a time.monotonic() value) ends the run: no migration starts after it, and one
-    still running is cancelled."""
+    still running is cancelled. After a reconnect the history is read again, since another
+    runner may have taken the lock meanwhile and applied what was pending."""
     from release_runner import db
 
     settings = session.settings
@@ -36,31 +40,56 @@ def apply_all(
         emit(Event.MIGRATION_WAITING, version=version, blockers=blockers)
 
     watcher = db.Watcher(require_url(settings), settings.application_name, deadline, report)
+    seen_reconnects = session.reconnects
     try:
         for done, item in enumerate(prepared):
+            if session.reconnects != seen_reconnects:
+                seen_reconnects = session.reconnects
+                applied = {r.version: r for r in db.read_history(session.conn, settings.history_schema)}
+            else:
+                applied = {}
+            row = applied.get(item.migration.version)
+            if row is not None:
+                _already_applied(item, context, row.run_id)
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise UnreachableError(
                     f"time budget of {settings.time_budget:g}s spent before {item.migration.label}; "
                     f"{done} applied, {len(prepared) - done} pending; deploy again "
                     "(or run `release-runner migrate`) to continue",
                 )
-            _apply_one(session, item, context, watcher)
+            _apply_one(session, item, context, watcher, deadline)
     finally:
         watcher.close()
 
 
+def _already_applied(item: Prepared, context: RunContext, run_id: str | None) -> None:
+    ours = run_id == context.run_id
+    emit(
+        Event.MIGRATION_ALREADY_APPLIED,
+        version=item.migration.version,
+        name=item.migration.name,
+        file=item.migration.label,
+        ours=ours,
+        reason="its COMMIT had landed before the connection was lost"
+        if ours
+        else f"another runner (run_id {run_id}) applied it while this one was reconnecting",
+    )
+
+
 @dataclass
 class _Attempts:
-    """What the attempts at one migration share: how many were made, whether the history
-    showed it already applied, and whether the last failure came before the file's statement
-    was sent."""
+    """What the attempts at one migration share: how many were made, whether its outcome was
+    already reported, and whether the last failure came before the file's statement was sent."""
 
     count: int = 0
-    already_applied: bool = False
+    reported: bool = False
     statement_unsent: bool = False
 
 
-def _apply_one(session: Session, item: Prepared, context: RunContext, watcher: Watcher) -> None:
+def _apply_one(
+    session: Session, item: Prepared, context: RunContext, watcher: Watcher, deadline: float | None
+) -> None:
     """One migration with its retries."""
     from release_runner import db
 
@@ -83,6 +112,18 @@ def _apply_one(session: Session, item: Prepared, context: RunContext, watcher: W
     state = _Attempts()
     lock_timeout = item.lock_timeout(settings.lock_timeout)
     statement_timeout = item.statement_timeout(settings.statement_timeout)
+    started = time.monotonic()
+
+    def applied() -> None:
+        if not state.reported:
+            state.reported = True
+            emit(
+                Event.MIGRATION_APPLIED,
+                **facts,
+                duration_ms=round((time.monotonic() - started) * 1000),
+                attempt=state.count,
+                transaction_mode=item.transaction_mode,
+            )
 
     def attempt() -> None:
         state.count += 1
@@ -90,23 +131,47 @@ def _apply_one(session: Session, item: Prepared, context: RunContext, watcher: W
             current = session.reconnect()
             row = db.history_row(current, settings.history_schema, migration.version)
             if row is not None and row.applied:
-                # The COMMIT had landed before the connection died: never run it twice.
-                emit(Event.MIGRATION_ALREADY_APPLIED, **facts, reason="found in history after reconnect")
-                state.already_applied = True
+                # Applied already (our COMMIT landed, or another runner did it): never twice.
+                _already_applied(item, context, row.run_id)
+                state.reported = True
                 return
             if row is not None and state.statement_unsent:
                 # A no-transaction migration whose `started` row committed, but whose statement
                 # never left this process: nothing ran, so the row can go.
                 db.delete_row(current, settings.history_schema, migration.version)
-        with watcher.watching(migration.version, session.conn, lock_timeout):
-            db.apply(session.conn, item, context, lock_timeout, statement_timeout)
+        try:
+            with watcher.watching(migration.version, session.conn, lock_timeout):
+                db.apply(session.conn, item, context, lock_timeout, statement_timeout)
+        except db.UnrecordedOutcome as unrecorded:
+            # The statement's outcome is known; only writing it down was cut short.
+            db.record_outcome(
+                session.reconnect(),
+                settings.history_schema,
+                migration.version,
+                unrecorded.status,
+                unrecorded.error,
+            )
+            if unrecorded.failure is not None:
+                raise unrecorded.failure from None
+        except db.MigrationError as error:
+            if item.transactional or not (error.connection_lost and error.statement_sent):
+                raise
+            # The connection died while the statement ran: ask the catalog what it did.
+            if (
+                _settle(session, item, session.reconnect(), "the connection was lost while it ran")
+                is Outcome.APPLIED
+            ):
+                return
+            raise
+        applied()
 
     def retryable(error: BaseException) -> bool:
-        # A no-transaction statement is never retried blindly: only when it was never sent.
+        # A no-transaction statement is never retried blindly: only when it was never sent,
+        # or when the catalog proved it never took effect (its row is gone then).
         return (
             isinstance(error, db.MigrationError)
             and error.retry_reason is not None
-            and (item.transactional or not error.statement_sent)
+            and (item.transactional or not error.statement_sent or _forgotten(session, item))
         )
 
     def on_retry(number: int, error: BaseException, delay: float) -> None:
@@ -123,22 +188,101 @@ def _apply_one(session: Session, item: Prepared, context: RunContext, watcher: W
             blockers=watcher.last_blockers or None,
         )
 
-    started = time.monotonic()
     try:
-        with_retries(attempt, retryable, on_retry, initial=0.5, maximum=10.0, attempts=settings.retries)
+        with_retries(
+            attempt,
+            retryable,
+            on_retry,
+            initial=0.5,
+            maximum=10.0,
+            attempts=settings.retries,
+            deadline=deadline,
+        )
+        applied()
     except db.MigrationError as error:
-        _fail(error, item, watcher, facts, state.count, settings)
+        _fail(error, item, watcher, facts, state.count, settings.time_budget)
     except db.IncompleteRun as error:
         emit(Event.MIGRATION_FAILED, **facts, error=str(error), attempt=state.count)
         raise MigrationFailed(f"{migration.label}: {error}; deploy again once the file is fixed") from None
-    if not state.already_applied:
-        emit(
-            Event.MIGRATION_APPLIED,
-            **facts,
-            duration_ms=round((time.monotonic() - started) * 1000),
-            attempt=state.count,
-            transaction_mode=item.transaction_mode,
+    except KeyboardInterrupt as interrupted:
+        if isinstance(interrupted, Interrupted):
+            interrupted.outcome = _after_interrupt(session, item, state.reported, applied)
+        raise
+
+
+def _forgotten(session: Session, item: Prepared) -> bool:
+    """True when settling removed the row of a no-transaction migration (it never took effect)."""
+    from release_runner import db
+
+    return db.history_row(session.conn, session.settings.history_schema, item.migration.version) is None
+
+
+def _settle(session: Session, item: Prepared, conn: Connection, why: str) -> Outcome:
+    """A no-transaction migration whose end was not seen: judge it from the catalog, write what
+    the catalog proves into its row (or remove the row when it never took effect), and say so."""
+    from release_runner import db
+
+    schema, version = session.settings.history_schema, item.migration.version
+    judged = outcome_module.judged_index(item.statements)
+    verdict = (
+        Outcome.UNKNOWN
+        if judged is None
+        else outcome_module.judge(judged[0], db.index_state(conn, judged[1]))
+    )
+    if verdict is Outcome.APPLIED:
+        db.record_outcome(conn, schema, version, Status.APPLIED, None)
+    elif verdict is Outcome.NOT_APPLIED:
+        db.delete_row(conn, schema, version)
+    elif verdict is Outcome.INVALID:
+        db.record_outcome(conn, schema, version, Status.FAILED, "left an INVALID index")
+    emit(
+        Event.MIGRATION_RECONCILED,
+        version=version,
+        file=item.migration.label,
+        outcome=str(verdict),
+        reason=f"{why}; {outcome_module.REASONS[verdict]}",
+    )
+    return verdict
+
+
+def _after_interrupt(session: Session, item: Prepared, reported: bool, applied: Any) -> str:
+    """What the interrupted migration left, read from the server, so the summary says exactly
+    that; a migration that committed before the signal is reported applied."""
+    from release_runner import db
+
+    label = item.migration.label
+    conn = session.conn
+    if reported:
+        return f"{label} had been applied; no migration was left half-done"
+    if db.broken(conn):
+        return (
+            f"{label} was running and the connection is gone: it was rolled back unless it had "
+            "committed; `release-runner status` shows which"
         )
+    if item.transactional:
+        if db.in_transaction(conn):
+            return f"{label} was cancelled and rolled back"
+        row = db.history_row(conn, session.settings.history_schema, item.migration.version)
+        if row is not None and row.applied:
+            applied()
+            return f"{label} had committed before the signal and is counted as applied"
+        return f"{label} was cancelled before it committed, and rolled back"
+    verdict = _settle(session, item, conn, "interrupted while it ran")
+    if verdict is Outcome.APPLIED:
+        applied()
+        return f"{label} had finished before the signal (the catalog shows it) and is recorded applied"
+    if verdict is Outcome.NOT_APPLIED:
+        return f"{label} was cancelled before it took effect; the next deploy runs it"
+    if verdict is Outcome.INVALID:
+        return (
+            f"{label} was cancelled and left an INVALID index; recorded failed.{_no_transaction_advice(item)}"
+        )
+    db.record_outcome(
+        conn, session.settings.history_schema, item.migration.version, Status.FAILED, "interrupted"
+    )
+    return (
+        f"{label} ran without a transaction and was cancelled; recorded failed.{_no_transaction_advice(item)}"
+    )
 
 
 def _fail(
@@ -147,7 +291,7 @@ def _fail(
     watcher: Watcher,
     facts: dict[str, Any],
     attempts: int,
-    settings: Settings,
+    time_budget: float | None,
 ) -> NoReturn:
     """Report a migration that failed for good, and raise what ends the run."""
     fields = {**facts, **error.fields(), "attempt": attempts}
@@ -160,7 +304,7 @@ def _fail(
             " It was cancelled." if advice else " It was cancelled and rolled back; deploy again to continue."
         )
         raise UnreachableError(
-            f"time budget of {settings.time_budget:g}s spent during {item.migration.label}.{undone}{advice}"
+            f"time budget of {time_budget:g}s spent during {item.migration.label}.{undone}{advice}"
         )
     if error.connection_lost:
         advice += " The connection was lost; retries are exhausted."
@@ -185,12 +329,11 @@ def _no_transaction_advice(item: Prepared) -> str:
         "unfinished: check the database, then `release-runner repair --applied "
         f"{version} --reason '...'` or `repair --forget {version} --reason '...'`."
     )
-    node = item.statements[0].node if item.statements else None
-    if node and "IndexStmt" in node:
-        name = node["IndexStmt"].get("idxname") or "<name>"
+    judged = outcome_module.judged_index(item.statements)
+    if judged is not None and judged[0] == "create":
         advice += (
             f" A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX "
-            f"CONCURRENTLY IF EXISTS {name}, then `release-runner repair --forget {version} "
+            f"CONCURRENTLY IF EXISTS {judged[1]}, then `release-runner repair --forget {version} "
             "--reason 'dropped the invalid index'` and deploy again."
         )
     return advice

@@ -67,12 +67,14 @@ class Session:
         self.settings = settings
         self.conn = conn
         self.key = db.lock_key(settings.history_schema)
+        self.reconnects = 0
 
     def reconnect(self) -> Connection:
         """After a lost connection: close it, connect again within the connect budget and
         re-take the lock."""
         self.conn.close()
         self.conn = connect(self.settings)
+        self.reconnects += 1
         self.take_lock()
         return self.conn
 
@@ -105,6 +107,7 @@ class Session:
                     raise
                 self.conn.close()
                 self.conn = connect(self.settings)
+                self.reconnects += 1
                 continue
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 1.0)

@@ -12,6 +12,8 @@ from release_runner.db.connection import (
     create_database,
     drop_database,
     fetch_catalog,
+    in_transaction,
+    index_state,
     lock_holders,
     lock_key,
     probe,
@@ -20,7 +22,7 @@ from release_runner.db.connection import (
     try_lock,
     with_dbname,
 )
-from release_runner.db.execute import IncompleteRun, MigrationError, apply
+from release_runner.db.execute import IncompleteRun, MigrationError, UnrecordedOutcome, apply
 from release_runner.db.history_table import (
     RunContext,
     delete_row,
@@ -29,6 +31,7 @@ from release_runner.db.history_table import (
     history_row,
     read_foreign_history,
     read_history,
+    record_outcome,
     record_rows,
     resolve,
 )
@@ -41,6 +44,7 @@ __all__ = [
     "MigrationError",
     "OperationalError",
     "RunContext",
+    "UnrecordedOutcome",
     "Watcher",
     "apply",
     "broken",
@@ -53,11 +57,14 @@ __all__ = [
     "fetch_catalog",
     "history_exists",
     "history_row",
+    "in_transaction",
+    "index_state",
     "lock_holders",
     "lock_key",
     "probe",
     "read_foreign_history",
     "read_history",
+    "record_outcome",
     "record_rows",
     "resolve",
     "server_version",

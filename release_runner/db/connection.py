@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from release_runner.errors import UnreachableError, UsageError
 from release_runner.log import redact
@@ -173,6 +174,11 @@ def broken(conn: Connection) -> bool:
     return conn.closed or conn.broken
 
 
+def in_transaction(conn: Connection) -> bool:
+    """The session is inside a transaction block (open or aborted): closing it rolls it back."""
+    return conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+
 # ---------------------------------------------------------------------------- the runner lock
 
 
@@ -227,6 +233,16 @@ def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
     assert row is not None
     result: dict[str, Any] = row[0]
     return result
+
+
+def index_state(conn: Connection, name: str) -> bool | None:
+    """Whether the index `name` (schema-qualified or found through search_path) is valid;
+    None when there is no such index."""
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass(%s)",
+        (name,),
+    ).fetchone()
+    return None if row is None else bool(row[0])
 
 
 def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:

@@ -98,6 +98,18 @@ class MigrationError(Exception):
         }
 
 
+class UnrecordedOutcome(Exception):
+    """A no-transaction migration's statement finished (`status` says how) but the connection
+    was lost before its row said so: the outcome is known and must be written after reconnecting.
+    `failure` is the statement's own error when it failed."""
+
+    def __init__(self, status: Status, error: str | None, failure: MigrationError | None) -> None:
+        super().__init__(f"{status} but not recorded")
+        self.status = status
+        self.error = error
+        self.failure = failure
+
+
 class IncompleteRun(Exception):
     """The server did not run every part of a message, and said no error: proof that what was
     sent is not what was meant (a NUL byte cut the text short, say). Never reported as applied."""
@@ -183,27 +195,34 @@ def apply(
         ],
         None,
     )
+    # An interruption (KeyboardInterrupt) passes through: what the statement did is for the
+    # caller to find out from the catalog, not to guess.
     try:
         _guarded(conn, prepared, texts, 0)
     except MigrationError as failure:
         if not failure.connection_lost:
-            _finish_no_transaction(conn, prepared, context, Status.FAILED, failure.message)
+            _record(conn, prepared, context, Status.FAILED, failure.message, failure)
         raise
-    except KeyboardInterrupt:
-        # psycopg has cancelled the statement; say so in the row, since what it left behind
-        # (an INVALID index, say) needs a human before a rerun.
-        if not conn.broken:
-            _finish_no_transaction(conn, prepared, context, Status.FAILED, "interrupted")
-        raise
-    _finish_no_transaction(conn, prepared, context, Status.APPLIED, None)
+    _record(conn, prepared, context, Status.APPLIED, None, None)
 
 
-def _finish_no_transaction(
-    conn: Connection, prepared: Prepared, context: RunContext, status: Status, error: str | None
+def _record(
+    conn: Connection,
+    prepared: Prepared,
+    context: RunContext,
+    status: Status,
+    error: str | None,
+    failure: MigrationError | None,
 ) -> None:
-    """Reset the session (its SET timeouts included), then record the outcome."""
+    """Reset the session (its SET timeouts included), then record the outcome of the statement;
+    UnrecordedOutcome when the connection is lost on the way."""
     update = status_update(context.schema, prepared.migration.version, status, error)
-    _guarded(conn, prepared, [*SESSION_RESET, update], None)
+    try:
+        _guarded(conn, prepared, [*SESSION_RESET, update], None)
+    except MigrationError as lost:
+        if not lost.connection_lost:
+            raise
+        raise UnrecordedOutcome(status, error, failure) from None
 
 
 def _watch_client(conn: Connection, command: str) -> list[str]:

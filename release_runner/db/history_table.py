@@ -131,6 +131,12 @@ def status_update(schema: str, version: str, status: Status, error: str | None =
     )
 
 
+def record_outcome(conn: Connection, schema: str, version: str, status: Status, error: str | None) -> None:
+    """Write a no-transaction migration's final status on another connection than the one it
+    ran on (the first was lost, or the outcome was read from the catalog)."""
+    conn.execute(status_update(schema, version, status, error))
+
+
 def resolve(conn: Connection, schema: str, version: str, status: Status) -> None:
     """A human's verdict on an unfinished row (`repair --applied`): the status changes, the
     row's times stay what they were."""
