@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from release_runner import outcome as outcome_module
 from release_runner.errors import Interrupted, MigrationFailed, UnreachableError
 from release_runner.events import Event, emit
-from release_runner.history import Status
+from release_runner.history import HistoryRow, Status
 from release_runner.outcome import Outcome
 from release_runner.retry import with_retries
 from release_runner.session import Session, require_url
 
 if TYPE_CHECKING:
     from release_runner.db import Connection, MigrationError, RunContext, Watcher
+    from release_runner.migrations import Migration, Statement
     from release_runner.preflight import Prepared
 
 
@@ -41,13 +42,14 @@ def apply_all(
 
     watcher = db.Watcher(require_url(settings), settings.application_name, deadline, report)
     seen_reconnects = session.reconnects
+    applied: dict[str, HistoryRow] = {}
     try:
         for done, item in enumerate(prepared):
             if session.reconnects != seen_reconnects:
                 seen_reconnects = session.reconnects
-                applied = {r.version: r for r in db.read_history(session.conn, settings.history_schema)}
-            else:
-                applied = {}
+                applied = {
+                    r.version: r for r in db.read_history(session.conn, settings.history_schema) if r.applied
+                }
             row = applied.get(item.migration.version)
             if row is not None:
                 _already_applied(item, context, row.run_id)
@@ -218,12 +220,19 @@ def _forgotten(session: Session, item: Prepared) -> bool:
 
 
 def _settle(session: Session, item: Prepared, conn: Connection, why: str) -> Outcome:
+    return settle(conn, session.settings.history_schema, item.migration, item.statements, why)
+
+
+def settle(
+    conn: Connection, schema: str, migration: Migration, statements: list[Statement], why: str
+) -> Outcome:
     """A no-transaction migration whose end was not seen: judge it from the catalog, write what
-    the catalog proves into its row (or remove the row when it never took effect), and say so."""
+    the catalog proves into its row (or remove the row when it never took effect), and say so
+    in `migration.reconciled`. An unknown outcome leaves the row as it is."""
     from release_runner import db
 
-    schema, version = session.settings.history_schema, item.migration.version
-    judged = outcome_module.judged_index(item.statements)
+    version = migration.version
+    judged = outcome_module.judged_index(statements)
     verdict = (
         Outcome.UNKNOWN
         if judged is None
@@ -238,7 +247,7 @@ def _settle(session: Session, item: Prepared, conn: Connection, why: str) -> Out
     emit(
         Event.MIGRATION_RECONCILED,
         version=version,
-        file=item.migration.label,
+        file=migration.label,
         outcome=str(verdict),
         reason=f"{why}; {outcome_module.REASONS[verdict]}",
     )

@@ -89,6 +89,8 @@ def validated_plan(
             last=to_import[-1].version,
         )
     current = plan_module.make_plan(found.migrations, rows)
+    if _settle_unresolved(conn, settings, current):
+        current = plan_module.make_plan(found.migrations, history(conn, settings, found)[0])
     refuse(current.problems, "refused before changing anything")
     emit(
         Event.HISTORY_VALIDATED,
@@ -152,3 +154,28 @@ def _check_encoding(pending: list[migrations_module.Migration], encoding: str) -
                 line=line,
                 column=column,
             ) from None
+
+
+def _settle_unresolved(conn: Connection, settings: Settings, current: plan_module.Plan) -> bool:
+    """A no-transaction migration an earlier run left `started` whose outcome the catalog
+    proves (a concurrent index build or drop that the run did not see end) is settled before
+    refusing;
+    returns whether any row changed."""
+    from release_runner.executor import settle
+    from release_runner.outcome import Outcome
+
+    changed = False
+    for entry in current.entries:
+        # Only a row left `started`: the runner never saw that statement end. A `failed` one
+        # ended with an error the runner recorded, and is a human's to resolve.
+        if entry.migration is None or entry.row is None or entry.row.status is not Status.STARTED:
+            continue
+        try:
+            statements = entry.migration.statements
+        except migrations_module.SqlSyntaxError:
+            continue
+        verdict = settle(
+            conn, settings.history_schema, entry.migration, statements, "left unfinished by an earlier run"
+        )
+        changed = changed or verdict is not Outcome.UNKNOWN
+    return changed
