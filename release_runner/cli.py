@@ -120,6 +120,12 @@ RETRIES = _option(
 LOCK_WAIT = _option(
     "--lock-wait", type=DURATION, default="120s", help="How long to wait for another runner's lock."
 )
+STALE_LOCK_AFTER = _option(
+    "--stale-lock-after",
+    type=DURATION,
+    default="60s",
+    help="Take the lock over from a release-runner session idle this long (a vanished runner).",
+)
 TIME_BUDGET = _option(
     "--time-budget",
     type=DURATION,
@@ -156,7 +162,7 @@ COMMON = [
     DRIZZLE_HISTORY,
     LOG_FORMAT,
 ]
-APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, TIME_BUDGET, STRICT_LINT]
+APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, STALE_LOCK_AFTER, TIME_BUDGET, STRICT_LINT]
 VERIFY = [STRICT, REQUIRE_SNAPSHOT]
 
 
@@ -451,7 +457,7 @@ def check(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@_with([*COMMON, LOCK_WAIT])
+@_with([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER])
 @_option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
 @_option(
     "--forget",
@@ -481,7 +487,7 @@ def repair(
 
 
 @cli.command()
-@_with([*COMMON, SCRATCH_URL, LOCK_WAIT])
+@_with([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER])
 @_option(
     "--version",
     "target_version",

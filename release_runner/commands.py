@@ -30,15 +30,15 @@ def migrate(settings: Settings, run_id: str) -> None:
     from release_runner import db, executor
 
     started = time.monotonic()
+    deadline = None if settings.time_budget is None else started + settings.time_budget
     found = refusals.load(settings)
     expected = verification.expected_schema(settings) if settings.verify else None
-    with session.locked(settings) as locked:
+    with session.locked(settings, deadline) as locked:
         db.ensure_history(locked.conn, settings.history_schema)
         context = db.RunContext(settings.history_schema, run_id, fly_context())
         pending = refusals.validated_plan(locked.conn, settings, found, context).pending
         if pending:
             prepared = refusals.preflight(pending, settings, locked.conn)
-            deadline = None if settings.time_budget is None else started + settings.time_budget
             executor.apply_all(locked, prepared, context, deadline)
         if not settings.verify:
             emit(Event.VERIFY_SKIPPED, reason="--no-verify given; the schema was not checked")

@@ -28,6 +28,7 @@ class Event(StrEnum):
     DB_CONNECTED = "db.connected"
     LOCK_WAITING = "lock.waiting"
     LOCK_ACQUIRED = "lock.acquired"
+    LOCK_TAKEN_OVER = "lock.taken_over"
     HISTORY_IMPORTED = "history.imported"
     HISTORY_REFUSED = "history.refused"
     HISTORY_VALIDATED = "history.validated"
@@ -66,6 +67,7 @@ _DEFAULT_LEVEL = {
     Event.RELEASE_CRASHED: Level.ERROR,
     Event.MIGRATIONS_IGNORED: Level.WARNING,
     Event.DB_CONNECT_RETRY: Level.WARNING,
+    Event.LOCK_TAKEN_OVER: Level.WARNING,
     Event.HISTORY_REFUSED: Level.ERROR,
     Event.HISTORY_REPAIRED: Level.WARNING,
     Event.PREFLIGHT_WARNING: Level.WARNING,

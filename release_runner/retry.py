@@ -29,13 +29,15 @@ def with_retries(
     maximum: float,
     attempts: int | None = None,
     deadline: float | None = None,
+    reserve: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run `action`; while it fails with a `retryable` error, wait and run it again, until
-    `attempts` runs are made or the `deadline` (a `clock()` value) is reached: a wait never
-    ends after the deadline, and no attempt starts after it. `on_retry(attempt, error, delay)`
-    is called before each wait. The last error is re-raised as it is."""
+    `attempts` runs are made or the `deadline` (a `clock()` value) is reached: no attempt
+    starts with less than `reserve` seconds left before it (the time an attempt needs), so
+    the last one ends by the deadline. `on_retry(attempt, error, delay)` is called before
+    each wait. The last error is re-raised as it is."""
     attempt = 0
     while True:
         attempt += 1
@@ -46,7 +48,7 @@ def with_retries(
                 raise
             delay = backoff(attempt, initial, maximum)
             if deadline is not None:
-                left = deadline - clock()
+                left = deadline - clock() - reserve
                 if left <= 0:
                     raise
                 delay = min(delay, left)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from release_runner.errors import UnreachableError, UsageError
 from release_runner.events import Event, emit
@@ -28,14 +28,18 @@ def require_url(settings: Settings) -> str:
     return settings.database_url
 
 
-def connect(settings: Settings) -> Connection:
-    """Connect to the target with bounded retries; emits `db.connect_retry` and `db.connected`."""
+def connect(settings: Settings, deadline: float | None = None) -> Connection:
+    """Connect to the target with bounded retries, within --connect-timeout and the run's
+    `deadline` (time budget); emits `db.connect_retry` and `db.connected`."""
     from release_runner import db
 
     def on_retry(attempt: int, reason: str, delay: float) -> None:
         emit(Event.DB_CONNECT_RETRY, attempt=attempt, reason=reason, delay_ms=round(delay * 1000))
 
-    conn = db.connect(require_url(settings), settings.connect_timeout, settings.application_name, on_retry)
+    budget = settings.connect_timeout
+    if deadline is not None:
+        budget = min(budget, max(deadline - time.monotonic(), 0.0))
+    conn = db.connect(require_url(settings), budget, settings.application_name, on_retry)
     dropped = settings.database_url_dropped
     emit(
         Event.DB_CONNECTED,
@@ -61,10 +65,11 @@ class Session:
     """The locked connection of a run. `conn` is replaced only through `reconnect()`, which
     closes the old one first."""
 
-    def __init__(self, settings: Settings, conn: Connection) -> None:
+    def __init__(self, settings: Settings, conn: Connection, deadline: float | None = None) -> None:
         from release_runner import db
 
         self.settings = settings
+        self.deadline = deadline
         self.conn = conn
         self.key = db.lock_key(settings.history_schema)
         self.reconnects = 0
@@ -73,58 +78,91 @@ class Session:
         """After a lost connection: close it, connect again within the connect budget and
         re-take the lock."""
         self.conn.close()
-        self.conn = connect(self.settings)
+        self.conn = connect(self.settings, self.deadline)
         self.reconnects += 1
         self.take_lock()
         return self.conn
 
     def take_lock(self) -> None:
         """Poll pg_try_advisory_lock (never a blocking lock: it can deadlock against CREATE
-        INDEX CONCURRENTLY) until --lock-wait runs out, saying who holds it. A connection lost
-        while waiting is replaced."""
+        INDEX CONCURRENTLY) until --lock-wait or the time budget runs out, saying who holds it.
+        A holder that is provably not working is taken over; a connection lost while waiting
+        is replaced."""
         from release_runner import db
 
-        deadline = time.monotonic() + self.settings.lock_wait
+        lock_wait_ends = time.monotonic() + self.settings.lock_wait
+        deadline = min(lock_wait_ends, self.deadline or lock_wait_ends)
         delay = 0.05
         last_report: float | None = None
         while True:
             try:
                 if db.try_lock(self.conn, self.key):
                     break
+                holders = db.lock_holders(self.conn, self.key)
+                if self._take_over(holders):
+                    continue
                 now = time.monotonic()
                 if now >= deadline:
+                    spent = (
+                        "the time budget was spent"
+                        if deadline < lock_wait_ends
+                        else (f"not acquired within {self.settings.lock_wait:g}s")
+                    )
                     raise UnreachableError(
-                        f"runner lock not acquired within {self.settings.lock_wait:g}s: another "
-                        "release-runner is still working on this database; rerun when it is done, "
-                        "or raise --lock-wait",
-                        holders=db.lock_holders(self.conn, self.key),
+                        f"runner lock {spent}: another release-runner is still working on this "
+                        "database; rerun when it is done, or raise --lock-wait",
+                        holders=holders,
                     )
                 if last_report is None or now - last_report >= 5.0:
-                    emit(Event.LOCK_WAITING, holders=db.lock_holders(self.conn, self.key), key=str(self.key))
+                    emit(Event.LOCK_WAITING, holders=holders, key=str(self.key))
                     last_report = now
             except db.OperationalError:
                 if not db.broken(self.conn):
                     raise
                 self.conn.close()
-                self.conn = connect(self.settings)
+                self.conn = connect(self.settings, self.deadline)
                 self.reconnects += 1
                 continue
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 1.0)
         emit(Event.LOCK_ACQUIRED, key=str(self.key))
 
+    def _take_over(self, holders: list[dict[str, Any]]) -> bool:
+        """End the session of a holder that is provably not working: a release-runner session
+        idle (or idle in a transaction) longer than any live runner ever is between two of its
+        statements. That is what a runner whose machine vanished leaves (no FIN, no RST: the
+        server keeps its session until TCP keepalive gives up). True when one was ended."""
+        from release_runner import db
+
+        for holder in holders:
+            stale = (
+                str(holder["application_name"] or "").startswith(self.settings.application_name)
+                and str(holder["state"] or "").startswith("idle")
+                and (holder["idle_s"] or 0) >= self.settings.stale_lock_after
+            )
+            if stale and db.terminate(self.conn, int(holder["pid"])):
+                emit(
+                    Event.LOCK_TAKEN_OVER,
+                    holder=holder,
+                    reason=f"its session was {holder['state']} for {holder['idle_s']}s (a live runner "
+                    f"never is for {self.settings.stale_lock_after:g}s): a runner that vanished",
+                )
+                return True
+        return False
+
     def close(self) -> None:
         self.conn.close()  # ends the session: an open transaction rolls back, the lock goes
 
 
 @contextmanager
-def locked(settings: Settings) -> Iterator[Session]:
+def locked(settings: Settings, deadline: float | None = None) -> Iterator[Session]:
     """Connect, refuse transaction-mode poolers and read-only servers, take the runner lock;
-    release it at the end. A lost connection becomes `unreachable`; a server error that is the
-    role's or the server's configuration becomes a usage error; any other error stays itself."""
+    release it at the end. Connecting and waiting for the lock end by `deadline` (the time
+    budget) too. A lost connection becomes `unreachable`; a server error that is the role's or
+    the server's configuration becomes a usage error; any other error stays itself."""
     from release_runner import db
 
-    session = Session(settings, connect(settings))
+    session = Session(settings, connect(settings, deadline), deadline)
     try:
         pooled, read_only = db.probe(require_url(settings), session.conn, settings.application_name)
         if pooled:
@@ -144,11 +182,20 @@ def locked(settings: Settings) -> Iterator[Session]:
     except db.OperationalError as error:
         if not db.broken(session.conn):
             raise
-        # Lost between migrations (or while reading history or the catalog): nothing is half
-        # applied, since each migration commits with its history row or not at all.
+        message = redact(str(error).strip())
+        if "query_wait_timeout" in message:
+            # PgBouncer queued this runner for a server connection and gave up.
+            raise UnreachableError(
+                "the connection pooler had no free server connection for this runner (PgBouncer "
+                "query_wait_timeout): its pool is smaller than the sessions waiting on it. Raise "
+                "pool_size for this database, or point the runner at the direct URL"
+            ) from error
+        # Lost between migrations (or while reading history or the catalog): a transactional
+        # migration commits with its row or not at all, and a no-transaction one whose end was
+        # not seen was settled from the catalog or is left `started` for the next run to settle.
         raise UnreachableError(
-            f"lost the connection to the database: {redact(str(error).strip())}; every migration "
-            "applied so far is recorded; deploy again to continue"
+            f"lost the connection to the database: {message}; what was applied is recorded "
+            "(`release-runner status` shows it); deploy again to continue"
         ) from error
     except db.DatabaseError as error:
         problem = db.configuration_problem(error)

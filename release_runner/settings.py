@@ -95,6 +95,9 @@ class Settings:
     """Attempts per migration on transient errors (lock timeout, deadlock, lost connection)."""
     lock_wait: float = 120.0
     """How long to wait for another runner's lock (seconds)."""
+    stale_lock_after: float = 60.0
+    """A lock holder that is a release-runner session idle this long is a runner that vanished
+    (a live one is never idle for more than a retry's backoff, 10 s at most): taken over."""
     time_budget: float | None = None
     """Wall-clock budget for the whole run (seconds); None = unlimited."""
     history_schema: str = "release_runner"

@@ -19,6 +19,7 @@ from release_runner.db.connection import (
     probe,
     server_version,
     table_sizes,
+    terminate,
     try_lock,
     with_dbname,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "resolve",
     "server_version",
     "table_sizes",
+    "terminate",
     "try_lock",
     "with_dbname",
 ]

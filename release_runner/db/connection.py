@@ -67,6 +67,16 @@ _CONFIGURATION_SQLSTATES = {
     "3D000": "database does not exist",
 }
 
+# The server probes an idle client every few seconds, so the session of a runner whose machine
+# vanished (no FIN, no RST) ends, and frees the runner lock, within half a minute instead of
+# the operating system's two hours. Set on the runner's connection, and again after each
+# migration's RESET ALL.
+KEEPALIVE = (
+    "SET tcp_keepalives_idle = 10",
+    "SET tcp_keepalives_interval = 5",
+    "SET tcp_keepalives_count = 3",
+)
+
 _QUERIES = Path(__file__).parent.parent / "queries"
 
 
@@ -99,6 +109,11 @@ def open_connection(url: str, application_name: str, connect_timeout: int = 10) 
         prepare_threshold=None,
         application_name=application_name,
         connect_timeout=connect_timeout,
+        # ...and the client notices a server that vanished as soon.
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
     )
 
 
@@ -117,9 +132,12 @@ def connect(
     deadline = time.monotonic() + budget
 
     def attempt() -> Connection:
-        # libpq counts whole seconds and treats anything under 2 as 2.
+        # libpq counts whole seconds and treats anything under 2 as 2: round down, so that an
+        # attempt started with the time left ends by the deadline.
         left = deadline - time.monotonic()
-        return open_connection(url, application_name, max(2, min(10, math.ceil(left))))
+        conn = open_connection(url, application_name, max(2, min(10, math.floor(left))))
+        conn.execute(";".join(KEEPALIVE))
+        return conn
 
     try:
         return with_retries(
@@ -129,6 +147,7 @@ def connect(
             initial=0.25,
             maximum=5.0,
             deadline=deadline,
+            reserve=1.0,  # an attempt takes up to 2 s (libpq's least): end within a second of the deadline
         )
     except psycopg.Error as error:
         message = redact(str(error).strip())
@@ -149,8 +168,20 @@ def probe(url: str, first: Connection, application_name: str) -> tuple[bool, boo
 
     Pooler: two idle client connections that report the same backend pid share a server
     connection, and a pid that changes between two queries of one client means the same.
-    Read-only: a hot standby, or a server set to read-only transactions."""
-    with open_connection(url, application_name) as second:
+    Read-only: a hot standby, or a server set to read-only transactions. A role limited to
+    one connection is refused plainly: the runner needs two at once (this probe, and the
+    watcher that names blockers)."""
+    try:
+        second = open_connection(url, application_name)
+    except psycopg.OperationalError as error:
+        if "too many connections for role" not in str(error):
+            raise
+        raise UsageError(
+            "the role may open only one connection (CONNECTION LIMIT 1); release-runner needs two "
+            "at the same time: one applies, one watches for blockers. ALTER ROLE ... CONNECTION "
+            "LIMIT 3 (or more, for concurrent deploys), or run it as another role"
+        ) from None
+    with second:
         row = first.execute(
             "SELECT pg_backend_pid(), pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
         ).fetchone()
@@ -190,6 +221,15 @@ def lock_key(history_schema: str) -> int:
 
 def try_lock(conn: Connection, key: int) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def terminate(conn: Connection, pid: int) -> bool:
+    """End another backend (a vanished runner's); False when this role may not."""
+    try:
+        row = conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (pid,)).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return False
     return bool(row and row[0])
 
 

@@ -11,7 +11,7 @@ from psycopg import errors as pg_errors
 from psycopg.generators import execute as execute_generator
 from psycopg.pq import ExecStatus, TransactionStatus
 
-from release_runner.db.connection import Connection
+from release_runner.db.connection import KEEPALIVE, Connection
 from release_runner.db.history_table import RunContext, status_update
 from release_runner.history import Mode, Status
 from release_runner.log import redact
@@ -36,6 +36,7 @@ SESSION_RESET = (
     "RESET SESSION AUTHORIZATION",
     "RESET ROLE",
     "RESET ALL",
+    *KEEPALIVE,
     "DISCARD TEMP",
     "DISCARD SEQUENCES",
     "DEALLOCATE ALL",

@@ -1,5 +1,7 @@
--- Who holds the runner's advisory lock (a bigint key shows as classid/objid, objsubid 1).
-SELECT a.pid, a.application_name, a.backend_start, a.state, a.client_addr::text AS client_addr
+-- Who holds the runner's advisory lock (a bigint key shows as classid/objid, objsubid 1), and
+-- for how long its session has been in its current state (idle_s), to tell a vanished runner.
+SELECT a.pid, a.application_name, a.backend_start, a.state, a.client_addr::text AS client_addr,
+       round(extract(epoch FROM now() - a.state_change))::int AS idle_s
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted
