@@ -169,14 +169,22 @@ def _relation_name(relation: dict[str, Any] | None) -> str | None:
 
 
 def _unwrap(statements: list[Statement]) -> tuple[list[Statement], bool]:
-    """Drop one BEGIN ... COMMIT pair that wraps part of a Prisma/drizzle file: the runner's own
-    transaction already covers the whole file."""
-    control = [(i, _transaction_kind(s)) for i, s in enumerate(statements) if _transaction_kind(s)]
+    """Drop the BEGIN ... COMMIT pairs that wrap parts of a Prisma/drizzle file (Prisma writes
+    one per enum it recreates, with plain statements between them): the runner's own
+    transaction covers the whole file, so all of it commits or none of it does. Anything else
+    (ROLLBACK, SAVEPOINT, an unpaired BEGIN) is left for the transaction-control refusal."""
+    control = [(i, kind) for i, s in enumerate(statements) if (kind := _transaction_kind(s))]
     kinds = [kind for _, kind in control]
-    if kinds in (["TRANS_STMT_BEGIN", "TRANS_STMT_COMMIT"], ["TRANS_STMT_START", "TRANS_STMT_COMMIT"]):
-        drop = {index for index, _ in control}
-        return [s for i, s in enumerate(statements) if i not in drop], True
-    return statements, False
+    paired = (
+        bool(kinds)
+        and len(kinds) % 2 == 0
+        and all(kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START") for kind in kinds[0::2])
+        and all(kind == "TRANS_STMT_COMMIT" for kind in kinds[1::2])
+    )
+    if not paired:
+        return statements, False
+    drop = {index for index, _ in control}
+    return [s for i, s in enumerate(statements) if i not in drop], True
 
 
 def prepare(
