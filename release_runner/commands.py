@@ -43,7 +43,7 @@ def migrate(settings: Settings, run_id: str) -> None:
         if not settings.verify:
             emit(Event.VERIFY_SKIPPED, reason="--no-verify given; the schema was not checked")
             return
-        verification.verify_live(locked.conn, settings, expected)
+        locked.read(lambda conn: verification.verify_live(conn, settings, expected))
 
 
 def verify(settings: Settings) -> None:

@@ -330,19 +330,4 @@ def _fail(
 
 
 def _no_transaction_advice(item: Prepared) -> str:
-    """What a human must do after a no-transaction migration failed: it cannot be rolled back,
-    and the next run refuses until `repair` says what state the database is in."""
-    version = item.migration.version
-    advice = (
-        " It ran without a transaction, so nothing was rolled back, and it is recorded as "
-        "unfinished: check the database, then `release-runner repair --applied "
-        f"{version} --reason '...'` or `repair --forget {version} --reason '...'`."
-    )
-    judged = outcome_module.judged_index(item.statements)
-    if judged is not None and judged[0] == "create":
-        advice += (
-            f" A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX "
-            f"CONCURRENTLY IF EXISTS {judged[1]}, then `release-runner repair --forget {version} "
-            "--reason 'dropped the invalid index'` and deploy again."
-        )
-    return advice
+    return " " + outcome_module.advice(item.migration.version, item.statements)

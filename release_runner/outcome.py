@@ -63,3 +63,22 @@ REASONS = {
     Outcome.INVALID: "the index exists but is INVALID: the build failed and left it behind",
     Outcome.UNKNOWN: "the catalog cannot tell whether this statement finished",
 }
+
+
+def advice(version: str, statements: list[Statement]) -> str:
+    """What a human does about a no-transaction migration that failed or was cut short: it
+    could not be rolled back, and runs stay refused until `repair` records what was done.
+    Every command in it runs as printed."""
+    text = (
+        "It ran without a transaction, so nothing was rolled back, and it is recorded as "
+        "unfinished: check the database, then `release-runner repair --applied "
+        f"{version} --reason '...'` or `release-runner repair --forget {version} --reason '...'`."
+    )
+    judged = judged_index(statements)
+    if judged is not None and judged[0] == "create":
+        text += (
+            " A failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX "
+            f"CONCURRENTLY IF EXISTS {judged[1]}, then `release-runner repair --forget {version} "
+            "--reason 'dropped the invalid index'` and deploy again."
+        )
+    return text

@@ -9,7 +9,8 @@ from enum import StrEnum
 from typing import Any
 
 from release_runner.history import HistoryRow
-from release_runner.migrations import Migration
+from release_runner.migrations import Migration, SqlSyntaxError, Statement
+from release_runner.outcome import advice
 
 
 class State(StrEnum):
@@ -65,12 +66,20 @@ class Entry:
             )
         if self.state is State.UNRESOLVED:
             status = self.row.status if self.row else "?"
+            error = f" ({self.row.error})" if self.row and self.row.error else ""
             return (
-                f"{where}: a no-transaction migration that was {status} and never finished; check "
-                "the database by hand, then run `release-runner repair --applied "
-                f"{self.version} --reason '...'` or `repair --forget {self.version} --reason '...'`"
+                f"{where}: a no-transaction migration that was {status}{error} and never finished. "
+                + advice(self.version, self._statements())
             )
         return None
+
+    def _statements(self) -> list[Statement]:
+        if self.migration is None:
+            return []
+        try:
+            return self.migration.statements
+        except SqlSyntaxError:
+            return []
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ run, exactly one connection is closed and the lock goes with it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from release_runner.errors import UnreachableError, UsageError
 from release_runner.events import Event, emit
@@ -17,6 +17,8 @@ from release_runner.settings import Settings
 
 if TYPE_CHECKING:
     from release_runner.db import Connection
+
+T = TypeVar("T")
 
 
 def require_url(settings: Settings) -> str:
@@ -126,6 +128,18 @@ class Session:
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 1.0)
         emit(Event.LOCK_ACQUIRED, key=str(self.key))
+
+    def read(self, step: Callable[[Connection], T]) -> T:
+        """Run a read-only step; if the connection is lost meanwhile, reconnect (within the
+        connect budget) and run it once more: reading twice changes nothing."""
+        from release_runner import db
+
+        try:
+            return step(self.conn)
+        except db.OperationalError:
+            if not db.broken(self.conn):
+                raise
+        return step(self.reconnect())
 
     def _take_over(self, holders: list[dict[str, Any]]) -> bool:
         """End the session of a holder that is provably not working: a release-runner session
