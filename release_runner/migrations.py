@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -78,20 +79,16 @@ class Migration:
     name: str
     path: Path
     text: str = field(repr=False)
-    raw: bytes = field(repr=False)
+    raw_sha256: str = field(repr=False)
+    """SHA-256 of the bytes as stored: what Prisma and drizzle-kit record."""
     directives: Directives
     source_format: str
     drizzle_when: int | None = None
 
-    @property
+    @cached_property
     def checksum(self) -> str:
         """SHA-256 of the text with BOM and CR line endings normalised away."""
         return hashlib.sha256(self.text.encode()).hexdigest()
-
-    @property
-    def raw_sha256(self) -> str:
-        """SHA-256 of the bytes as stored: what Prisma records in `_prisma_migrations.checksum`."""
-        return hashlib.sha256(self.raw).hexdigest()
 
     @property
     def label(self) -> str:
@@ -127,7 +124,7 @@ class _LineIndex:
 
     def __init__(self, text: str) -> None:
         self.data = text.encode()
-        self.starts = [0]
+        self.starts = array("q", [0])  # a million lines of a data load: 8 MB, not 36
         newline = self.data.find(b"\n")
         while newline != -1:
             self.starts.append(newline + 1)
@@ -159,6 +156,8 @@ def split_statements(
     """Split one chunk of a file with libpg_query; `chunk_offset` is its byte offset in the file."""
     from pglast import parser
 
+    if len(chunk) > LARGE:
+        return _split_large(chunk, chunk_offset, lines, migration)
     data = chunk.encode()
     try:
         parsed = json.loads(parser.parse_sql_json(chunk))["stmts"]
@@ -180,6 +179,46 @@ def split_statements(
         allow = _allowed_rules(data[previous_end:start].decode())
         statements.append(Statement(text, line, column, node, allow))
         previous_end = end
+    return statements
+
+
+# A chunk larger than this (a data load) is first cut at its top-level semicolons by a regular
+# expression: the parser's tree of a 50 MB INSERT takes gigabytes. Each statement under the
+# limit is then parsed as usual; one over it (an INSERT of many rows, say) runs unparsed, its
+# syntax checked by the server inside its transaction, and only its kind read from its first word.
+LARGE = 1 << 20
+_LEXEMES = re.compile(
+    r"""(?P<semicolon>;)
+      | [Ee]'(?:[^'\\]|''|\\.)*'
+      | '(?:[^']|'')*'
+      | "(?:[^"]|"")*"
+      | --[^\n]*
+      | /\*.*?\*/
+      | \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?\$(?P=tag)?\$""",
+    re.VERBOSE | re.DOTALL,
+)
+_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_LARGE_KINDS = {"INSERT": "InsertStmt", "UPDATE": "UpdateStmt", "DELETE": "DeleteStmt", "MERGE": "MergeStmt"}
+
+
+def _split_large(chunk: str, chunk_offset: int, lines: _LineIndex, migration: Migration) -> list[Statement]:
+    cuts = [m.end() for m in _LEXEMES.finditer(chunk) if m.lastgroup == "semicolon"]
+    statements: list[Statement] = []
+    start = 0
+    byte_offset = chunk_offset
+    for end in [*cuts, len(chunk)] if not cuts or cuts[-1] < len(chunk) else cuts:
+        piece = chunk[start:end]
+        size = len(piece.encode())
+        if len(piece) <= LARGE:
+            statements.extend(split_statements(piece, byte_offset, lines, migration))
+        else:
+            lead = _LEADING.match(piece)
+            skipped = lead.end() if lead else 0
+            text = piece[skipped:].rstrip().removesuffix(";").rstrip()
+            line, column = lines.locate(byte_offset + len(piece[:skipped].encode()))
+            kind = _LARGE_KINDS.get(text.split(None, 1)[0].upper() if text else "")
+            statements.append(Statement(text, line, column, {kind: {}} if kind else None))
+        start, byte_offset = end, byte_offset + size
     return statements
 
 
@@ -280,7 +319,9 @@ def _load(path: Path, version: str, name: str, source_format: str, **extra: Any)
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror}", file=str(path)) from None
     text = normalise_text(raw, path)
-    return Migration(version, name, path, text, raw, parse_directives(text, path), source_format, **extra)
+    digest = hashlib.sha256(raw).hexdigest()
+    del raw  # a data migration can be large: keep one copy of it, the text
+    return Migration(version, name, path, text, digest, parse_directives(text, path), source_format, **extra)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ event vocabulary against the README."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ def _migration(version: str, text: str = "SELECT 1;", when: int | None = None) -
         f"m{version}",
         Path(f"sql/{version}_m.sql"),
         text,
-        text.encode(),
+        hashlib.sha256(text.encode()).hexdigest(),
         Directives(),
         "native",
         when,

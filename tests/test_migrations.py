@@ -233,3 +233,23 @@ def test_prisma_folder_for_another_database_is_refused(tmp_path: Path) -> None:
     write(tmp_path, {"migration_lock.toml": 'provider = "mysql"\n', "1_a/migration.sql": "SELECT 1;"})
     with pytest.raises(UsageError, match="'mysql', not PostgreSQL"):
         read_directory(tmp_path)
+
+
+def test_a_large_file_is_cut_at_its_real_semicolons(tmp_path: Path) -> None:
+    """Over 1 MiB a file is first cut by a lexer that knows strings, E-strings, quoted names,
+    comments and dollar quotes; small statements are then parsed as usual, a large one keeps its
+    kind and position."""
+    rows = ",\n".join(f"({i}, 'semi;colon {i}', E'esc\\'; {i}')" for i in range(30_000))
+    text = (
+        "CREATE TABLE t (id int, a text, b text);\n"
+        "-- a comment; with a semicolon\n"
+        f"INSERT INTO t VALUES\n{rows};\n"
+        '/* block; comment */ CREATE TABLE "odd;name" (id int);\n'
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $body$ SELECT ';' $body$;\n"
+    )
+    assert len(text) > 1 << 20
+    write(tmp_path, {"0001_big.sql": text})
+    statements = read_directory(tmp_path).migrations[0].statements
+    assert [s.kind for s in statements] == ["CreateStmt", "InsertStmt", "CreateStmt", "CreateFunctionStmt"]
+    assert [s.line for s in statements] == [1, 3, 30_004, 30_005]
+    assert statements[1].text.endswith("'esc\\'; 29999')")
