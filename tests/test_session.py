@@ -129,3 +129,55 @@ def test_the_failing_run_summary_is_an_error() -> None:
     result = run_cli("migrate", "--migrations", "/nonexistent")
     assert result.code == 2
     assert result.finished["level"] == "error"
+
+
+def test_a_migration_that_empties_search_path_causes_no_false_drift(
+    tmp_path: Path, server: Server, database: str, url: str
+) -> None:
+    """pg_dump's preamble (`set_config('search_path', '', false)`) in the last migration: the
+    snapshot, migrate's verification and a second migrate all agree (the catalog reads after it
+    used to render names qualified, and the second migrate failed with drift)."""
+    write(
+        tmp_path,
+        {
+            "0001_t.sql": "CREATE TABLE t (id serial PRIMARY KEY, n int DEFAULT 1 CHECK (n > 0));\n",
+            "0002_dump.sql": "SELECT pg_catalog.set_config('search_path', '', false);\n"
+            "CREATE TABLE public.u (id int REFERENCES public.t (id));\n",
+        },
+    )
+    snapshot = run_cli("snapshot", "--migrations", str(tmp_path), "--scratch-url", server.url("postgres"))
+    assert snapshot.code == 0, snapshot.stdout
+    first = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert first.code == 0, first.stdout
+    second = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+    assert second.code == 0, second.stdout
+
+
+def test_a_role_a_migration_switches_to_does_not_reach_the_next(
+    tmp_path: Path, server: Server, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """`SET ROLE app_owner` in one migration: its own tables belong to app_owner, the history
+    row is still written, and the next migration's table belongs to the runner's role."""
+    admin.execute("DROP ROLE IF EXISTS app_owner")
+    admin.execute("CREATE ROLE app_owner")
+    admin.execute("GRANT CREATE ON SCHEMA public TO app_owner")
+    try:
+        write(
+            tmp_path,
+            {
+                "0001_owner.sql": "SET ROLE app_owner;\nCREATE TABLE owned (id int);\n",
+                "0002_next.sql": "CREATE TABLE next_one (id int);\n",
+            },
+        )
+        result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
+        assert result.code == 0, result.stdout
+        owners = dict(
+            admin.execute(
+                "SELECT relname, pg_get_userbyid(relowner) FROM pg_class WHERE relname IN ('owned', 'next_one')"
+            ).fetchall()
+        )
+        assert owners == {"owned": "app_owner", "next_one": "runner"}
+        assert [row[1] for row in history(admin)] == ["applied", "applied"]
+    finally:
+        admin.execute("DROP OWNED BY app_owner")
+        admin.execute("DROP ROLE app_owner")
