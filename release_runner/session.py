@@ -197,13 +197,8 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
         if not db.broken(session.conn):
             raise
         message = redact(str(error).strip())
-        if "query_wait_timeout" in message:
-            # PgBouncer queued this runner for a server connection and gave up.
-            raise UnreachableError(
-                "the connection pooler had no free server connection for this runner (PgBouncer "
-                "query_wait_timeout): its pool is smaller than the sessions waiting on it. Raise "
-                "pool_size for this database, or point the runner at the direct URL"
-            ) from error
+        if db.pool_exhausted(error):
+            raise UnreachableError(db.POOL_EXHAUSTED) from error
         # Lost between migrations (or while reading history or the catalog): a transactional
         # migration commits with its row or not at all, and a no-transaction one whose end was
         # not seen was settled from the catalog or is left `started` for the next run to settle.

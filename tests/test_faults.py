@@ -427,7 +427,7 @@ def test_sixteen_runners_on_fifty_migrations(
 
 
 @pytest.fixture
-def pgbouncer(server: Server) -> Iterator[Callable[[str], int]]:
+def pgbouncer(server: Server) -> Iterator[Callable[..., int]]:
     """Start PgBouncer (Debian package) in front of the test cluster, as an unprivileged user."""
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not Path(binary).exists():
@@ -435,7 +435,7 @@ def pgbouncer(server: Server) -> Iterator[Callable[[str], int]]:
     started: list[subprocess.Popen[bytes]] = []
     directory = Path(tempfile.mkdtemp(prefix="rr-pgbouncer-"))
 
-    def start(mode: str) -> int:
+    def start(mode: str, extra: str = "") -> int:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port: int = probe.getsockname()[1]
@@ -444,7 +444,7 @@ def pgbouncer(server: Server) -> Iterator[Callable[[str], int]]:
             f"[databases]\n* = host=127.0.0.1 port={server.port}\n"
             f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
             f"auth_type = scram-sha-256\nauth_file = {directory}/users.txt\n"
-            f"pool_mode = {mode}\nunix_socket_dir =\nlogfile = {directory}/{mode}.log\n"
+            f"pool_mode = {mode}\nunix_socket_dir =\nlogfile = {directory}/{mode}.log\n{extra}"
         )
         import os
         import pwd
@@ -497,6 +497,20 @@ def test_transaction_pooler_is_refused_session_pooler_works(
     )
     assert session.code == 0, session.stdout
     assert [r[0] for r in history(admin)] == ["0001"]
+
+
+def test_an_exhausted_session_pool_is_reported_as_such(
+    tmp_path: Path, server: Server, database: str, pgbouncer: Callable[[str, str], int]
+) -> None:
+    """A PgBouncer session pool of one, already taken: the runner is told the pool is exhausted
+    (exit 4), not that it lost its connection."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    port = pgbouncer("session", "default_pool_size = 1\nquery_wait_timeout = 2\n")
+    with psycopg.connect(server.url(database, port), autocommit=True) as holder:
+        holder.execute("SELECT 1")  # session mode: the pool's one server connection is its
+        result = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, port))
+    assert result.code == 4, result.stdout
+    assert "pool" in result.finished["error"] and "lost the connection" not in result.finished["error"]
 
 
 def test_sigkill_leaves_nothing_running_on_the_server(

@@ -3,6 +3,7 @@ holds the runner lock, `history_table` reads and writes the history, `execute` r
 migration, `watcher` watches it from a second connection. The names callers use are here."""
 
 from release_runner.db.connection import (
+    POOL_EXHAUSTED,
     Connection,
     DatabaseError,
     OperationalError,
@@ -16,6 +17,7 @@ from release_runner.db.connection import (
     index_state,
     lock_holders,
     lock_key,
+    pool_exhausted,
     probe,
     server_version,
     table_sizes,
@@ -39,6 +41,7 @@ from release_runner.db.history_table import (
 from release_runner.db.watcher import Watcher
 
 __all__ = [
+    "POOL_EXHAUSTED",
     "Connection",
     "DatabaseError",
     "IncompleteRun",
@@ -62,6 +65,7 @@ __all__ = [
     "index_state",
     "lock_holders",
     "lock_key",
+    "pool_exhausted",
     "probe",
     "read_foreign_history",
     "read_history",

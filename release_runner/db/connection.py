@@ -94,6 +94,18 @@ def is_transient(error: BaseException) -> bool:
     return any(marker in message for marker in _TRANSIENT)
 
 
+POOL_EXHAUSTED = (
+    "the connection pooler had no free server connection for this runner (PgBouncer "
+    "query_wait_timeout): its pool is smaller than the sessions waiting on it. Raise pool_size "
+    "for this database, or point the runner at the direct URL"
+)
+
+
+def pool_exhausted(error: BaseException) -> bool:
+    """PgBouncer queued this client for a server connection and gave up."""
+    return "query_wait_timeout" in str(error)
+
+
 def configuration_problem(error: BaseException) -> str | None:
     """What a server error says about the role or the server, when it says something (exit 2)."""
     sqlstate = getattr(error, "sqlstate", None)
@@ -151,6 +163,8 @@ def connect(
         )
     except psycopg.Error as error:
         message = redact(str(error).strip())
+        if pool_exhausted(error):
+            raise UnreachableError(POOL_EXHAUSTED, reason=message) from None
         if is_transient(error):
             raise UnreachableError(
                 f"database unreachable within {budget:g}s: {message}; check the URL's host and "
