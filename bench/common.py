@@ -4,6 +4,7 @@ Benchmarks run on demand (`python3 bench/run.py`), never in the test suite."""
 
 from __future__ import annotations
 
+import compileall
 import os
 import resource
 import statistics
@@ -18,6 +19,11 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 sys.path.insert(0, str(ROOT))
+
+# The runner's bytecode is compiled first, as `pip install` does for a deployed image: with
+# PYTHONDONTWRITEBYTECODE set (as on some machines) every run would otherwise compile the
+# package from source, 20 ms that no deployed runner pays.
+compileall.compile_dir(ROOT / "release_runner", quiet=1)
 
 from release_runner import db  # noqa: E402
 from release_runner.scratch import LocalCluster as LocalCluster  # noqa: E402  (the benchmarks use it)

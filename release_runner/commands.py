@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def migrate(settings: Settings, run_id: str) -> None:
     """The deploy-time command."""
-    from release_runner import db, executor
+    from release_runner import db
 
     started = time.monotonic()
     deadline = None if settings.time_budget is None else started + settings.time_budget
@@ -38,6 +38,8 @@ def migrate(settings: Settings, run_id: str) -> None:
         context = db.RunContext(settings.history_schema, run_id, fly_context())
         pending = refusals.validated_plan(locked.conn, settings, found, context).pending
         if pending:
+            from release_runner import executor
+
             prepared = refusals.preflight(pending, settings, locked.conn)
             executor.apply_all(locked, prepared, context, deadline)
         if not settings.verify:
@@ -60,7 +62,7 @@ def status(settings: Settings) -> plan_module.Plan:
         return plan_module.make_plan(found.migrations, refusals.history(conn, settings, found)[0])
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class PlanReport:
     """What `migrate` would do now: pending migrations as prepared, and refusals."""
 

@@ -104,7 +104,7 @@ def listening(*listeners: Listener) -> Iterator[None]:
             _listeners.remove(listener)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Progress:
     """How far a run got, derived from its events: what the summary line reports whatever
     happened, including after an interruption. It counts the migrations of the target database

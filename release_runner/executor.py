@@ -79,7 +79,7 @@ def _already_applied(item: Prepared, context: RunContext, run_id: str | None) ->
     )
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class _Attempts:
     """What the attempts at one migration share: how many were made, whether its outcome was
     already reported, and whether the last failure came before the file's statement was sent."""

@@ -28,7 +28,7 @@ class Mode(StrEnum):
     IMPORTED = "imported"  # adopted from drizzle-kit's or Prisma's own history
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False, repr=False)
 class HistoryRow:
     """One row of the history table, as read back."""
 

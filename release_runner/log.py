@@ -12,7 +12,6 @@ import json
 import os
 import re
 import sys
-import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -61,7 +60,7 @@ def fly_context() -> dict[str, str]:
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # not uuid: importing it costs a no-op deploy 1.5 ms
 
 
 class _Writer:

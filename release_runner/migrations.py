@@ -8,6 +8,7 @@ commands with nothing pending never load it.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ DRIZZLE_BREAKPOINT = "--> statement-breakpoint"
 ALLOW_PARSE_ERROR = "parse-error"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Statement:
     """One SQL statement as it stands in its file: text, 1-based line and column of its first
     token, the parse tree (None when the parser was told to stand aside) and rules allowed
@@ -70,7 +71,7 @@ class Directives:
     allow: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Migration:
     """One migration file. `version` is its identity in the history table; list order is the
     order of application."""
@@ -187,22 +188,29 @@ def split_statements(
 # limit is then parsed as usual; one over it (an INSERT of many rows, say) runs unparsed, its
 # syntax checked by the server inside its transaction, and only its kind read from its first word.
 LARGE = 1 << 20
-_LEXEMES = re.compile(
-    r"""(?P<semicolon>;)
-      | [Ee]'(?:[^'\\]|''|\\.)*'
-      | '(?:[^']|'')*'
-      | "(?:[^"]|"")*"
-      | --[^\n]*
-      | /\*.*?\*/
-      | \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?\$(?P=tag)?\$""",
-    re.VERBOSE | re.DOTALL,
-)
-_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+@functools.cache
+def _lexemes() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The lexer for large chunks and the pattern of what may lead a statement (compiled on
+    first use: most runs never see a large file)."""
+    lexemes = re.compile(
+        r"""(?P<semicolon>;)
+          | [Ee]'(?:[^'\\]|''|\\.)*'
+          | '(?:[^']|'')*'
+          | "(?:[^"]|"")*"
+          | --[^\n]*
+          | /\*.*?\*/
+          | \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?\$(?P=tag)?\$""",
+        re.VERBOSE | re.DOTALL,
+    )
+    return lexemes, re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+
+
 _LARGE_KINDS = {"INSERT": "InsertStmt", "UPDATE": "UpdateStmt", "DELETE": "DeleteStmt", "MERGE": "MergeStmt"}
 
 
 def _split_large(chunk: str, chunk_offset: int, lines: _LineIndex, migration: Migration) -> list[Statement]:
-    cuts = [m.end() for m in _LEXEMES.finditer(chunk) if m.lastgroup == "semicolon"]
+    lexemes, leading = _lexemes()
+    cuts = [m.end() for m in lexemes.finditer(chunk) if m.lastgroup == "semicolon"]
     statements: list[Statement] = []
     start = 0
     byte_offset = chunk_offset
@@ -212,7 +220,7 @@ def _split_large(chunk: str, chunk_offset: int, lines: _LineIndex, migration: Mi
         if len(piece) <= LARGE:
             statements.extend(split_statements(piece, byte_offset, lines, migration))
         else:
-            lead = _LEADING.match(piece)
+            lead = leading.match(piece)
             skipped = lead.end() if lead else 0
             text = piece[skipped:].rstrip().removesuffix(";").rstrip()
             line, column = lines.locate(byte_offset + len(piece[:skipped].encode()))
@@ -315,7 +323,8 @@ _NO_DIRECTIVES = Directives()
 
 def _load(path: Path, version: str, name: str, source_format: str, **extra: Any) -> Migration:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as file:  # not Path.read_bytes: a thousand files, a tenth of the time
+            raw = file.read()
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror}", file=str(path)) from None
     text = normalise_text(raw, path)
@@ -324,7 +333,7 @@ def _load(path: Path, version: str, name: str, source_format: str, **extra: Any)
     return Migration(version, name, path, text, digest, parse_directives(text, path), source_format, **extra)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class MigrationSet:
     """A directory read in application order, with files it saw but will not apply."""
 

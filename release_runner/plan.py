@@ -24,7 +24,7 @@ class State(StrEnum):
     OUT_OF_ORDER = "out-of-order"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False, repr=False)
 class Entry:
     """One line of `status`: a file, a history row, or both."""
 
@@ -82,7 +82,7 @@ class Entry:
             return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Plan:
     entries: list[Entry]
 

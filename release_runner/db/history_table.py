@@ -40,7 +40,11 @@ def read_history(conn: Connection, schema: str, version: str | None = None) -> l
     if version is not None:
         statement = sql.SQL("{} WHERE version = %s").format(statement)
     rows = conn.execute(statement, (version,) if version is not None else None).fetchall()
-    return [HistoryRow(v, n, c, Mode(mode), Status(status), *rest) for v, n, c, mode, status, *rest in rows]
+    modes, statuses = Mode._value2member_map_, Status._value2member_map_  # a lookup, not an enum call per row
+    return [
+        HistoryRow(v, n, c, modes[mode], statuses[status], *rest)  # type: ignore[arg-type]
+        for v, n, c, mode, status, *rest in rows
+    ]
 
 
 def history_row(conn: Connection, schema: str, version: str) -> HistoryRow | None:
@@ -56,7 +60,7 @@ def _os_user() -> str:
         return f"uid {os.getuid()}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class RunContext:
     """What every history row of a run records besides the migration itself."""
 
