@@ -188,6 +188,8 @@ def split_statements(
 # limit is then parsed as usual; one over it (an INSERT of many rows, say) runs unparsed, its
 # syntax checked by the server inside its transaction, and only its kind read from its first word.
 LARGE = 1 << 20
+
+
 @functools.cache
 def _lexemes() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """The lexer for large chunks and the pattern of what may lead a statement (compiled on

@@ -14,7 +14,9 @@ from typing import Any
 from release_runner.errors import UsageError
 
 FORMAT = "release-runner/schema-snapshot"
-FORMAT_VERSION = 1
+# 2: definitions are rendered with search_path = pg_catalog (every name schema-qualified),
+# whatever the session's search_path; a version 1 file is refused with "regenerate it".
+FORMAT_VERSION = 2
 
 Objects = dict[str, dict[str, dict[str, Any]]]
 

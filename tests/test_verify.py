@@ -185,7 +185,7 @@ def test_snapshot_is_deterministic(tmp_path: Path, server: Server) -> None:
         outputs.append((tmp_path / "sql" / "schema.snapshot.json").read_bytes())
     assert outputs[0] == outputs[1] == (ROOT / "sql" / "schema.snapshot.json").read_bytes()
     document = json.loads(outputs[0])
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2  # names rendered with search_path = pg_catalog
     assert "public.accounts.email" in document["objects"]["column"]
 
 

@@ -252,7 +252,7 @@ def lock_holders(conn: Connection, key: int) -> list[dict[str, Any]]:
     params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         rows = cur.execute(query("lock_holder"), params).fetchall()
-    return [{**row, "backend_start": row["backend_start"].isoformat()} for row in rows]
+    return rows
 
 
 def blockers(conn: Connection, pid: int) -> list[dict[str, Any]]:
@@ -281,9 +281,32 @@ def drop_database(server_url: str, name: str) -> None:
 # ---------------------------------------------------------------------------- catalog reads
 
 
+# The settings that change how the catalog functions render a definition: names relative to
+# search_path (pg_catalog alone: every other name comes out schema-qualified), constants in
+# defaults and checks through the date, interval, float, bytea and time zone formats. Fixed for
+# the catalog read, so that what a role, PGOPTIONS, the URL's options or a migration set for
+# the session never changes the snapshot or the comparison.
+_CATALOG_SETTINGS = {
+    "search_path": "pg_catalog",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+    "quote_all_identifiers": "off",
+    "standard_conforming_strings": "on",
+}
+_CATALOG_SETUP = "".join(
+    f"SELECT pg_catalog.set_config('{name}', '{value}', true);" for name, value in _CATALOG_SETTINGS.items()
+)
+
+
 def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
-    """The live schema as raw rows (see queries/catalog.sql), in one round trip."""
-    row = conn.execute(query("catalog"), {"history": history_schema}).fetchone()
+    """The live schema as raw rows (see queries/catalog.sql), read in a transaction whose
+    rendering settings are fixed (_CATALOG_SETTINGS), whatever the session's are."""
+    with conn.transaction():
+        conn.execute(_CATALOG_SETUP)
+        row = conn.execute(query("catalog"), {"history": history_schema}).fetchone()
     assert row is not None
     result: dict[str, Any] = row[0]
     return result

@@ -4,6 +4,7 @@ drizzle-kit or Prisma kept before the runner took over."""
 from __future__ import annotations
 
 import getpass
+from datetime import UTC, datetime
 import os
 import socket
 from dataclasses import dataclass, field
@@ -34,7 +35,10 @@ def read_history(conn: Connection, schema: str, version: str | None = None) -> l
     if not history_exists(conn, schema):
         return []
     statement = sql.SQL(
-        "SELECT version, name, checksum, transaction_mode, status, applied_at, duration_ms,"
+        # applied_at as epoch seconds: psycopg cannot parse a timestamptz rendered in a
+        # DateStyle such as German or SQL, which a role or PGOPTIONS may set.
+        "SELECT version, name, checksum, transaction_mode, status,"
+        " pg_catalog.date_part('epoch', applied_at), duration_ms,"
         " applied_by, run_id, error FROM {}.history"
     ).format(sql.Identifier(schema))
     if version is not None:
@@ -42,8 +46,16 @@ def read_history(conn: Connection, schema: str, version: str | None = None) -> l
     rows = conn.execute(statement, (version,) if version is not None else None).fetchall()
     modes, statuses = Mode._value2member_map_, Status._value2member_map_  # a lookup, not an enum call per row
     return [
-        HistoryRow(v, n, c, modes[mode], statuses[status], *rest)  # type: ignore[arg-type]
-        for v, n, c, mode, status, *rest in rows
+        HistoryRow(
+            v,
+            n,
+            c,
+            modes[mode],  # type: ignore[arg-type]
+            statuses[status],  # type: ignore[arg-type]
+            datetime.fromtimestamp(epoch, UTC) if epoch is not None else None,
+            *rest,
+        )
+        for v, n, c, mode, status, epoch, *rest in rows
     ]
 
 
