@@ -152,6 +152,12 @@ SCRATCH_URL = _option(
     "throwaway local PostgreSQL].",
 )
 
+LOG_SQL_VALUES = _option(
+    "--log-sql-values",
+    is_flag=True,
+    help="Unsafe for shared logs: print literal values from statements, rows and other "
+    "sessions' queries instead of masking them.",
+)
 COMMON = [
     MIGRATIONS,
     MIGRATIONS_FORMAT,
@@ -161,6 +167,7 @@ COMMON = [
     HISTORY_SCHEMA,
     DRIZZLE_HISTORY,
     LOG_FORMAT,
+    LOG_SQL_VALUES,
 ]
 APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, STALE_LOCK_AFTER, TIME_BUDGET, STRICT_LINT]
 VERIFY = [STRICT, REQUIRE_SNAPSHOT]
@@ -212,9 +219,12 @@ def _register_secrets(url: str | None) -> None:
         return
     from urllib.parse import unquote
 
-    for match in re.finditer(r"[^\s:/@]*:([^\s@/]+)@", url):
-        log.add_secret(match.group(1))
-        log.add_secret(unquote(match.group(1)))
+    # The userinfo runs to the last @ of the authority: a password may hold an unencoded @,
+    # and libpq, which splits at the first, then echoes the rest as a host name.
+    for match in re.finditer(r"[^\s:/@]*:([^\s/]+)@", url):
+        password = match.group(1)
+        for piece in {password, unquote(password), *password.split("@")}:
+            log.add_secret(piece)
     for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url, re.IGNORECASE):
         log.add_secret(match.group(1).strip("'"))
 
@@ -245,6 +255,9 @@ def _summary(command: str | None, status: str, code: int, progress: Progress, **
 
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
     """Run one command under the common contract: events, summary line, exit code."""
+    from release_runner import mask
+
+    mask.show_values(settings.log_sql_values)
     run_id = log.new_run_id()
     renderer = log.renderer(settings.log_format, sys.stderr if document else sys.stdout, run_id)
     progress = Progress()

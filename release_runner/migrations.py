@@ -48,8 +48,10 @@ class Statement:
 
     @property
     def head(self) -> str:
-        """The statement's first words, to name it in messages."""
-        words = " ".join(self.text.split())
+        """The statement's first words, to name it in messages, with its constants masked."""
+        from release_runner import mask
+
+        words = " ".join(mask.statement(self.text).split())
         return words if len(words) <= 60 else words[:57] + "..."
 
     def position(self, char_offset: int) -> tuple[int, int]:

@@ -306,8 +306,11 @@ def _finding(
 
 
 def _syntax_finding(error: SqlSyntaxError) -> Finding:
+    from release_runner import mask
+
     migration = error.migration
     source_line = migration.text.splitlines()[error.line - 1] if migration.text else ""
+    shown_line = mask.statement(source_line.strip())[:60]  # a line may hold a password
     if source_line.lstrip().startswith("\\"):
         return Finding(
             "psql-meta-command",
@@ -315,7 +318,7 @@ def _syntax_finding(error: SqlSyntaxError) -> Finding:
             migration.label,
             error.line,
             1,
-            source_line.strip()[:60],
+            shown_line,
             "a psql meta-command; the server cannot run it",
             "Remove it, or write the SQL it stands for",
         )
@@ -325,8 +328,8 @@ def _syntax_finding(error: SqlSyntaxError) -> Finding:
         migration.label,
         error.line,
         error.column,
-        source_line.strip()[:60],
-        error.message,
+        shown_line,
+        mask.message(error.message, mask.literals(source_line)) or error.message,
         "Fix the SQL. If the server accepts it but the bundled parser does not, add "
         f"`-- release-runner: allow {ALLOW_PARSE_ERROR}` to the file header",
     )

@@ -115,6 +115,9 @@ class Settings:
     """Objects only in the database fail verification instead of warning."""
     strict_lint: bool = False
     """Preflight warnings refuse the run instead of warning."""
+    log_sql_values: bool = False
+    """Print literal values of statements, rows and other sessions' queries as they are (local
+    debugging only: they may be passwords or tokens). Off: masked."""
     log_format: str = "auto"
     """`json`, `console`, or `auto`: JSON lines unless the output is a terminal."""
     application_name: str = "release-runner"

@@ -4,6 +4,7 @@ vanished (taken over), and a role that may open only one connection."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -43,7 +44,7 @@ def test_a_working_runner_is_never_taken_over(tmp_path: Path, url: str) -> None:
     for name, busy in (("release-runner", True), ("other-deploy", False)):
         with psycopg.connect(url, autocommit=True, application_name=name) as holder:
             holder.execute("SELECT pg_advisory_lock(%s)", (KEY,))
-            worker = threading.Thread(target=holder.execute, args=("SELECT pg_sleep(4)",)) if busy else None
+            worker = threading.Thread(target=_busy, args=(holder,)) if busy else None
             if worker:
                 worker.start()
             time.sleep(1.5)
@@ -58,9 +59,16 @@ def test_a_working_runner_is_never_taken_over(tmp_path: Path, url: str) -> None:
                 url=url,
             )
             if worker:
+                holder.cancel_safe()
                 worker.join()
         assert result.code == 4, result.stdout
         assert not result.named("lock.taken_over")
+
+
+def _busy(holder: psycopg.Connection[Any]) -> None:
+    """A statement that runs until the test cancels it."""
+    with contextlib.suppress(psycopg.errors.QueryCanceled):
+        holder.execute("SELECT pg_sleep(60)")
 
 
 def test_the_time_budget_bounds_the_wait_for_the_lock(tmp_path: Path, url: str) -> None:

@@ -11,6 +11,7 @@ from psycopg import errors as pg_errors
 from psycopg.generators import execute as execute_generator
 from psycopg.pq import ExecStatus, TransactionStatus
 
+from release_runner import mask
 from release_runner.db.connection import KEEPALIVE, Connection
 from release_runner.db.history_table import RunContext, status_update
 from release_runner.history import Mode, Status
@@ -66,9 +67,16 @@ class MigrationError(Exception):
         self.connection_lost = connection_lost
         self.statement_sent = statement_sent
         diag = error.diag
-        self.message = redact((diag.message_primary or str(error)).strip())
-        self.detail = diag.message_detail
-        self.hint = diag.message_hint
+        statements = prepared.statements
+        failing = (
+            statements[statement_index]
+            if statement_index is not None and 0 <= statement_index < len(statements)
+            else None
+        )
+        values = mask.constants(failing.node) if failing else []
+        self.message = redact(mask.message((diag.message_primary or str(error)).strip(), values) or "")
+        self.detail = mask.message(diag.message_detail, values)
+        self.hint = mask.message(diag.message_hint, values)
         self.retry_reason = "connection_lost" if connection_lost else None
         if self.sqlstate in RETRYABLE_SQLSTATES:
             self.retry_reason = RETRYABLE_SQLSTATES[self.sqlstate]

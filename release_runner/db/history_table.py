@@ -4,10 +4,10 @@ drizzle-kit or Prisma kept before the runner took over."""
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
 import os
 import socket
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from release_runner import mask
 from release_runner.db.connection import Connection, blockers, open_connection
 from release_runner.log import redact
 
@@ -85,7 +86,7 @@ class Watcher:
             return  # reporting is best effort; the migration's own outcome is what matters
         if found:
             for row in found:
-                row["query"] = redact(row["query"] or "")
+                row["query"] = redact(mask.statement(row["query"] or ""))
             self.last_blockers = found
             self._report(version, found)
 

@@ -1,0 +1,79 @@
+"""Keeping literal values out of the output: what a migration, a row or another session's query
+holds (a password in CREATE ROLE, a token in an UPDATE, a key in a unique violation's DETAIL) is
+never printed unless `--log-sql-values` asks for it. Statements keep their shape (libpg_query's
+normalisation turns each constant into $1, $2, ...); a server message has the failing
+statement's constants cut out of it; DETAIL's key and row values are masked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_shown = False
+
+
+def show_values(shown: bool) -> None:
+    """`--log-sql-values`: print literal values as they are (local debugging only)."""
+    global _shown
+    _shown = shown
+
+
+# What a query cut short (pg_stat_activity keeps 200 characters here) may hold when the parser
+# cannot normalise it: quoted strings, possibly unterminated, dollar-quoted bodies, numbers.
+_LITERALS = re.compile(
+    r"""[EeBbXxNnUu]?'(?:[^']|'')*(?:'|$)|\$([A-Za-z_]\w*)?\$.*?(?:\$\1\$|$)|(?<![\w$])\d+(?:\.\d+)?""",
+    re.DOTALL,
+)
+# DETAIL lines that echo row values: "Key (email)=(a@b.c) already exists.", "Failing row
+# contains (1, secret).", "Key (id)=(5) is not present in table ...".
+_DETAIL_VALUES = re.compile(
+    r"(\)=\(|row contains \()(.*?)(\)(?: already exists| is not present| is still|\.|$))"
+)
+
+
+def statement(text: str) -> str:
+    """The statement with each constant replaced by $n, as libpg_query normalises it."""
+    if _shown:
+        return text
+    from pglast import parser
+
+    try:
+        return str(parser.normalize(text))
+    except parser.ParseError:
+        return _LITERALS.sub("?", text)
+
+
+def constants(node: Any) -> list[str]:
+    """The literal strings of a parse tree (constants, and option values such as a role's
+    PASSWORD), longest first: what to cut from a server message about that statement."""
+    found: set[str] = set()
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            literal = item.get("A_Const", {}).get("sval") or item.get("DefElem", {}).get("arg", {}).get(
+                "String"
+            )
+            if isinstance(literal, dict) and isinstance(literal.get("sval"), str):
+                found.add(literal["sval"])
+            pending.extend(item.values())
+    return sorted((value for value in found if len(value) >= 3), key=len, reverse=True)
+
+
+def literals(text: str) -> list[str]:
+    """The quoted strings of SQL text that does not parse (a line with a syntax error)."""
+    found = {m.group(0).split("'", 1)[1].rstrip("'") for m in _LITERALS.finditer(text) if "'" in m.group(0)}
+    return sorted((value for value in found if len(value) >= 3), key=len, reverse=True)
+
+
+def message(text: str | None, values: list[str]) -> str | None:
+    """A server message (primary, detail or hint) without the statement's constants and the
+    row values it echoes."""
+    if text is None or _shown:
+        return text
+    for value in values:
+        text = text.replace(value, "[value]")
+    return _DETAIL_VALUES.sub(lambda m: f"{m.group(1)}[values]{m.group(3)}", text)
