@@ -19,10 +19,14 @@ from pathlib import Path
 
 from release_runner.errors import UsageError
 
+# Every command here runs as printed. release-runner is on no package index, so its `server`
+# extra is installed from a checkout or a wheel of it; the example scratch URL is in key=value
+# form, which the redaction of URLs in messages leaves readable.
 INSTALL_ADVICE = (
     "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; macOS: brew "
-    "install postgresql@16; or pip install 'release-runner[server]' for binaries in a wheel) or "
-    "pass --scratch-url postgresql://user@host/postgres (a server where the runner may create "
+    "install postgresql@16), or add PostgreSQL binaries in a wheel with pip install "
+    "'./release-runner[server]' (the path of a checkout of release-runner), or pass "
+    "--scratch-url 'host=HOST user=USER dbname=postgres' (a server where the runner may create "
     "and drop a temporary database)"
 )
 
@@ -50,7 +54,7 @@ def find_bindir() -> Path | None:
             return 0.0
 
     candidates.extend(sorted(DEBIAN_BINDIRS.glob("*/bin"), key=major, reverse=True))
-    # The `server` extra (pip install 'release-runner[server]') ships binaries in a wheel.
+    # The `server` extra (pip install './release-runner[server]' from a checkout) ships binaries.
     wheel = importlib.util.find_spec("pgserver")
     if wheel is not None and wheel.origin:
         candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from release_runner import scratch
+from release_runner import log, scratch
 from release_runner.errors import UsageError
 
 
@@ -49,3 +49,7 @@ def test_no_binaries_says_what_to_install(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(UsageError, match="apt-get install postgresql") as raised:
         scratch.LocalCluster()
     assert "--scratch-url" in raised.value.message
+    # As printed (after redaction): the example stays readable, the extra installs from a path.
+    printed = log.redact(raised.value.message)
+    assert "--scratch-url 'host=HOST user=USER dbname=postgres'" in printed
+    assert "pip install './release-runner[server]'" in printed
