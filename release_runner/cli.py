@@ -372,7 +372,13 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
             click.echo(json.dumps({"migrations": entries, "problems": current.problems}, indent=2))
         else:
             _print_status(entries, current.problems)
-        return {"pending": len(current.pending), "problems": len(current.problems)}
+        if current.problems:
+            # Printed above in full; the exit code says that `migrate` would refuse.
+            raise errors.RefusedError(
+                f"migrate would refuse: {len(current.problems)} problem(s), listed above",
+                problems=len(current.problems),
+            )
+        return {"pending": len(current.pending), "problems": 0}
 
     _finish("status", settings, body, document=True)
 

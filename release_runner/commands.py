@@ -34,13 +34,19 @@ def migrate(settings: Settings, run_id: str) -> None:
     found = refusals.load(settings)
     expected = verification.expected_schema(settings) if settings.verify else None
     with session.locked(settings, deadline) as locked:
-        db.ensure_history(locked.conn, settings.history_schema)
         context = db.RunContext(settings.history_schema, run_id, fly_context())
-        pending = refusals.validated_plan(locked.conn, settings, found, context).pending
+
+        def validate(conn: db.Connection) -> plan_module.Plan:
+            # Safe to run again after a lost connection: it creates what is missing, imports
+            # what is not imported yet, and reads the rest.
+            db.ensure_history(conn, settings.history_schema)
+            return refusals.validated_plan(conn, settings, found, context)
+
+        pending = locked.read(validate).pending
         if pending:
             from release_runner import executor
 
-            prepared = refusals.preflight(pending, settings, locked.conn)
+            prepared = locked.read(lambda conn: refusals.preflight(pending, settings, conn))
             executor.apply_all(locked, prepared, context, deadline)
         if not settings.verify:
             emit(Event.VERIFY_SKIPPED, reason="--no-verify given; the schema was not checked")
@@ -59,7 +65,7 @@ def status(settings: Settings) -> plan_module.Plan:
     """Read-only: the state of every migration (never creates the history table)."""
     found = refusals.load(settings)
     with session.connected(settings) as conn:
-        return plan_module.make_plan(found.migrations, refusals.history(conn, settings, found)[0])
+        return refusals.current_plan(conn, settings, found)
 
 
 @dataclass(eq=False, repr=False)
@@ -97,7 +103,7 @@ def plan_report(settings: Settings) -> PlanReport:
     table."""
     found = refusals.load(settings)
     with session.connected(settings) as conn:
-        current = plan_module.make_plan(found.migrations, refusals.history(conn, settings, found)[0])
+        current = refusals.current_plan(conn, settings, found)
         prepared = refusals.lint(current.pending, settings, conn)
     return PlanReport(current, prepared, settings)
 

@@ -3,7 +3,7 @@ of applying the pending ones (edited, missing, out of order, unresolved)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from enum import StrEnum
 from typing import Any
@@ -85,6 +85,8 @@ class Entry:
 @dataclass(frozen=True, eq=False, repr=False)
 class Plan:
     entries: list[Entry]
+    foreign_problems: list[str] = field(default_factory=list)
+    """drizzle-kit's or Prisma's history rows that match no file."""
 
     @property
     def pending(self) -> list[Migration]:
@@ -93,10 +95,12 @@ class Plan:
     @property
     def problems(self) -> list[str]:
         """Why the run must be refused; one sentence per migration, naming file and remedy."""
-        return [problem for entry in self.entries if (problem := entry.problem())]
+        return [*self.foreign_problems, *(problem for entry in self.entries if (problem := entry.problem()))]
 
 
-def make_plan(migrations: list[Migration], rows: list[HistoryRow]) -> Plan:
+def make_plan(
+    migrations: list[Migration], rows: list[HistoryRow], foreign_problems: list[str] | None = None
+) -> Plan:
     by_version = {row.version: row for row in rows}
     last_applied = max((i for i, m in enumerate(migrations) if m.version in by_version), default=-1)
     entries = []
@@ -113,4 +117,4 @@ def make_plan(migrations: list[Migration], rows: list[HistoryRow]) -> Plan:
         entries.append(Entry(migration.version, migration.name, state, migration, row))
     for row in by_version.values():
         entries.append(Entry(row.version, row.name, State.MISSING, None, row))
-    return Plan(entries)
+    return Plan(entries, foreign_problems or [])

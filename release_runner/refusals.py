@@ -41,31 +41,35 @@ def refuse(problems: list[str], message: str, **facts: Any) -> None:
 
 def history(
     conn: Connection, settings: Settings, found: migrations_module.MigrationSet
-) -> tuple[list[HistoryRow], list[migrations_module.Migration]]:
+) -> tuple[list[HistoryRow], list[migrations_module.Migration], list[str]]:
     """Our history rows, plus what drizzle-kit's or Prisma's own history says was applied and
-    ours does not know yet (to import). Unmatched foreign rows refuse the run."""
+    ours does not know yet (to import), and the foreign rows that match no file (problems that
+    refuse a migrate; `status` and `plan` show them)."""
     from release_runner import db
 
     rows = db.read_history(conn, settings.history_schema)
     if found.source_format not in ("drizzle", "prisma"):
-        return rows, []
+        return rows, [], []
     from release_runner import adopt
 
     table = settings.drizzle_history if found.source_format == "drizzle" else "_prisma_migrations"
     foreign = db.read_foreign_history(conn, found.source_format, table)
     if not foreign:
-        return rows, []
+        return rows, [], []
     match = adopt.match_drizzle if found.source_format == "drizzle" else adopt.match_prisma
     adoption = match(foreign, found.migrations)
-    refuse(
-        adoption.problems,
-        f"the {adoption.source} history in the database does not match the files",
-        source=adoption.source,
-    )
     known = {row.version for row in rows}
     to_import = [m for m in adoption.applied if m.version not in known]
     imported = [HistoryRow(m.version, m.name, m.checksum, Mode.IMPORTED, Status.APPLIED) for m in to_import]
-    return rows + imported, to_import
+    return rows + imported, to_import, adoption.problems
+
+
+def current_plan(
+    conn: Connection, settings: Settings, found: migrations_module.MigrationSet
+) -> plan_module.Plan:
+    """Read-only: the plan, with foreign-history problems among its problems."""
+    rows, _, foreign_problems = history(conn, settings, found)
+    return plan_module.make_plan(found.migrations, rows, foreign_problems)
 
 
 def validated_plan(
@@ -78,7 +82,12 @@ def validated_plan(
     out-of-order or unresolved history."""
     from release_runner import db
 
-    rows, to_import = history(conn, settings, found)
+    rows, to_import, foreign_problems = history(conn, settings, found)
+    refuse(
+        foreign_problems,
+        f"the {found.source_format} history in the database does not match the files",
+        source=found.source_format,
+    )
     if to_import:
         db.record_rows(conn, context, to_import, Mode.IMPORTED)
         emit(
@@ -90,7 +99,7 @@ def validated_plan(
         )
     current = plan_module.make_plan(found.migrations, rows)
     if _settle_unresolved(conn, settings, current):
-        current = plan_module.make_plan(found.migrations, history(conn, settings, found)[0])
+        current = current_plan(conn, settings, found)
     refuse(current.problems, "refused before changing anything")
     emit(
         Event.HISTORY_VALIDATED,

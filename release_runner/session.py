@@ -130,8 +130,9 @@ class Session:
         emit(Event.LOCK_ACQUIRED, key=str(self.key))
 
     def read(self, step: Callable[[Connection], T]) -> T:
-        """Run a read-only step; if the connection is lost meanwhile, reconnect (within the
-        connect budget) and run it once more: reading twice changes nothing."""
+        """Run a step that may run twice (it reads, or writes only what it reads back first);
+        if the connection is lost meanwhile, reconnect (within the connect budget, the lock
+        taken again) and run it once more."""
         from release_runner import db
 
         try:
@@ -178,7 +179,8 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
 
     session = Session(settings, connect(settings, deadline), deadline)
     try:
-        pooled, read_only = db.probe(require_url(settings), session.conn, settings.application_name)
+        url, name, budget = require_url(settings), settings.application_name, settings.connect_timeout
+        pooled, read_only = session.read(lambda conn: db.probe(url, conn, name, budget))
         if pooled:
             raise UsageError(
                 "the database URL goes through a transaction-mode pooler (PgBouncer "

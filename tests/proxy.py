@@ -14,6 +14,7 @@ class Proxy:
         self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.refusing = False
+        self.accept_limit: int | None = None  # refuse connections past this many
         self.swallowing = False
         self.connections = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
@@ -27,7 +28,7 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if self.refusing:
+            if self.refusing or (self.accept_limit is not None and self.connections >= self.accept_limit):
                 client.close()
                 continue
             try:

@@ -223,3 +223,20 @@ def test_prisma_database_url_works_as_it_is(tmp_path: Path, url: str, admin: psy
     assert result.named("db.connected")[0]["url_parameters_dropped"] == ["schema", "connection_limit"]
     assert table_exists(admin, 'app."User"')
     assert not table_exists(admin, 'public."User"')
+
+
+def test_status_prints_every_problem_and_exits_as_migrate_would(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A drizzle history that does not match: `status` still prints its table and the problem
+    (it printed nothing), and exits 5 like the migrate it predicts; a CHANGED row likewise (it
+    exited 0 'ok')."""
+    directory = _drizzle_folder(tmp_path / "drizzle")
+    _drizzle_migrate(admin, directory, 2)
+    (directory / "0001_posts.sql").write_text("-- edited later\n" + DRIZZLE_FILES["0001_posts.sql"])
+    table = run_cli("status", "--migrations", str(directory), url=url)
+    assert table.code == 5
+    assert "0000" in table.stdout and "drizzle applied a different text" in table.stdout
+    document = run_cli("status", "--format", "json", "--migrations", str(directory), url=url)
+    assert document.code == 5
+    assert any("drizzle applied a different text" in p for p in json.loads(document.stdout)["problems"])

@@ -142,6 +142,22 @@ def test_connection_cut_mid_migration_rolls_back_and_reruns(
     assert [r[0] for r in history(admin)] == ["0001", "0002", "0003"]
 
 
+def test_a_refused_second_connection_while_probing_is_retried(
+    tmp_path: Path, proxy: Proxy, server: Server, database: str, admin: psycopg.Connection[Any]
+) -> None:
+    """The runner's first connection works, its second (the pooler probe) is refused for a
+    second: retried within the connect budget, the run completes (it crashed, exit 1)."""
+    write(tmp_path, SLOW)
+    proxy.accept_limit = 1
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
+    _wait_for(lambda: proxy.connections >= 1)
+    time.sleep(1.0)
+    proxy.accept_limit = None
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    assert [r[0] for r in history(admin)] == ["0001", "0002", "0003"]
+
+
 def test_connect_is_retried_while_the_proxy_refuses(
     tmp_path: Path, proxy: Proxy, server: Server, database: str
 ) -> None:

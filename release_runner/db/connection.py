@@ -177,7 +177,7 @@ def connect(
         ) from None
 
 
-def probe(url: str, first: Connection, application_name: str) -> tuple[bool, bool]:
+def probe(url: str, first: Connection, application_name: str, budget: float) -> tuple[bool, bool]:
     """(transaction_pooler, read_only) for the server behind `url`, before the lock is taken.
 
     Pooler: two idle client connections that report the same backend pid share a server
@@ -186,9 +186,9 @@ def probe(url: str, first: Connection, application_name: str) -> tuple[bool, boo
     one connection is refused plainly: the runner needs two at once (this probe, and the
     watcher that names blockers)."""
     try:
-        second = open_connection(url, application_name)
-    except psycopg.OperationalError as error:
-        if "too many connections for role" not in str(error):
+        second = connect(url, budget, application_name, lambda *_: None)
+    except UsageError as error:
+        if "too many connections for role" not in str(error.fields.get("reason")):
             raise
         raise UsageError(
             "the role may open only one connection (CONNECTION LIMIT 1); release-runner needs two "
