@@ -260,7 +260,7 @@ def prepare(
                 )
             )
     for statement in statements:
-        for rule, table in _lint(statement, created):
+        for rule, table in _statement_rules(statement, created):
             if rule in migration.directives.allow or rule in statement.allow:
                 continue
             findings.append(
@@ -350,7 +350,7 @@ def _volatile_default(column_def: dict[str, Any]) -> bool:
     return False
 
 
-def _lint(statement: Statement, created: set[str]) -> list[tuple[str, str | None]]:
+def _statement_rules(statement: Statement, created: set[str]) -> list[tuple[str, str | None]]:
     """(rule, table) pairs for one statement; records tables this statement creates."""
     kind, body = _node(statement)
     found: list[tuple[str, str | None]] = []
