@@ -21,6 +21,7 @@ import pytest
 
 from release_runner import db
 from release_runner.scratch import LocalCluster, find_bindir
+from tests.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -84,6 +85,14 @@ def database(server: Server) -> Iterator[str]:
     db.create_database(server.admin, name)
     yield name
     db.drop_database(server.admin, name)
+
+
+@pytest.fixture
+def proxy(server: Server) -> Iterator[Proxy]:
+    """A TCP proxy in front of the server that can cut, refuse or swallow (tests/proxy.py)."""
+    found = Proxy(server.port)
+    yield found
+    found.close()
 
 
 @pytest.fixture

@@ -33,13 +33,6 @@ from tests.conftest import (
 from tests.proxy import Proxy
 
 
-@pytest.fixture
-def proxy(server: Server) -> Iterator[Proxy]:
-    found = Proxy(server.port)
-    yield found
-    found.close()
-
-
 def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

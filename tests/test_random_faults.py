@@ -137,21 +137,17 @@ def _fault_and_rerun(
 
 
 @pytest.mark.db
-def test_random_faults_never_lose_double_or_misreport(tmp_path: Path, server: Server) -> None:
+def test_random_faults_never_lose_double_or_misreport(tmp_path: Path, server: Server, proxy: Proxy) -> None:
     """TRIALS random faults, each followed by a rerun: every check holds in every trial."""
     write(tmp_path, FILES)
     rng = random.Random(SEED)
-    proxy = Proxy(server.port)
     stories = []
     started = time.monotonic()
-    try:
-        for trial in range(TRIALS):
-            try:
-                stories.append(_trial(rng, tmp_path, server, proxy, trial))
-            except AssertionError as error:
-                raise AssertionError(f"seed {SEED}, trial {trial}: {error}") from None
-    finally:
-        proxy.close()
+    for trial in range(TRIALS):
+        try:
+            stories.append(_trial(rng, tmp_path, server, proxy, trial))
+        except AssertionError as error:
+            raise AssertionError(f"seed {SEED}, trial {trial}: {error}") from None
     print("\n".join(stories))  # shown with -s: which faults hit where
     assert len(stories) == TRIALS
     assert {story.split(" ")[0] for story in stories} == set(FAULTS), f"seed {SEED}: {stories}"

@@ -31,7 +31,7 @@ def _lock_is_free(admin: psycopg.Connection[Any]) -> bool:
 
 
 def test_a_replaced_connection_is_closed_when_the_run_fails(
-    tmp_path: Path, server: Server, database: str, admin: psycopg.Connection[Any]
+    tmp_path: Path, proxy: Proxy, server: Server, database: str, admin: psycopg.Connection[Any]
 ) -> None:
     """A library call reconnects mid-run, then fails: the replacement connection is closed and
     the runner lock released at once, not left open until garbage collection."""
@@ -42,34 +42,28 @@ def test_a_replaced_connection_is_closed_when_the_run_fails(
             "0002_bad.sql": "SELECT 1 / 0;\n",
         },
     )
-    proxy = Proxy(server.port)
-    try:
-        settings = Settings(
-            migrations_dir=tmp_path, database_url=server.url(database, proxy.port), verify=False
-        )
-        events: list[Event] = []
-        failure: list[BaseException] = []
+    settings = Settings(migrations_dir=tmp_path, database_url=server.url(database, proxy.port), verify=False)
+    events: list[Event] = []
+    failure: list[BaseException] = []
 
-        def run() -> None:
-            with listening(lambda event, _, __: events.append(event)):
-                try:
-                    commands.migrate(settings, "library")
-                except ReleaseError as error:
-                    failure.append(error)
+    def run() -> None:
+        with listening(lambda event, _, __: events.append(event)):
+            try:
+                commands.migrate(settings, "library")
+            except ReleaseError as error:
+                failure.append(error)
 
-        worker = threading.Thread(target=run)
-        worker.start()
-        _wait_for(lambda: _running(admin, "pg_sleep"))
-        proxy.cut()
-        worker.join(timeout=60)
-        assert isinstance(failure[0], MigrationFailed)
-        assert Event.MIGRATION_RETRY in events and Event.MIGRATION_APPLIED in events
-        # The failure is still referenced (as a caller holding it would): the lock is free anyway,
-        # as soon as the server has processed the close.
-        _wait_for(lambda: _lock_is_free(admin), timeout=5)
-        assert [row[0] for row in history(admin)] == ["0001"]
-    finally:
-        proxy.close()
+    worker = threading.Thread(target=run)
+    worker.start()
+    _wait_for(lambda: _running(admin, "pg_sleep"))
+    proxy.cut()
+    worker.join(timeout=60)
+    assert isinstance(failure[0], MigrationFailed)
+    assert Event.MIGRATION_RETRY in events and Event.MIGRATION_APPLIED in events
+    # The failure is still referenced (as a caller holding it would): the lock is free anyway,
+    # as soon as the server has processed the close.
+    _wait_for(lambda: _lock_is_free(admin), timeout=5)
+    assert [row[0] for row in history(admin)] == ["0001"]
 
 
 def test_an_old_failed_row_can_be_repaired(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:

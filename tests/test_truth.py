@@ -44,22 +44,18 @@ def _applied_by(admin: psycopg.Connection[Any], run_id: str) -> int:
 
 
 def test_a_lost_reply_after_a_concurrent_index_is_settled_from_the_catalog(
-    tmp_path: Path, server: Server, database: str, admin: psycopg.Connection[Any]
+    tmp_path: Path, proxy: Proxy, server: Server, database: str, admin: psycopg.Connection[Any]
 ) -> None:
     """The server finishes CREATE INDEX CONCURRENTLY but its reply is lost and the connection
     dies: the runner reconnects, sees the index valid, records it applied, goes on, exit 0."""
     write(tmp_path, SLOW_INDEX)
-    proxy = Proxy(server.port)
-    try:
-        process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
-        _wait_for(lambda: _running(admin, "CREATE INDEX"))
-        proxy.swallowing = True
-        _wait_for(lambda: _index(admin) is True)
-        proxy.cut()
-        proxy.swallowing = False
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        proxy.close()
+    process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
+    _wait_for(lambda: _running(admin, "CREATE INDEX"))
+    proxy.swallowing = True
+    _wait_for(lambda: _index(admin) is True)
+    proxy.cut()
+    proxy.swallowing = False
+    stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stdout + stderr
     (reconciled,) = [e for e in _events(stdout) if e["event"] == "migration.reconciled"]
     assert (reconciled["version"], reconciled["outcome"]) == ("0002", "applied")
@@ -143,7 +139,7 @@ def test_signals_as_a_migration_commits_are_reported_as_committed(
 
 
 def test_another_runner_taking_over_during_a_reconnect(
-    tmp_path: Path, server: Server, database: str, admin: psycopg.Connection[Any]
+    tmp_path: Path, proxy: Proxy, server: Server, database: str, admin: psycopg.Connection[Any]
 ) -> None:
     """Runner A loses its connection mid-migration and cannot reconnect for a while; runner B
     takes the lock and applies everything; A then reconnects, reads the history again and
@@ -154,18 +150,14 @@ def test_another_runner_taking_over_during_a_reconnect(
         "0003_c.sql": "CREATE TABLE c (id int);\n",
     }
     write(tmp_path, files)
-    proxy = Proxy(server.port)
-    try:
-        first = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
-        _wait_for(lambda: _running(admin, "pg_sleep"))
-        proxy.refusing = True
-        proxy.cut()
-        second = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(database))
-        assert second.code == 0 and second.finished["applied"] == 3, second.stdout
-        proxy.refusing = False
-        stdout, stderr = first.communicate(timeout=60)
-    finally:
-        proxy.close()
+    first = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
+    _wait_for(lambda: _running(admin, "pg_sleep"))
+    proxy.refusing = True
+    proxy.cut()
+    second = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(database))
+    assert second.code == 0 and second.finished["applied"] == 3, second.stdout
+    proxy.refusing = False
+    stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stdout + stderr
     skipped = [e for e in _events(stdout) if e["event"] == "migration.already_applied"]
     assert [e["version"] for e in skipped] == ["0001", "0002", "0003"]
