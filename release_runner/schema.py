@@ -26,6 +26,9 @@ _PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
 _VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
 _POLCMD = {"*": "all", "r": "select", "a": "insert", "w": "update", "d": "delete"}
 _IDENTITY = {"a": "always", "d": "by default"}
+_PERSISTENCE = {"p": None, "u": "unlogged"}  # permanent is the default and left out
+_REPLICA_IDENTITY = {"d": None, "n": "nothing", "f": "full", "i": "index"}
+_TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "always"}
 # Objects whose names PostgreSQL may generate: matched by meaning when the names differ.
 _RENAMEABLE = ("constraint", "index")
 
@@ -51,13 +54,25 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
             "trigger",
             "extension",
             "policy",
+            "domain",
+            "type",
+            "rule",
         )
     }
     for name in raw["schemas"]:
         objects["schema"][name] = {}
-    for schema, table, relkind, rls in raw["tables"]:
+    for schema, table, relkind, rls, force_rls, persistence, replica, key, bound, parents in raw["tables"]:
         objects["table"][f"{schema}.{table}"] = _drop_none(
-            {"kind": _RELKIND[relkind], "row_level_security": rls or None}
+            {
+                "kind": _RELKIND[relkind],
+                "row_level_security": rls or None,
+                "force_row_level_security": force_rls or None,
+                "persistence": _PERSISTENCE.get(persistence, persistence),
+                "replica_identity": _REPLICA_IDENTITY.get(replica, replica),
+                "partition_key": key,
+                "partition_bound": bound,
+                "parents": parents,
+            }
         )
     columns = objects["column"]
     # The most numerous objects: built field by field, absent values left out, no second pass.
@@ -76,7 +91,9 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
         objects["constraint"][f"{schema}.{table}.{name}"] = {
             "table": f"{schema}.{table}",
             "type": _CONTYPE[contype],
-            "definition": definition,
+            # NOT VALID is what `validated` says; in the definition too it would make a
+            # constraint validated by hand look redefined.
+            "definition": definition.removesuffix(" NOT VALID"),
             "validated": validated,
         }
     for schema, table, name, quoted, definition, unique, valid in raw["indexes"]:
@@ -90,17 +107,19 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
         }
     for schema, name, labels in raw["enums"]:
         objects["enum"][f"{schema}.{name}"] = {"labels": labels}
-    for schema, name, type_, start, increment in raw["sequences"]:
+    for schema, name, type_, start, increment, minimum, maximum, cycle in raw["sequences"]:
         objects["sequence"][f"{schema}.{name}"] = {
             "type": type_,
             "start": start,
             "increment": increment,
+            "min": minimum,
+            "max": maximum,
+            "cycle": cycle,
         }
-    for schema, name, relkind, definition in raw["views"]:
-        objects["view"][f"{schema}.{name}"] = {
-            "kind": _RELKIND[relkind],
-            "definition": definition.strip(),
-        }
+    for schema, name, relkind, definition, options in raw["views"]:
+        objects["view"][f"{schema}.{name}"] = _drop_none(
+            {"kind": _RELKIND[relkind], "definition": definition.strip(), "options": options}
+        )
     for schema, name, args, prokind, result, language, volatility, secdef, body in raw["functions"]:
         objects["function"][f"{schema}.{name}({args})"] = _drop_none(
             {
@@ -115,10 +134,18 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
     for schema, table, name, definition, enabled in raw["triggers"]:
         objects["trigger"][f"{schema}.{table}.{name}"] = {
             "definition": definition,
-            "enabled": enabled != "D",
+            "enabled": _TRIGGER_ENABLED.get(enabled, enabled),
         }
-    for name, schema in raw["extensions"]:
-        objects["extension"][name] = {"schema": schema}
+    for name, schema, version in raw["extensions"]:
+        objects["extension"][name] = {"schema": schema, "version": version}
+    for schema, name, base, notnull, default, checks in raw["domains"]:
+        objects["domain"][f"{schema}.{name}"] = _drop_none(
+            {"type": base, "nullable": not notnull, "default": default, "constraints": checks}
+        )
+    for schema, name, attributes in raw["composites"]:
+        objects["type"][f"{schema}.{name}"] = {"attributes": attributes}
+    for schema, table, name, definition in raw["rules"]:
+        objects["rule"][f"{schema}.{table}.{name}"] = {"definition": definition}
     for schema, table, name, cmd, permissive, roles, qual, check in raw["policies"]:
         objects["policy"][f"{schema}.{table}.{name}"] = _drop_none(
             {
@@ -175,8 +202,9 @@ class Mismatch:
 
     @property
     def fails(self) -> bool:
-        """Extras and unvalidated constraints warn (`--strict` fails them); the rest fail."""
-        return self.kind not in ("extra", "unvalidated")
+        """Extras, unvalidated or hand-validated constraints and renames warn (`--strict` fails
+        them); the rest fail."""
+        return self.kind not in ("extra", "unvalidated", "validated", "renamed")
 
     def describe(self) -> str:
         if self.kind == "missing":
@@ -185,7 +213,15 @@ class Mismatch:
             return f"extra {self.object_type} {self.name} (only in the database)"
         if self.kind in ("invalid", "unvalidated"):
             return f"{self.object_type} {self.name}: {self.actual}"
-        return f"changed {self.object_type} {self.name}: expected {self.expected}, found {self.actual}"
+        if self.kind == "renamed":
+            return (
+                f"renamed {self.object_type} {self.expected} to {self.actual} (same definition; "
+                "statements that name it, such as ON CONFLICT ON CONSTRAINT, break)"
+            )
+        if self.kind == "validated":
+            return f"{self.object_type} {self.name}: validated by hand, NOT VALID in the snapshot (stricter)"
+        expected, found = json.dumps(self.expected, sort_keys=True), json.dumps(self.actual, sort_keys=True)
+        return f"changed {self.object_type} {self.name}: expected {expected}, found {found}"
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -206,7 +242,8 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
         missing = [name for name in want if name not in have]
         extra = [name for name in have if name not in want]
         if object_type in _RENAMEABLE:
-            missing, extra = _pair_renamed(want, have, missing, extra)
+            missing, extra, renamed = _pair_renamed(want, have, missing, extra)
+            found.extend(Mismatch("renamed", object_type, new, old, new) for old, new in renamed)
         found.extend(Mismatch("missing", object_type, name, want[name]) for name in missing)
         for name, wanted in want.items():
             found_attrs = have.get(name)
@@ -214,9 +251,11 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
                 continue
             changed = {k for k in set(wanted) | set(found_attrs) if wanted.get(k) != found_attrs.get(k)}
             if changed:
+                # A NOT VALID constraint someone validated by hand: stricter, not drift.
+                stricter = changed == {"validated"} and found_attrs.get("validated") is True
                 found.append(
                     Mismatch(
-                        "changed",
+                        "validated" if stricter else "changed",
                         object_type,
                         name,
                         {k: wanted.get(k) for k in sorted(changed)},
@@ -232,17 +271,21 @@ def _pair_renamed(
     have: dict[str, dict[str, Any]],
     missing: list[str],
     extra: list[str],
-) -> tuple[list[str], list[str]]:
-    """Drop missing/extra pairs that differ only in a name PostgreSQL chose."""
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Pair missing and extra objects that differ only in their name: the names PostgreSQL
+    generates change between versions, so a pair is no failure, but it is reported (a warning),
+    since `ON CONFLICT ON CONSTRAINT name` and the like break on a rename."""
     unmatched = list(extra)
     still_missing = []
+    renamed = []
     for name in missing:
         twin = next((other for other in unmatched if have[other] == want[name]), None)
         if twin is None:
             still_missing.append(name)
         else:
             unmatched.remove(twin)
-    return still_missing, unmatched
+            renamed.append((name, twin))
+    return still_missing, unmatched, renamed
 
 
 def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:

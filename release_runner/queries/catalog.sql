@@ -12,19 +12,28 @@ WITH nsp AS (
                         AND d.deptype = 'e')
 ),
 rels AS (
+    -- An extension's objects are left out; so are identity sequences (an internal dependency
+    -- on their column: they are the column's). A partitioned parent has an internal
+    -- dependency too, and is kept.
     SELECT c.oid, nsp.nspname AS schema, c.relname AS name, c.relkind, c.relrowsecurity
     FROM pg_class c
     JOIN nsp ON nsp.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                        AND d.deptype IN ('e', 'i'))
+                        AND (d.deptype = 'e' OR (d.deptype = 'i' AND c.relkind = 'S')))
 )
 SELECT json_build_object(
   'schemas', (SELECT coalesce(json_agg(nspname), '[]') FROM nsp WHERE nspname <> 'public'),
   'tables', (
-    SELECT coalesce(json_agg(json_build_array(schema, name, relkind, relrowsecurity)), '[]')
-    FROM rels WHERE relkind IN ('r', 'p')),
+    SELECT coalesce(json_agg(json_build_array(
+        r.schema, r.name, r.relkind, r.relrowsecurity, c.relforcerowsecurity, c.relpersistence,
+        c.relreplident,
+        CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
+        CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, r.oid) END,
+        (SELECT json_agg(i.inhparent::regclass::text ORDER BY i.inhseqno)
+         FROM pg_inherits i WHERE i.inhrelid = r.oid))), '[]')
+    FROM rels r JOIN pg_class c ON c.oid = r.oid WHERE r.relkind IN ('r', 'p')),
   'columns', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -60,16 +69,26 @@ SELECT json_build_object(
                       WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
   'sequences', (
     SELECT coalesce(json_agg(json_build_array(
-        r.schema, r.name, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement)), '[]')
+        r.schema, r.name, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement,
+        s.seqmin, s.seqmax, s.seqcycle)), '[]')
     FROM pg_sequence s JOIN rels r ON r.oid = s.seqrelid),
   'views', (
-    SELECT coalesce(json_agg(json_build_array(schema, name, relkind, pg_get_viewdef(oid, true))), '[]')
-    FROM rels WHERE relkind IN ('v', 'm')),
+    SELECT coalesce(json_agg(json_build_array(r.schema, r.name, r.relkind, pg_get_viewdef(r.oid, true),
+        -- security_invoker, check_option and the like, sorted
+        (SELECT json_agg(o ORDER BY o) FROM unnest(c.reloptions) o))), '[]')
+    FROM rels r JOIN pg_class c ON c.oid = r.oid WHERE r.relkind IN ('v', 'm')),
   'functions', (
     SELECT coalesce(json_agg(json_build_array(
         nsp.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
         pg_get_function_result(p.oid), l.lanname, p.provolatile, p.prosecdef,
-        md5(regexp_replace(btrim(p.prosrc), '\s+', ' ', 'g')))), '[]')
+        -- The whole definition (body as written, STRICT, SET, PARALLEL, defaults, COST);
+        -- an aggregate has none, so its parts are hashed instead.
+        md5(CASE WHEN p.prokind = 'a'
+                 THEN (SELECT concat_ws(' ', a.aggtransfn::regproc, a.aggfinalfn::regproc,
+                                       a.aggcombinefn::regproc, format_type(a.aggtranstype, NULL),
+                                       a.agginitval, a.aggkind)
+                       FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+                 ELSE pg_get_functiondef(p.oid) END))), '[]')
     FROM pg_proc p
     JOIN nsp ON nsp.oid = p.pronamespace
     JOIN pg_language l ON l.oid = p.prolang
@@ -83,9 +102,31 @@ SELECT json_build_object(
     FROM pg_trigger tg JOIN rels r ON r.oid = tg.tgrelid
     WHERE NOT tg.tgisinternal),
   'extensions', (
-    SELECT coalesce(json_agg(json_build_array(e.extname, n.nspname)), '[]')
+    SELECT coalesce(json_agg(json_build_array(e.extname, n.nspname, e.extversion)), '[]')
     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
     WHERE e.extname <> 'plpgsql'),
+  'domains', (
+    SELECT coalesce(json_agg(json_build_array(nsp.nspname, t.typname,
+        format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
+        (SELECT json_agg(json_build_array(c.conname, pg_get_constraintdef(c.oid), c.convalidated)
+                         ORDER BY c.conname)
+         FROM pg_constraint c WHERE c.contypid = t.oid))), '[]')
+    FROM pg_type t JOIN nsp ON nsp.oid = t.typnamespace
+    WHERE t.typtype = 'd'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
+  'composites', (
+    SELECT coalesce(json_agg(json_build_array(nsp.nspname, t.typname,
+        (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+         FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))), '[]')
+    FROM pg_type t JOIN nsp ON nsp.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid
+    WHERE t.typtype = 'c' AND c.relkind = 'c'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')),
+  'rules', (
+    SELECT coalesce(json_agg(json_build_array(r.schema, r.name, rw.rulename, pg_get_ruledef(rw.oid, true))), '[]')
+    FROM pg_rewrite rw JOIN rels r ON r.oid = rw.ev_class
+    WHERE rw.rulename <> '_RETURN'),
   'policies', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, po.polname, po.polcmd, po.polpermissive,
