@@ -1,5 +1,29 @@
-"""`python -m release_runner`: the same entry point as the console script."""
+"""The entry point of `release-runner` and `python -m release_runner`. Signals are made
+interruptions before anything else is imported, so one that arrives during start-up still ends
+with a summary line and no traceback."""
 
-from release_runner.cli import main
+import signal
+import sys
 
-main()
+from release_runner import interrupts
+from release_runner.errors import Interrupted
+
+
+def run() -> None:
+    interrupts.install()
+    try:
+        from release_runner.cli import main
+    except Interrupted as interrupted:
+        from release_runner import log
+
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+        name = signal.Signals(interrupted.signum).name
+        log.early_summary(
+            command, "interrupted", 128 + interrupted.signum, f"interrupted by {name} before it started"
+        )
+        sys.exit(128 + interrupted.signum)
+    main()
+
+
+if __name__ == "__main__":
+    run()

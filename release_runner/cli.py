@@ -9,21 +9,18 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 import click
 
-from release_runner import __version__, errors, log
+from release_runner import __version__, errors, interrupts, log
 from release_runner.events import Event, Level, Progress, emit, listening
 from release_runner.settings import Settings, libpq_url, parse_duration
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
-_STARTED = time.monotonic()
 
 
 class Duration(click.ParamType[float]):
@@ -229,28 +226,8 @@ def _register_secrets(url: str | None) -> None:
         log.add_secret(match.group(1).strip("'"))
 
 
-def _interrupt(signum: int, _: FrameType | None) -> None:
-    # One interruption per run: what follows (reading back what the migration in progress
-    # left, the summary) must not be cut short by a second signal.
-    for other in _SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
-    raise errors.Interrupted(signum)
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 def _summary(command: str | None, status: str, code: int, progress: Progress, **facts: Any) -> dict[str, Any]:
-    return {
-        "command": command,
-        "status": status,
-        "exit_code": code,
-        "applied": len(progress.applied),
-        "pending": progress.pending,
-        "migration": progress.migration,
-        "duration_ms": round((time.monotonic() - _STARTED) * 1000),
-        **facts,
-    }
+    return progress.summary(command, status, code, **facts)
 
 
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
@@ -302,8 +279,7 @@ def _run(
         status, code = "failed", 1
         result["error"] = f"{type(error).__name__}: {error}"
         emit(Event.RELEASE_CRASHED, error=result["error"], where=_where(error))
-    for signum in _SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)  # the summary is written whatever arrives now
+    interrupts.ignore()  # the summary is written whatever arrives now
     emit(
         Event.RELEASE_FINISHED,
         Level.INFO if code == 0 else Level.ERROR,
@@ -534,10 +510,10 @@ def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **o
 
 
 def main() -> None:
-    """Signals are ours from the first moment, so even one that arrives while the options are
-    read ends with a summary line and not a traceback."""
-    for signum in _SIGNALS:
-        signal.signal(signum, _interrupt)
+    """Signals are ours from the first moment (`__main__.run` installs them before this module
+    is even imported), so even one that arrives while the options are read ends with a summary
+    line and not a traceback."""
+    interrupts.install()
     command = next((arg for arg in sys.argv[1:] if arg in cli.commands), None)
     try:
         cli(standalone_mode=False)
@@ -561,8 +537,5 @@ def main() -> None:
 
 def _early_finish(command: str | None, status: str, code: int, message: str) -> NoReturn:
     """The summary line of a run that never started, for log searches."""
-    for signum in _SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    writer = log.JsonLines(sys.stdout, log.new_run_id())
-    writer(Event.RELEASE_FINISHED, Level.ERROR, _summary(command, status, code, Progress(), error=message))
-    _exit(code, writer)
+    interrupts.ignore()
+    _exit(code, log.early_summary(command, status, code, message))

@@ -117,6 +117,19 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     target: bool = False
 
+    def summary(self, command: str | None, status: str, code: int, **facts: Any) -> dict[str, Any]:
+        """The facts of `release.finished`."""
+        return {
+            "command": command,
+            "status": status,
+            "exit_code": code,
+            "applied": len(self.applied),
+            "pending": self.pending,
+            "migration": self.migration,
+            "duration_ms": round((time.monotonic() - self.started) * 1000),
+            **facts,
+        }
+
     def __call__(self, event: Event, _: Level, facts: dict[str, Any]) -> None:
         if event is Event.HISTORY_VALIDATED:
             self.pending = int(facts["pending"])

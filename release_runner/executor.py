@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from release_runner import interrupts
 from release_runner import outcome as outcome_module
 from release_runner.errors import Interrupted, MigrationFailed, UnreachableError
 from release_runner.events import Event, emit
@@ -117,15 +118,18 @@ def _apply_one(
     started = time.monotonic()
 
     def applied() -> None:
-        if not state.reported:
-            state.reported = True
-            emit(
-                Event.MIGRATION_APPLIED,
-                **facts,
-                duration_ms=round((time.monotonic() - started) * 1000),
-                attempt=state.count,
-                transaction_mode=item.transaction_mode,
-            )
+        # Reported and marked as one step: a signal between the two would leave the summary
+        # one short (the randomized fault test found that window).
+        with interrupts.deferred():
+            if not state.reported:
+                emit(
+                    Event.MIGRATION_APPLIED,
+                    **facts,
+                    duration_ms=round((time.monotonic() - started) * 1000),
+                    attempt=state.count,
+                    transaction_mode=item.transaction_mode,
+                )
+                state.reported = True
 
     def attempt() -> None:
         state.count += 1
@@ -134,8 +138,9 @@ def _apply_one(
             row = db.history_row(current, settings.history_schema, migration.version)
             if row is not None and row.applied:
                 # Applied already (our COMMIT landed, or another runner did it): never twice.
-                _already_applied(item, context, row.run_id)
-                state.reported = True
+                with interrupts.deferred():
+                    _already_applied(item, context, row.run_id)
+                    state.reported = True
                 return
             if row is not None and state.statement_unsent:
                 # A no-transaction migration whose `started` row committed, but whose statement

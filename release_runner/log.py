@@ -119,6 +119,16 @@ def _plain(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
+def early_summary(command: str | None, status: str, code: int, message: str) -> JsonLines:
+    """The `release.finished` line of a run that never started (a usage error, a signal during
+    start-up), for log searches; returns the writer, which knows whether stdout was lost."""
+    from release_runner.events import Progress
+
+    writer = JsonLines(sys.stdout, new_run_id())
+    writer(Event.RELEASE_FINISHED, Level.ERROR, Progress().summary(command, status, code, error=message))
+    return writer
+
+
 def renderer(log_format: str, stream: TextIO, run_id: str) -> JsonLines | Console:
     """The renderer for `--log-format`: `auto` is the console on a terminal, JSON lines elsewhere."""
     if log_format == "console" or (log_format == "auto" and stream.isatty()):

@@ -5,13 +5,16 @@ event vocabulary against the README."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from release_runner import adopt, log, schema
+from release_runner import adopt, interrupts, log, schema
+from release_runner.errors import Interrupted
 from release_runner.events import Event, Level, Progress, emit, listening
 from release_runner.history import HistoryRow, Mode, Status
 from release_runner.migrations import Directives, Migration
@@ -103,8 +106,8 @@ INDEX = {
             _objects(column={"public.t.a": {"type": "bigint", "nullable": True}}),
             ["changed"],
         ),
-        # A renamed index with the same meaning is no difference...
-        (_objects(index={"public.t_a_idx": INDEX}), _objects(index={"public.t_a_idx1": INDEX}), []),
+        # A renamed index with the same meaning is reported as a rename (a warning)...
+        (_objects(index={"public.t_a_idx": INDEX}), _objects(index={"public.t_a_idx1": INDEX}), ["renamed"]),
         # ...but one with another meaning is both missing and extra.
         (
             _objects(index={"public.t_a_idx": INDEX}),
@@ -116,8 +119,10 @@ INDEX = {
     ],
 )
 def test_schema_diff(expected: schema.Objects, actual: schema.Objects, kinds: list[str]) -> None:
-    """diff() names each difference once, by kind; renamed generated names pair up."""
-    assert sorted(m.kind for m in schema.diff(expected, actual)) == sorted(kinds)
+    """diff() names each difference once, by kind; renamed generated names pair up and warn."""
+    found = schema.diff(expected, actual)
+    assert sorted(m.kind for m in found) == sorted(kinds)
+    assert all(m.fails == (m.kind in ("missing", "changed")) for m in found)
 
 
 def test_invalid_index_fails_without_a_snapshot() -> None:
@@ -318,3 +323,21 @@ def test_every_event_is_documented_and_every_documented_event_exists() -> None:
     section = readme.split("## Log events", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", section))
     assert documented == {str(event) for event in Event}
+
+
+def test_a_signal_during_a_deferred_block_is_raised_after_it() -> None:
+    """interrupts.deferred(): a SIGTERM that arrives inside the block lets the block finish
+    (what it records and reports happens whole), then interrupts."""
+    saved = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    done: list[str] = []
+    try:
+        interrupts.install()
+        with pytest.raises(Interrupted) as raised, interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("reported")
+            done.append("marked")
+        assert raised.value.signum == signal.SIGTERM
+        assert done == ["reported", "marked"]
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -204,14 +204,22 @@ def test_sighup_ends_with_a_summary(tmp_path: Path, url: str, admin: psycopg.Con
 
 def test_a_signal_during_start_up_ends_with_a_summary_not_a_traceback(tmp_path: Path, url: str) -> None:
     """SIGINT or SIGTERM while the runner starts (imports, options, logging): one summary line
-    and no traceback, at whatever moment it arrives."""
+    and no traceback, at whatever moment it arrives. A signal that lands before the interpreter
+    has run any of the runner's code (the first few milliseconds; more on a loaded machine)
+    ends the process as the signal does, with no output at all; most trials land later."""
     write(tmp_path, {"0001_a.sql": "SELECT 1;\n"})
+    summaries = 0
     for trial in range(8):
+        signum = signal.SIGINT if trial % 2 else signal.SIGTERM
         process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
         time.sleep(0.05 + 0.03 * trial)
-        process.send_signal(signal.SIGINT if trial % 2 else signal.SIGTERM)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
         assert "Traceback" not in stderr, stderr
+        if process.returncode == -signum and not stdout and not stderr:
+            continue  # before the interpreter reached the runner
         finished = [e for e in _events(stdout) if e["event"] == "release.finished"]
         assert len(finished) == 1, stdout + stderr
-        assert process.returncode in (0, 130, 143)
+        assert process.returncode in (0, 128 + signum)
+        summaries += 1
+    assert summaries >= 5
