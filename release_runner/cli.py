@@ -132,6 +132,12 @@ TIME_BUDGET = _option(
 )
 STRICT_LINT = _option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run.")
 STRICT = _option("--strict", is_flag=True, help="Objects only in the database fail verification.")
+IGNORE_PRIVILEGES = _option(
+    "--ignore-privileges",
+    "ignore_privileges",
+    is_flag=True,
+    help="Leave owners and privileges out of verification (roles differ between environments).",
+)
 REQUIRE_SNAPSHOT = _option(
     "--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."
 )
@@ -167,7 +173,7 @@ COMMON = [
     LOG_SQL_VALUES,
 ]
 APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, STALE_LOCK_AFTER, TIME_BUDGET, STRICT_LINT]
-VERIFY = [STRICT, REQUIRE_SNAPSHOT]
+VERIFY = [STRICT, REQUIRE_SNAPSHOT, IGNORE_PRIVILEGES]
 
 
 def _with(options: list[Decorator]) -> Decorator:
@@ -203,8 +209,13 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
                 f"the database URL cannot be read ({error}); check its brackets, and percent-encode "
                 "special characters in the password (@ is %40, / is %2F)"
             ) from None
+    compare_privileges = not options.pop("ignore_privileges", False)
     return Settings(
-        database_url=url, database_url_source=source, database_url_dropped=tuple(dropped), **options
+        database_url=url,
+        database_url_source=source,
+        database_url_dropped=tuple(dropped),
+        compare_privileges=compare_privileges,
+        **options,
     )
 
 
@@ -482,7 +493,7 @@ def repair(
 
 
 @cli.command()
-@_with([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER])
+@_with([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES])
 @_option(
     "--version",
     "target_version",

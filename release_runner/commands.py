@@ -135,7 +135,7 @@ def check(settings: Settings) -> int:
             "commit the file",
             file=str(settings.snapshot_file),
         )
-    mismatches = verification.report(schema.compare(expected, actual), lambda _: True)
+    mismatches = verification.report(verification.compared(settings, expected, actual), lambda _: True)
     if mismatches:
         raise DriftError(
             f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "
@@ -200,9 +200,8 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
                 "database built without it (use `migrate`)"
             )
         actual = verification.live_schema(conn, settings)
-        failing = verification.report(
-            [m for m in schema.compare(expected, actual) if m.fails], lambda _: True
-        )
+        differences = verification.compared(settings, expected, actual)
+        failing = verification.report([m for m in differences if m.fails], lambda _: True)
         if failing and not force:
             raise DriftError(
                 f"baseline refused: the database lacks or differs in {len(failing)} object(s) that "

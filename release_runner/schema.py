@@ -146,6 +146,14 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
         objects["type"][f"{schema}.{name}"] = {"attributes": attributes}
     for schema, table, name, definition in raw["rules"]:
         objects["rule"][f"{schema}.{table}.{name}"] = {"definition": definition}
+    runner = raw["runner"]
+    for kind, name, owner, acl in raw["privileges"]:
+        if kind == "schema" and name not in objects["schema"]:
+            objects["schema"][name] = {}  # public: its privileges matter, its presence is a given
+        target = objects[kind].get(name)
+        if target is not None:
+            target["owner"] = _RUNNER if owner == runner else owner
+            target["acl"] = [_runner_in_acl(item, runner) for item in acl]
     for schema, table, name, cmd, permissive, roles, qual, check in raw["policies"]:
         objects["policy"][f"{schema}.{table}.{name}"] = _drop_none(
             {
@@ -157,6 +165,36 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
             }
         )
     return objects
+
+
+# The role that runs the migrations owns what they create: in a scratch replay that is the
+# scratch server's user, in production the app's migration role. Both read as this.
+_RUNNER = "(runner)"
+_PRIVILEGED = ("owner", "acl")
+
+
+def _runner_in_acl(item: str, runner: str) -> str:
+    """`grantee=privileges/grantor` with the runner's role name replaced on either side."""
+    grantee, _, rest = item.partition("=")
+    privileges, _, grantor = rest.partition("/")
+    grantee = _RUNNER if grantee == runner else grantee
+    grantor = _RUNNER if grantor == runner else grantor
+    return f"{grantee}={privileges}/{grantor}"
+
+
+def without_privileges(objects: Objects) -> Objects:
+    """The same objects with owners and privileges left out (`--ignore-privileges`, for teams
+    whose roles differ between environments)."""
+    return {
+        kind: {
+            name: {k: v for k, v in attrs.items() if k not in _PRIVILEGED} for name, attrs in items.items()
+        }
+        for kind, items in objects.items()
+    }
+
+
+def _unprivileged(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in attrs.items() if key not in _PRIVILEGED}
 
 
 def dump(objects: Objects) -> str:

@@ -113,6 +113,9 @@ class Settings:
     """A missing expected-schema file is an error rather than a warning."""
     strict: bool = False
     """Objects only in the database fail verification instead of warning."""
+    compare_privileges: bool = True
+    """Compare owners and privileges (`--ignore-privileges` turns it off for teams whose roles
+    differ between environments)."""
     strict_lint: bool = False
     """Preflight warnings refuse the run instead of warning."""
     log_sql_values: bool = False

@@ -41,6 +41,18 @@ def live_schema(conn: Connection, settings: Settings) -> schema.Objects:
     return schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
 
 
+def compared(
+    settings: Settings, expected: schema.Objects | None, actual: schema.Objects
+) -> list[schema.Mismatch]:
+    """schema.compare(), owners and privileges left out when the settings say so."""
+    from release_runner import schema
+
+    if not settings.compare_privileges:
+        actual = schema.without_privileges(actual)
+        expected = None if expected is None else schema.without_privileges(expected)
+    return schema.compare(expected, actual)
+
+
 def report(
     mismatches: list[schema.Mismatch], failing: Callable[[schema.Mismatch], bool]
 ) -> list[schema.Mismatch]:
@@ -57,15 +69,21 @@ def report(
 
 
 def listing(mismatches: list[schema.Mismatch], most: int = 20) -> str:
-    """The first differences in words, for an error message."""
+    """The first differences in words, for an error message; where owners or privileges
+    differ, how to leave them out when roles differ between environments on purpose."""
     more = " ..." if len(mismatches) > most else ""
-    return "; ".join(m.describe() for m in mismatches[:most]) + more
+    text = "; ".join(m.describe() for m in mismatches[:most]) + more
+    if any(m.kind == "changed" and set(m.expected or {}) & {"owner", "acl"} for m in mismatches):
+        text += (
+            ". Owners or privileges differ: if the roles differ between environments on purpose, "
+            "pass --ignore-privileges"
+        )
+    return text
 
 
 def verify_live(conn: Connection, settings: Settings, expected: schema.Objects | None) -> None:
     """Compare the live schema with the snapshot (or run the snapshot-free checks); raise
     DriftError on what fails."""
-    from release_runner import schema
 
     if expected is None:
         emit(
@@ -75,7 +93,7 @@ def verify_live(conn: Connection, settings: Settings, expected: schema.Objects |
             "Run `release-runner snapshot` and commit the file",
         )
     actual = live_schema(conn, settings)
-    mismatches = schema.compare(expected, actual)
+    mismatches = compared(settings, expected, actual)
     failing = report(mismatches, lambda m: m.fails or settings.strict)
     if failing:
         raise DriftError(

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import ROOT, Server, history, run_cli, table_exists, write
+from tests.conftest import ROLE, ROOT, Server, history, run_cli, table_exists, write
 
 DRIZZLE_FILES = {
     "0000_users.sql": 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);\n',
@@ -165,10 +165,25 @@ def test_prisma_row_without_folder_or_unfinished_refuses(
     assert unfinished.code == 5 and "never finished" in unfinished.finished["error"]
 
 
-def _push(admin: psycopg.Connection[Any]) -> None:
-    """A database built the `drizzle-kit push` way: the schema, no history at all."""
+def _push(admin: psycopg.Connection[Any], role: str = ROLE) -> None:
+    """A database built the `drizzle-kit push` way: the schema, no history at all, by the role
+    of the database URL that the runner uses too."""
+    admin.execute(f"SET ROLE {role}")
     for path in sorted((ROOT / "sql").glob("*.sql")):
         admin.execute(path.read_text())
+    admin.execute("RESET ROLE")
+
+
+def test_baseline_of_a_database_another_role_built(url: str, admin: psycopg.Connection[Any]) -> None:
+    """Built by another role than the runner's: baseline names the owners that differ and
+    refuses; --ignore-privileges (roles differ between environments) records it."""
+    _push(admin, "postgres")
+    refused = run_cli("baseline", url=url)
+    assert refused.code == 3
+    assert "--ignore-privileges" in refused.finished["error"]
+    assert {m["object_type"] for m in refused.named("verify.mismatch")} >= {"table", "function"}
+    recorded = run_cli("baseline", "--ignore-privileges", url=url)
+    assert recorded.code == 0, recorded.stdout
 
 
 def test_baseline_records_a_matching_database(url: str, admin: psycopg.Connection[Any]) -> None:
@@ -204,8 +219,10 @@ def test_baseline_at_an_older_version_replays_to_compare(
 ) -> None:
     """Baseline at 0003: the expected schema comes from a replay of 0001-0003; migrate then
     applies 0004-0006."""
+    admin.execute(f"SET ROLE {ROLE}")  # built by the role of the runner's URL
     for path in sorted((ROOT / "sql").glob("000[1-3]_*.sql")):
         admin.execute(path.read_text())
+    admin.execute("RESET ROLE")
     result = run_cli("baseline", "--version", "0003", "--scratch-url", server.url("postgres"), url=url)
     assert result.code == 0, result.stdout
     assert len(history(admin)) == 3

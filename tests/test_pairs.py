@@ -147,6 +147,17 @@ PAIRS = [
     ("sequence maxvalue", "CREATE SEQUENCE s;", "CREATE SEQUENCE s MAXVALUE 1000;", "sequence"),
     ("sequence cycle", "CREATE SEQUENCE s;", "CREATE SEQUENCE s CYCLE;", "sequence"),
     ("extension", "", "CREATE EXTENSION pg_trgm;", "extension"),
+    ("grant", TABLE, TABLE + "GRANT SELECT ON t TO PUBLIC;", "table"),
+    ("owner", TABLE, TABLE + "ALTER TABLE t OWNER TO pg_monitor;", "table"),
+    ("revoke on a function", FUNCTION, FUNCTION + "REVOKE EXECUTE ON FUNCTION f FROM PUBLIC;", "function"),
+    ("schema privilege", "CREATE SCHEMA s;", "CREATE SCHEMA s; GRANT USAGE ON SCHEMA s TO PUBLIC;", "schema"),
+    ("public schema privilege", "", "GRANT CREATE ON SCHEMA public TO PUBLIC;", "schema"),
+    (
+        "sequence privilege",
+        "CREATE SEQUENCE s;",
+        "CREATE SEQUENCE s; GRANT USAGE ON SEQUENCE s TO PUBLIC;",
+        "sequence",
+    ),
 ]
 
 
@@ -199,3 +210,16 @@ def test_a_constraint_validated_by_hand_warns_and_a_rename_is_named(
     )
     assert [(m.kind, m.fails) for m in renamed] == [("renamed", False)]
     assert "positive" in renamed[0].describe() and "id_positive" in renamed[0].describe()
+
+
+def test_privileges_can_be_left_out(build: Callable[[str], schema.Objects]) -> None:
+    """--ignore-privileges: owners and grants that differ are not compared; a GRANT undone by a
+    REVOKE is no difference even when compared."""
+    granted = build(TABLE + "GRANT SELECT ON t TO PUBLIC; ALTER TABLE t OWNER TO pg_monitor;")
+    assert schema.compare(schema.without_privileges(build(TABLE)), schema.without_privileges(granted)) == []
+    assert (
+        schema.compare(
+            build(TABLE), build(TABLE + "GRANT SELECT ON t TO PUBLIC; REVOKE SELECT ON t FROM PUBLIC;")
+        )
+        == []
+    )

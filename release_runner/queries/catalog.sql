@@ -127,6 +127,30 @@ SELECT json_build_object(
     SELECT coalesce(json_agg(json_build_array(r.schema, r.name, rw.rulename, pg_get_ruledef(rw.oid, true))), '[]')
     FROM pg_rewrite rw JOIN rels r ON r.oid = rw.ev_class
     WHERE rw.rulename <> '_RETURN'),
+  -- Owners and privileges (a missing ACL is spelled out as its default, so that a GRANT undone
+  -- by a REVOKE compares equal); `runner` is the role reading, whose name Python replaces.
+  'runner', current_user,
+  'privileges', (
+    SELECT coalesce(json_agg(json_build_array(kind, name, owner, acl)), '[]') FROM (
+      SELECT CASE WHEN r.relkind IN ('r', 'p') THEN 'table' WHEN r.relkind IN ('v', 'm') THEN 'view'
+                  ELSE 'sequence' END AS kind,
+             r.schema || '.' || r.name AS name, pg_get_userbyid(c.relowner) AS owner,
+             (SELECT json_agg(a::text ORDER BY a::text)
+              FROM unnest(coalesce(c.relacl, acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char",
+                                                        c.relowner))) a) AS acl
+      FROM rels r JOIN pg_class c ON c.oid = r.oid
+      UNION ALL
+      SELECT 'function', nsp.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+             pg_get_userbyid(p.proowner),
+             (SELECT json_agg(a::text ORDER BY a::text) FROM unnest(coalesce(p.proacl, acldefault('f', p.proowner))) a)
+      FROM pg_proc p JOIN nsp ON nsp.oid = p.pronamespace
+      WHERE NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+      UNION ALL
+      SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner),
+             (SELECT json_agg(a::text ORDER BY a::text) FROM unnest(coalesce(n.nspacl, acldefault('n', n.nspowner))) a)
+      FROM pg_namespace n JOIN nsp ON nsp.oid = n.oid
+    ) owned),
   'policies', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, po.polname, po.polcmd, po.polpermissive,
