@@ -18,7 +18,7 @@ import click
 
 from release_runner import __version__, errors, interrupts, log
 from release_runner.events import Event, Level, Progress, emit, listening
-from release_runner.settings import Settings, libpq_url, parse_duration
+from release_runner.settings import Settings, libpq_url, parse_duration, prisma_schema
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
@@ -201,8 +201,10 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
     _register_secrets(url)
     _register_secrets(options.get("scratch_url"))
     dropped: list[str] = []
+    schema = None
     if url:
         try:
+            schema = prisma_schema(url)
             url, dropped = libpq_url(url)
         except ValueError as error:
             raise click.UsageError(
@@ -215,6 +217,7 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
         database_url_source=source,
         database_url_dropped=tuple(dropped),
         compare_privileges=compare_privileges,
+        prisma_schema=schema,
         **options,
     )
 

@@ -39,6 +39,7 @@ def migrate(settings: Settings, run_id: str) -> None:
         def validate(conn: db.Connection) -> plan_module.Plan:
             # Safe to run again after a lost connection: it creates what is missing, imports
             # what is not imported yet, and reads the rest.
+            verification.ensure_prisma_schema(conn, settings)
             db.ensure_history(conn, settings.history_schema)
             return refusals.validated_plan(conn, settings, found, context)
 

@@ -48,6 +48,7 @@ class Event(StrEnum):
     VERIFY_NO_SNAPSHOT = "verify.no_snapshot"
     VERIFY_SKIPPED = "verify.skipped"
     SCRATCH_READY = "scratch.ready"
+    SCHEMA_CREATED = "schema.created"
     SNAPSHOT_WRITTEN = "snapshot.written"
     CHECK_REPLAYED = "check.replayed"
     BASELINE_FORCED = "baseline.forced"

@@ -38,6 +38,13 @@ _NOT_LIBPQ = {
 }
 
 
+def prisma_schema(url: str) -> str | None:
+    """The schema a Prisma URL names (`?schema=app`), if any."""
+    if "://" not in url or "?" not in url:
+        return None
+    return dict(parse_qsl(urlsplit(url).query)).get("schema") or None
+
+
 def libpq_url(url: str) -> tuple[str, list[str]]:
     """A URL libpq accepts, and the names of the parameters that were dropped for it. Prisma's
     `schema=X` becomes `options=-c search_path=X`, so unqualified names land where Prisma would
@@ -86,6 +93,9 @@ class Settings:
     """Where the URL came from (`--database-url`, `DATABASE_URL`...), for the log."""
     database_url_dropped: tuple[str, ...] = ()
     """Query parameters dropped from the URL because libpq rejects them (Prisma's `schema`...)."""
+    prisma_schema: str | None = None
+    """The schema a Prisma URL names (`?schema=app`): created if missing, as Prisma does, and
+    the search_path of the scratch replay too, so that it puts objects where the target does."""
     scratch_url: str | None = None
     """Server where snapshot/check may create and drop a temporary database."""
     connect_timeout: float = 60.0

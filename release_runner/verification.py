@@ -110,12 +110,25 @@ def verify_live(conn: Connection, settings: Settings, expected: schema.Objects |
 
 @contextmanager
 def scratch_database(settings: Settings) -> Iterator[str]:
-    """A URL of an empty database that is dropped (and its local cluster removed) afterwards."""
-    from release_runner import scratch
+    """A URL of an empty database that is dropped (and its local cluster removed) afterwards.
+    With a Prisma `?schema=`, its connections put unqualified names there, as the target's do."""
+    from release_runner import db, scratch
 
     with scratch.server(settings.scratch_url) as server_url, scratch.database(server_url) as url:
         emit(Event.SCRATCH_READY, source="--scratch-url" if settings.scratch_url else "local cluster")
-        yield url
+        yield db.with_search_path(url, settings.prisma_schema) if settings.prisma_schema else url
+
+
+def ensure_prisma_schema(conn: Connection, settings: Settings) -> None:
+    """Create the schema a Prisma URL names when it is missing, as `prisma migrate` does."""
+    from release_runner import db
+
+    if settings.prisma_schema and db.ensure_schema(conn, settings.prisma_schema):
+        emit(
+            Event.SCHEMA_CREATED,
+            schema=settings.prisma_schema,
+            reason="the database URL's ?schema= names it and it did not exist; Prisma creates it too",
+        )
 
 
 def replay(settings: Settings, migrations: list[Migration]) -> schema.Objects:
@@ -130,6 +143,7 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Objects:
             target, db.connect(url, settings.connect_timeout, settings.application_name, _quiet)
         )
         try:
+            ensure_prisma_schema(session.conn, settings)
             db.ensure_history(session.conn, settings.history_schema)
             executor.apply_all(session, prepared, db.RunContext(settings.history_schema, "scratch", {}), None)
             return live_schema(session.conn, settings)

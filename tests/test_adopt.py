@@ -257,3 +257,23 @@ def test_status_prints_every_problem_and_exits_as_migrate_would(
     document = run_cli("status", "--format", "json", "--migrations", str(directory), url=url)
     assert document.code == 5
     assert any("drizzle applied a different text" in p for p in json.loads(document.stdout)["problems"])
+
+
+def test_a_prisma_schema_is_created_and_replayed_where_the_target_puts_it(
+    tmp_path: Path, server: Server, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """`?schema=app` where app does not exist yet: migrate creates it as Prisma does (and says
+    so); the snapshot's replay puts the tables in app too, so the first deploy verifies clean
+    (it used to fail with drift: public in the replay, app in the target)."""
+    directory = write(tmp_path / "prisma", PRISMA_FILES)
+    prisma_url = url + "?schema=app"
+    snapshot = run_cli(
+        "snapshot", "--migrations", str(directory), "--scratch-url", server.url("postgres"), url=prisma_url
+    )
+    assert snapshot.code == 0, snapshot.stdout
+    first = run_cli("migrate", "--migrations", str(directory), url=prisma_url)
+    assert first.code == 0, first.stdout
+    assert first.named("schema.created")[0]["schema"] == "app"
+    assert table_exists(admin, 'app."User"')
+    again = run_cli("migrate", "--migrations", str(directory), url=prisma_url)
+    assert again.code == 0 and not again.named("schema.created"), again.stdout

@@ -24,12 +24,14 @@ from release_runner.db.connection import (
     terminate,
     try_lock,
     with_dbname,
+    with_search_path,
 )
 from release_runner.db.execute import IncompleteRun, MigrationError, UnrecordedOutcome, apply
 from release_runner.db.history_table import (
     RunContext,
     delete_row,
     ensure_history,
+    ensure_schema,
     history_exists,
     history_row,
     read_foreign_history,
@@ -58,6 +60,7 @@ __all__ = [
     "delete_row",
     "drop_database",
     "ensure_history",
+    "ensure_schema",
     "fetch_catalog",
     "history_exists",
     "history_row",
@@ -77,4 +80,5 @@ __all__ = [
     "terminate",
     "try_lock",
     "with_dbname",
+    "with_search_path",
 ]

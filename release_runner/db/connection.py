@@ -268,6 +268,11 @@ def with_dbname(url: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(url, dbname=dbname)
 
 
+def with_search_path(url: str, schema: str) -> str:
+    """The same connection settings, with `schema` as the search_path of every session."""
+    return psycopg.conninfo.make_conninfo(url, options=f"-c search_path={schema}")
+
+
 def create_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))

@@ -24,6 +24,15 @@ def history_exists(conn: Connection, schema: str) -> bool:
     return bool(row and row[0])
 
 
+def ensure_schema(conn: Connection, schema: str) -> bool:
+    """Create `schema` if it does not exist; True when it was created."""
+    row = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if row:
+        return False
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    return True
+
+
 def ensure_history(conn: Connection, schema: str) -> None:
     """Create the history table if absent. Call with the runner lock held."""
     if not history_exists(conn, schema):
