@@ -82,7 +82,8 @@ def bare(url: str, path: Path) -> bool:
 
 
 def ours(url: str, snapshot: Path) -> bool:
-    expected = schema.load(snapshot)
+    loaded = schema.load(snapshot)
+    expected = loaded.objects if loaded else None
     with connect(url) as conn:
         actual = schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner"))
     return not [m for m in schema.compare(expected, actual) if m.fails]
@@ -100,7 +101,11 @@ def main() -> None:
             snapshot = Path(tmp) / f"{count}.json"
             with connect(url) as conn:
                 snapshot.write_text(
-                    schema.dump(schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner")))
+                    schema.dump(
+                        schema.Snapshot(
+                            schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner")), None
+                        )
+                    )
                 )
             bare_file = Path(tmp) / f"{count}.bare.json"
             bare_snapshot(url, bare_file)

@@ -114,10 +114,10 @@ def snapshot(settings: Settings) -> Path:
     from release_runner import schema
 
     found = refusals.load(settings)
-    objects = verification.replay(settings, found.migrations)
+    replayed = verification.replay(settings, found.migrations)
     path = settings.snapshot_file
-    path.write_text(schema.dump(objects))
-    emit(Event.SNAPSHOT_WRITTEN, file=str(path), objects=sum(len(v) for v in objects.values()))
+    path.write_text(schema.dump(replayed))
+    emit(Event.SNAPSHOT_WRITTEN, file=str(path), objects=sum(len(v) for v in replayed.objects.values()))
     return path
 
 
@@ -127,16 +127,18 @@ def check(settings: Settings) -> int:
     from release_runner import schema
 
     found = refusals.load(settings)
-    expected = schema.load(settings.snapshot_file)
-    actual = verification.replay(settings, found.migrations)
+    snapshot = schema.load(settings.snapshot_file)
+    actual = verification.replay(settings, found.migrations).objects
     emit(Event.CHECK_REPLAYED, migrations=len(found.migrations))
-    if expected is None:
+    if snapshot is None:
         raise DriftError(
             f"{settings.snapshot_file}: no expected schema; run `release-runner snapshot` and "
             "commit the file",
             file=str(settings.snapshot_file),
         )
-    mismatches = verification.report(verification.compared(settings, expected, actual), lambda _: True)
+    mismatches = verification.report(
+        verification.compared(settings, snapshot.objects, actual), lambda _: True
+    )
     if mismatches:
         raise DriftError(
             f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "
@@ -188,7 +190,7 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
     if version is not None and version not in versions:
         raise UsageError(f"no migration with version {version!r}; see `release-runner status`")
     upto = found.migrations[: versions.index(version or versions[-1]) + 1]
-    expected: schema.Objects | None = None
+    expected: schema.Snapshot | None = None
     if len(upto) == len(found.migrations):
         expected = schema.load(settings.snapshot_file)
     if expected is None:
@@ -200,8 +202,8 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
                 "this database already has release-runner history; baseline is only for a "
                 "database built without it (use `migrate`)"
             )
-        actual = verification.live_schema(conn, settings)
-        differences = verification.compared(settings, expected, actual)
+        actual = verification.live_schema(conn, settings).objects
+        differences = verification.compared(settings, expected.objects, actual)
         failing = verification.report([m for m in differences if m.fails], lambda _: True)
         if failing and not force:
             raise DriftError(

@@ -47,6 +47,7 @@ class Event(StrEnum):
     VERIFY_PASSED = "verify.passed"
     VERIFY_NO_SNAPSHOT = "verify.no_snapshot"
     VERIFY_SKIPPED = "verify.skipped"
+    VERIFY_SERVER_DIFFERS = "verify.server_differs"
     SCRATCH_READY = "scratch.ready"
     SCHEMA_CREATED = "schema.created"
     SNAPSHOT_WRITTEN = "snapshot.written"
@@ -80,6 +81,7 @@ _DEFAULT_LEVEL = {
     Event.VERIFY_MISMATCH: Level.ERROR,
     Event.VERIFY_NO_SNAPSHOT: Level.WARNING,
     Event.VERIFY_SKIPPED: Level.WARNING,
+    Event.VERIFY_SERVER_DIFFERS: Level.WARNING,
     Event.BASELINE_FORCED: Level.WARNING,
 }
 

@@ -197,14 +197,28 @@ def _unprivileged(attrs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attrs.items() if key not in _PRIVILEGED}
 
 
-def dump(objects: Objects) -> str:
+@dataclass(frozen=True, eq=False, repr=False)
+class Snapshot:
+    """An expected schema, and the PostgreSQL major version it was taken on (definitions of
+    views and defaults render differently from one major version to the next)."""
+
+    objects: Objects
+    server_major: int | None
+
+
+def dump(snapshot: Snapshot) -> str:
     """The snapshot file's text: sorted, two-space indented, one object per block, no OIDs or
     timestamps, so that the same schema always gives the same bytes."""
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "objects": objects}
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "server_major": snapshot.server_major,
+        "objects": snapshot.objects,
+    }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def load(path: Path) -> Objects | None:
+def load(path: Path) -> Snapshot | None:
     """Read a snapshot file; None when it does not exist."""
     try:
         document = json.loads(path.read_text())
@@ -223,8 +237,7 @@ def load(path: Path) -> Objects | None:
             f"version (expects {FORMAT_VERSION}); regenerate it with `release-runner snapshot`",
             file=str(path),
         )
-    objects: Objects = document["objects"]
-    return objects
+    return Snapshot(document["objects"], document.get("server_major"))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from release_runner.migrations import Migration
 
 
-def expected_schema(settings: Settings) -> schema.Objects | None:
+def expected_schema(settings: Settings) -> schema.Snapshot | None:
     """The snapshot file, read before anything is changed so that a missing (with
     --require-snapshot), truncated or unreadable file refuses the run up front."""
     from release_runner import schema
@@ -35,10 +35,11 @@ def expected_schema(settings: Settings) -> schema.Objects | None:
     return expected
 
 
-def live_schema(conn: Connection, settings: Settings) -> schema.Objects:
+def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
     from release_runner import db, schema
 
-    return schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+    objects = schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+    return schema.Snapshot(objects, conn.info.server_version // 10000)
 
 
 def compared(
@@ -81,18 +82,27 @@ def listing(mismatches: list[schema.Mismatch], most: int = 20) -> str:
     return text
 
 
-def verify_live(conn: Connection, settings: Settings, expected: schema.Objects | None) -> None:
+def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot | None) -> None:
     """Compare the live schema with the snapshot (or run the snapshot-free checks); raise
     DriftError on what fails."""
-
-    if expected is None:
+    if snapshot is None:
         emit(
             Event.VERIFY_NO_SNAPSHOT,
             file=str(settings.snapshot_file),
             reason="no expected schema; only invalid indexes and constraints were checked. "
             "Run `release-runner snapshot` and commit the file",
         )
-    actual = live_schema(conn, settings)
+    live = live_schema(conn, settings)
+    if snapshot is not None and snapshot.server_major not in (None, live.server_major):
+        emit(
+            Event.VERIFY_SERVER_DIFFERS,
+            snapshot_major=snapshot.server_major,
+            server_major=live.server_major,
+            reason="views and defaults may render differently between major versions, and show "
+            "as changed; take the snapshot on the production major version (snapshot "
+            "--scratch-url pointing at such a server)",
+        )
+    expected, actual = (snapshot.objects if snapshot else None), live.objects
     mismatches = compared(settings, expected, actual)
     failing = report(mismatches, lambda m: m.fails or settings.strict)
     if failing:
@@ -131,7 +141,7 @@ def ensure_prisma_schema(conn: Connection, settings: Settings) -> None:
         )
 
 
-def replay(settings: Settings, migrations: list[Migration]) -> schema.Objects:
+def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
     """Apply every migration from empty into a scratch database; return its schema."""
     from release_runner import db, executor
     from release_runner.session import Session

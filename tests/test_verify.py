@@ -271,3 +271,19 @@ def test_local_cluster_is_torn_down_on_interrupt(tmp_path: Path) -> None:
     assert process.returncode == 143
     assert json.loads(stdout.strip().splitlines()[-1])["status"] == "interrupted"
     assert not directory.exists()
+
+
+def test_a_snapshot_from_another_major_version_is_named(tmp_path: Path, url: str) -> None:
+    """The snapshot records the major version it was taken on; verifying on another one warns
+    with verify.server_differs (definitions may render differently), and passes when nothing
+    else differs."""
+    shutil.copytree(ROOT / "sql", tmp_path / "sql")
+    path = tmp_path / "sql" / "schema.snapshot.json"
+    document = json.loads(path.read_text())
+    assert document["server_major"] >= 14
+    document["server_major"] += 1
+    path.write_text(json.dumps(document))
+    result = run_cli("migrate", "--migrations", str(tmp_path / "sql"), url=url)
+    assert result.code == 0, result.stdout
+    (differs,) = result.named("verify.server_differs")
+    assert differs["snapshot_major"] == differs["server_major"] + 1
