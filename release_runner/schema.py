@@ -75,6 +75,7 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
             }
         )
     columns = objects["column"]
+    owned: dict[str, str] = {}  # sequence -> the column that owns it
     # The most numerous objects: built field by field, absent values left out, no second pass.
     for schema, table, column, type_, notnull, default, identity, generated, collation in raw["columns"]:
         attrs: dict[str, Any] = {"type": type_, "nullable": not notnull}
@@ -87,6 +88,19 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
         if collation is not None:
             attrs["collation"] = collation
         columns[f"{schema}.{table}.{column}"] = attrs
+    for deptype, seq_schema, sequence, schema, table, column, start, step, low, high, cycle in raw[
+        "sequence_columns"
+    ]:
+        if deptype == "i" and f"{schema}.{table}.{column}" in columns:
+            columns[f"{schema}.{table}.{column}"]["identity_options"] = {
+                "start": start,
+                "increment": step,
+                "min": low,
+                "max": high,
+                "cycle": cycle,
+            }
+        elif deptype == "a":
+            owned[f"{seq_schema}.{sequence}"] = f"{schema}.{table}.{column}"
     for schema, table, name, contype, definition, validated in raw["constraints"]:
         objects["constraint"][f"{schema}.{table}.{name}"] = {
             "table": f"{schema}.{table}",
@@ -108,14 +122,17 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
     for schema, name, labels in raw["enums"]:
         objects["enum"][f"{schema}.{name}"] = {"labels": labels}
     for schema, name, type_, start, increment, minimum, maximum, cycle in raw["sequences"]:
-        objects["sequence"][f"{schema}.{name}"] = {
-            "type": type_,
-            "start": start,
-            "increment": increment,
-            "min": minimum,
-            "max": maximum,
-            "cycle": cycle,
-        }
+        objects["sequence"][f"{schema}.{name}"] = _drop_none(
+            {
+                "type": type_,
+                "start": start,
+                "increment": increment,
+                "min": minimum,
+                "max": maximum,
+                "cycle": cycle,
+                "owned_by": owned.get(f"{schema}.{name}"),
+            }
+        )
     for schema, name, relkind, definition, options in raw["views"]:
         objects["view"][f"{schema}.{name}"] = _drop_none(
             {"kind": _RELKIND[relkind], "definition": definition.strip(), "options": options}
@@ -153,7 +170,7 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
         target = objects[kind].get(name)
         if target is not None:
             target["owner"] = _RUNNER if owner == runner else owner
-            target["acl"] = [_runner_in_acl(item, runner) for item in acl]
+            target["acl"] = sorted(_runner_in_acl(item, runner) for item in acl)
     for schema, table, name, cmd, permissive, roles, qual, check in raw["policies"]:
         objects["policy"][f"{schema}.{table}.{name}"] = _drop_none(
             {

@@ -146,6 +146,18 @@ PAIRS = [
     ),
     ("sequence maxvalue", "CREATE SEQUENCE s;", "CREATE SEQUENCE s MAXVALUE 1000;", "sequence"),
     ("sequence cycle", "CREATE SEQUENCE s;", "CREATE SEQUENCE s CYCLE;", "sequence"),
+    (
+        "sequence owned by",
+        TABLE + "CREATE SEQUENCE s;",
+        TABLE + "CREATE SEQUENCE s OWNED BY t.id;",
+        "sequence",
+    ),
+    (
+        "identity options",
+        "CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY);",
+        "CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY (START WITH 100));",
+        "column",
+    ),
     ("extension", "", "CREATE EXTENSION pg_trgm;", "extension"),
     ("grant", TABLE, TABLE + "GRANT SELECT ON t TO PUBLIC;", "table"),
     ("owner", TABLE, TABLE + "ALTER TABLE t OWNER TO pg_monitor;", "table"),

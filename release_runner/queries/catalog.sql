@@ -31,9 +31,11 @@ SELECT json_build_object(
         c.relreplident,
         CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
         CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, r.oid) END,
-        (SELECT json_agg(i.inhparent::regclass::text ORDER BY i.inhseqno)
-         FROM pg_inherits i WHERE i.inhrelid = r.oid))), '[]')
-    FROM rels r JOIN pg_class c ON c.oid = r.oid WHERE r.relkind IN ('r', 'p')),
+        inh.parents)), '[]')
+    FROM rels r JOIN pg_class c ON c.oid = r.oid
+    LEFT JOIN (SELECT inhrelid, json_agg(inhparent::regclass::text ORDER BY inhseqno) AS parents
+               FROM pg_inherits GROUP BY inhrelid) inh ON inh.inhrelid = r.oid
+    WHERE r.relkind IN ('r', 'p')),
   'columns', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -46,6 +48,21 @@ SELECT json_build_object(
     JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_attrdef ad ON a.atthasdef AND ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     WHERE r.relkind IN ('r', 'p')),
+  -- Sequences that belong to a column: an identity column's (its options), and an OWNED BY
+  -- (serial, or said by hand).
+  'sequence_columns', (
+    SELECT coalesce(json_agg(json_build_array(
+        d.deptype, sn.nspname, sc.relname, tn.nspname, tc.relname, a.attname,
+        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle)), '[]')
+    FROM pg_depend d
+    JOIN pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
+    JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+    JOIN pg_sequence s ON s.seqrelid = sc.oid
+    JOIN pg_class tc ON tc.oid = d.refobjid
+    JOIN nsp tn ON tn.oid = tc.relnamespace
+    JOIN pg_attribute a ON a.attrelid = tc.oid AND a.attnum = d.refobjsubid
+    WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+      AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')),
   'constraints', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, c.conname, c.contype, pg_get_constraintdef(c.oid), c.convalidated)), '[]')
@@ -128,27 +145,27 @@ SELECT json_build_object(
     FROM pg_rewrite rw JOIN rels r ON r.oid = rw.ev_class
     WHERE rw.rulename <> '_RETURN'),
   -- Owners and privileges (a missing ACL is spelled out as its default, so that a GRANT undone
-  -- by a REVOKE compares equal); `runner` is the role reading, whose name Python replaces.
+  -- by a REVOKE compares equal); `runner` is the role reading, whose name Python replaces, and
+  -- Python sorts the ACL items (cheaper there than a sorted aggregate per object).
   'runner', current_user,
   'privileges', (
     SELECT coalesce(json_agg(json_build_array(kind, name, owner, acl)), '[]') FROM (
       SELECT CASE WHEN r.relkind IN ('r', 'p') THEN 'table' WHEN r.relkind IN ('v', 'm') THEN 'view'
                   ELSE 'sequence' END AS kind,
              r.schema || '.' || r.name AS name, pg_get_userbyid(c.relowner) AS owner,
-             (SELECT json_agg(a::text ORDER BY a::text)
-              FROM unnest(coalesce(c.relacl, acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char",
-                                                        c.relowner))) a) AS acl
+             coalesce(c.relacl, acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char",
+                                           c.relowner))::text[] AS acl
       FROM rels r JOIN pg_class c ON c.oid = r.oid
       UNION ALL
       SELECT 'function', nsp.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
              pg_get_userbyid(p.proowner),
-             (SELECT json_agg(a::text ORDER BY a::text) FROM unnest(coalesce(p.proacl, acldefault('f', p.proowner))) a)
+             coalesce(p.proacl, acldefault('f', p.proowner))::text[]
       FROM pg_proc p JOIN nsp ON nsp.oid = p.pronamespace
       WHERE NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
       UNION ALL
       SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner),
-             (SELECT json_agg(a::text ORDER BY a::text) FROM unnest(coalesce(n.nspacl, acldefault('n', n.nspowner))) a)
+             coalesce(n.nspacl, acldefault('n', n.nspowner))::text[]
       FROM pg_namespace n JOIN nsp ON nsp.oid = n.oid
     ) owned),
   'policies', (
