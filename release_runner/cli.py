@@ -540,7 +540,9 @@ def main() -> None:
         error.show()
         _early_finish(command, "refused", errors.UsageError.exit_code, error.format_message())
     except (click.Abort, errors.Interrupted) as interrupted:
-        number = interrupted.signum if isinstance(interrupted, errors.Interrupted) else int(signal.SIGINT)
+        # click turns a KeyboardInterrupt (which Interrupted is) into Abort, keeping it as the cause.
+        cause = interrupted if isinstance(interrupted, errors.Interrupted) else interrupted.__cause__
+        number = cause.signum if isinstance(cause, errors.Interrupted) else int(signal.SIGINT)
         _early_finish(
             command,
             "interrupted",
