@@ -18,171 +18,22 @@ import click
 
 from release_runner import __version__, errors, interrupts, log
 from release_runner.events import Event, Level, Progress, emit, listening
-from release_runner.settings import Settings, libpq_url, parse_duration, prisma_schema
+from release_runner.options import (
+    APPLY,
+    COMMON,
+    FORMAT,
+    IGNORE_PRIVILEGES,
+    LOCK_WAIT,
+    SCRATCH_URL,
+    STALE_LOCK_AFTER,
+    STRICT_LINT,
+    VERIFY,
+    option,
+    with_options,
+)
+from release_runner.settings import Settings, libpq_url, prisma_schema
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
-
-
-class Duration(click.ParamType[float]):
-    """`500ms`, `5s`, `2m` or bare seconds."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
-
-
-DURATION = Duration()
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def _option(name: str, *dest: str, **kwargs: Any) -> Decorator:
-    """An option that also reads RELEASE_RUNNER_<NAME> and shows it in --help."""
-    env = kwargs.pop("envvar", None) or "RELEASE_RUNNER_" + name.lstrip("-").replace("-", "_").upper()
-    kwargs.setdefault("show_default", True)
-    return click.option(name, *dest, envvar=env, show_envvar=True, **kwargs)
-
-
-MIGRATIONS = _option(
-    "--migrations",
-    "migrations_dir",
-    type=click.Path(path_type=Path),
-    default=Path("sql"),
-    help="Migrations directory: native, drizzle-kit or Prisma (detected).",
-)
-MIGRATIONS_FORMAT = _option(
-    "--migrations-format",
-    type=click.Choice(["auto", "native", "drizzle", "prisma"]),
-    default="auto",
-    help="How to read the migrations directory; auto detects it, and refuses one that reads two ways.",
-)
-SNAPSHOT = _option(
-    "--snapshot",
-    "snapshot_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Expected-schema file [default: <migrations>/schema.snapshot.json].",
-)
-DATABASE_URL = _option(
-    "--database-url",
-    default=None,
-    show_default=False,
-    help="Target database; falls back to DIRECT_DATABASE_URL, then DATABASE_URL.",
-)
-CONNECT_TIMEOUT = _option(
-    "--connect-timeout",
-    type=DURATION,
-    default="60s",
-    help="Overall budget for reaching the database, retries included.",
-)
-HISTORY_SCHEMA = _option(
-    "--history-schema",
-    default="release_runner",
-    help="Schema of the history table; the runner lock key derives from it.",
-)
-DRIZZLE_HISTORY = _option(
-    "--drizzle-history",
-    default="drizzle.__drizzle_migrations",
-    help="drizzle-kit's history table to adopt (its migrations.schema/.table setting).",
-)
-LOG_FORMAT = _option(
-    "--log-format",
-    type=click.Choice(["auto", "json", "console"]),
-    default="auto",
-    help="auto: JSON lines unless stdout is a terminal.",
-)
-LOCK_TIMEOUT = _option(
-    "--lock-timeout",
-    type=DURATION,
-    default="5s",
-    help="PostgreSQL lock_timeout for each migration (a file may override it).",
-)
-STATEMENT_TIMEOUT = _option(
-    "--statement-timeout",
-    type=DURATION,
-    default="0",
-    help="PostgreSQL statement_timeout for each migration (0 = off).",
-)
-RETRIES = _option(
-    "--retries",
-    type=click.IntRange(1, 100),
-    default=3,
-    help="Attempts per migration on lock timeouts, deadlocks and lost connections.",
-)
-LOCK_WAIT = _option(
-    "--lock-wait", type=DURATION, default="120s", help="How long to wait for another runner's lock."
-)
-STALE_LOCK_AFTER = _option(
-    "--stale-lock-after",
-    type=DURATION,
-    default="60s",
-    help="Take the lock over from a release-runner session idle this long (a vanished runner).",
-)
-TIME_BUDGET = _option(
-    "--time-budget",
-    type=DURATION,
-    default=None,
-    help="Start no migration after this long; cancel one still running. Keep it under "
-    "Fly's release_command_timeout.",
-)
-STRICT_LINT = _option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run.")
-STRICT = _option("--strict", is_flag=True, help="Objects only in the database fail verification.")
-IGNORE_PRIVILEGES = _option(
-    "--ignore-privileges",
-    "ignore_privileges",
-    is_flag=True,
-    help="Leave owners and privileges out of verification (roles differ between environments).",
-)
-REQUIRE_SNAPSHOT = _option(
-    "--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."
-)
-FORMAT = _option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    help="Output document on stdout; events go to stderr.",
-)
-SCRATCH_URL = _option(
-    "--scratch-url",
-    default=None,
-    help="Server where a temporary database may be created and dropped [default: a "
-    "throwaway local PostgreSQL].",
-)
-
-LOG_SQL_VALUES = _option(
-    "--log-sql-values",
-    is_flag=True,
-    help="Unsafe for shared logs: print literal values from statements, rows and other "
-    "sessions' queries instead of masking them.",
-)
-COMMON = [
-    MIGRATIONS,
-    MIGRATIONS_FORMAT,
-    SNAPSHOT,
-    DATABASE_URL,
-    CONNECT_TIMEOUT,
-    HISTORY_SCHEMA,
-    DRIZZLE_HISTORY,
-    LOG_FORMAT,
-    LOG_SQL_VALUES,
-]
-APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, STALE_LOCK_AFTER, TIME_BUDGET, STRICT_LINT]
-VERIFY = [STRICT, REQUIRE_SNAPSHOT, IGNORE_PRIVILEGES]
-
-
-def _with(options: list[Decorator]) -> Decorator:
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return decorate
 
 
 def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
@@ -329,10 +180,10 @@ def cli() -> None:
 
 
 @cli.command()
-@_with(COMMON + APPLY + VERIFY)
-@_option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
+@with_options(COMMON + APPLY + VERIFY)
+@option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
 @FORMAT
-@_option(
+@option(
     "--no-verify", "skip_verify", is_flag=True, help="Emergencies only: skip schema verification (logged)."
 )
 @click.pass_context
@@ -347,7 +198,7 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
 
 
 @cli.command()
-@_with(COMMON)
+@with_options(COMMON)
 @FORMAT
 @click.pass_context
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
@@ -423,7 +274,7 @@ def _print_plan(document: dict[str, Any]) -> None:
 
 
 @cli.command()
-@_with(COMMON + APPLY)
+@with_options(COMMON + APPLY)
 @FORMAT
 @click.pass_context
 def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
@@ -432,7 +283,7 @@ def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
 
 
 @cli.command()
-@_with(COMMON + VERIFY)
+@with_options(COMMON + VERIFY)
 @click.pass_context
 def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
@@ -443,7 +294,7 @@ def verify(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@_with([*COMMON, SCRATCH_URL])
+@with_options([*COMMON, SCRATCH_URL])
 @click.pass_context
 def snapshot(ctx: click.Context, /, **options: Any) -> None:
     """Replay every migration into a scratch database and write the expected-schema file."""
@@ -454,7 +305,7 @@ def snapshot(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@_with([*COMMON, SCRATCH_URL, STRICT_LINT])
+@with_options([*COMMON, SCRATCH_URL, STRICT_LINT])
 @click.pass_context
 def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,
@@ -466,15 +317,15 @@ def check(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@_with([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER])
-@_option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
-@_option(
+@with_options([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER])
+@option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
+@option(
     "--forget",
     "forget_version",
     metavar="VERSION",
     help="Delete its record (you undid it; migrate runs it again).",
 )
-@_option("--reason", required=True, help="Why; recorded in the log with who ran it.")
+@option("--reason", required=True, help="Why; recorded in the log with who ran it.")
 @click.pass_context
 def repair(
     ctx: click.Context,
@@ -496,15 +347,15 @@ def repair(
 
 
 @cli.command()
-@_with([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES])
-@_option(
+@with_options([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES])
+@option(
     "--version",
     "target_version",
     envvar="RELEASE_RUNNER_BASELINE_VERSION",
     metavar="VERSION",
     help="Newest migration the database already has [default: the newest file].",
 )
-@_option(
+@option(
     "--force",
     envvar="RELEASE_RUNNER_BASELINE_FORCE",
     is_flag=True,

@@ -20,8 +20,9 @@ from release_runner.session import Session, require_url
 
 if TYPE_CHECKING:
     from release_runner.db import Connection, MigrationError, RunContext, Watcher
-    from release_runner.migrations import Migration, Statement
+    from release_runner.migrations import Migration
     from release_runner.preflight import Prepared
+    from release_runner.statements import Statement
 
 
 def apply_all(

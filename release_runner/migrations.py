@@ -1,19 +1,15 @@
 """Read a migrations directory (native `sql/`, drizzle-kit or Prisma) into Migration values:
-order, header directives, checksums, and statement splitting with the real PostgreSQL parser.
+order, header directives, checksums; a Migration's statements come from statements.py.
 
-Pure: reads files, never a database. pglast is imported only when statements are needed, so
-commands with nothing pending never load it.
+Pure: reads files, never a database.
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
 import hashlib
 import json
 import os
 import re
-from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,46 +17,10 @@ from typing import Any
 
 from release_runner.errors import UsageError
 from release_runner.settings import parse_duration
+from release_runner.statements import DIRECTIVE, LineIndex, Statement, rule_names, split_statements
 
 NATIVE_NAME = re.compile(r"^(\d+)_([^/]+)\.sql$")
-DIRECTIVE = re.compile(r"^\s*--\s*release-runner:\s*(.*?)\s*$")
 DRIZZLE_BREAKPOINT = "--> statement-breakpoint"
-# Rules a file may switch off; `parse-error` lets a statement the bundled parser rejects run.
-ALLOW_PARSE_ERROR = "parse-error"
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Statement:
-    """One SQL statement as it stands in its file: text, 1-based line and column of its first
-    token, the parse tree (None when the parser was told to stand aside) and rules allowed
-    for it by a `-- release-runner: allow ...` comment right above it."""
-
-    text: str
-    line: int
-    column: int
-    node: dict[str, Any] | None = None
-    allow: frozenset[str] = frozenset()
-
-    @property
-    def kind(self) -> str:
-        """The parse-tree node name, e.g. `IndexStmt`; `?` when unparsed."""
-        return next(iter(self.node)) if self.node else "?"
-
-    @property
-    def head(self) -> str:
-        """The statement's first words, to name it in messages, with its constants masked."""
-        from release_runner import mask
-
-        words = " ".join(mask.statement(self.text).split())
-        return words if len(words) <= 60 else words[:57] + "..."
-
-    def position(self, char_offset: int) -> tuple[int, int]:
-        """File line and column of a 0-based character offset into `text`."""
-        before = self.text[:char_offset]
-        newlines = before.count("\n")
-        if newlines == 0:
-            return self.line, self.column + char_offset
-        return self.line + newlines, char_offset - before.rfind("\n")
 
 
 @dataclass(frozen=True)
@@ -102,155 +62,13 @@ class Migration:
         """The statements, split by the PostgreSQL parser (drizzle files first on breakpoints).
         Raises SqlSyntaxError on text the parser rejects, unless the file allows parse-error."""
         chunks = self.text.split(DRIZZLE_BREAKPOINT) if self.source_format == "drizzle" else [self.text]
-        lines = _LineIndex(self.text)
+        lines = LineIndex(self.text)
         statements: list[Statement] = []
         offset = 0
         for chunk in chunks:
             statements.extend(split_statements(chunk, offset, lines, self))
             offset += len(chunk.encode()) + len(DRIZZLE_BREAKPOINT)
         return statements
-
-
-class SqlSyntaxError(Exception):
-    """The parser rejected a file: message and 1-based line/column in that file."""
-
-    def __init__(self, migration: Migration, message: str, line: int, column: int) -> None:
-        super().__init__(message)
-        self.migration = migration
-        self.message = message
-        self.line = line
-        self.column = column
-
-
-class _LineIndex:
-    """Maps byte offsets of a file's UTF-8 encoding to 1-based line and character column."""
-
-    def __init__(self, text: str) -> None:
-        self.data = text.encode()
-        self.starts = array("q", [0])  # a million lines of a data load: 8 MB, not 36
-        newline = self.data.find(b"\n")
-        while newline != -1:
-            self.starts.append(newline + 1)
-            newline = self.data.find(b"\n", newline + 1)
-
-    def locate(self, byte_offset: int) -> tuple[int, int]:
-        line = bisect.bisect_right(self.starts, byte_offset)
-        start = self.starts[line - 1]
-        return line, len(self.data[start:byte_offset].decode(errors="replace")) + 1
-
-
-def _allowed_rules(gap: str) -> frozenset[str]:
-    """Rules named by `-- release-runner: allow ...` comments in the text between statements."""
-    rules: set[str] = set()
-    for line in gap.splitlines():
-        match = DIRECTIVE.match(line)
-        if match and match.group(1).startswith("allow "):
-            rules.update(_rule_names(match.group(1)))
-    return frozenset(rules)
-
-
-def _rule_names(directive: str) -> list[str]:
-    return [rule for rule in re.split(r"[\s,]+", directive.removeprefix("allow ")) if rule]
-
-
-def split_statements(
-    chunk: str, chunk_offset: int, lines: _LineIndex, migration: Migration
-) -> list[Statement]:
-    """Split one chunk of a file with libpg_query; `chunk_offset` is its byte offset in the file."""
-    from pglast import parser
-
-    if len(chunk) > LARGE:
-        return _split_large(chunk, chunk_offset, lines, migration)
-    data = chunk.encode()
-    try:
-        parsed = json.loads(parser.parse_sql_json(chunk))["stmts"]
-        spans = [(item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed]
-    except parser.ParseError as error:
-        if ALLOW_PARSE_ERROR not in migration.directives.allow:
-            # libpg_query reports the error position in characters, not bytes.
-            message, index = error.args
-            line, column = lines.locate(chunk_offset + len(chunk[:index].encode()))
-            raise SqlSyntaxError(migration, str(message), line, column) from None
-        spans = [(start, end - start, None) for start, end in _scan_spans(chunk)]
-    statements = []
-    previous_end = 0
-    for start, length, node in spans:
-        end = len(data) if length is None else start + length
-        text = data[start:end].decode().strip()
-        start += len(data[start:end]) - len(data[start:end].lstrip())
-        line, column = lines.locate(chunk_offset + start)
-        allow = _allowed_rules(data[previous_end:start].decode())
-        statements.append(Statement(text, line, column, node, allow))
-        previous_end = end
-    return statements
-
-
-# A chunk larger than this (a data load) is first cut at its top-level semicolons by a regular
-# expression: the parser's tree of a 50 MB INSERT takes gigabytes. Each statement under the
-# limit is then parsed as usual; one over it (an INSERT of many rows, say) runs unparsed, its
-# syntax checked by the server inside its transaction, and only its kind read from its first word.
-LARGE = 1 << 20
-
-
-@functools.cache
-def _lexemes() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """The lexer for large chunks and the pattern of what may lead a statement (compiled on
-    first use: most runs never see a large file)."""
-    lexemes = re.compile(
-        r"""(?P<semicolon>;)
-          | [Ee]'(?:[^'\\]|''|\\.)*'
-          | '(?:[^']|'')*'
-          | "(?:[^"]|"")*"
-          | --[^\n]*
-          | /\*.*?\*/
-          | \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?\$(?P=tag)?\$""",
-        re.VERBOSE | re.DOTALL,
-    )
-    return lexemes, re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
-
-
-_LARGE_KINDS = {"INSERT": "InsertStmt", "UPDATE": "UpdateStmt", "DELETE": "DeleteStmt", "MERGE": "MergeStmt"}
-
-
-def _split_large(chunk: str, chunk_offset: int, lines: _LineIndex, migration: Migration) -> list[Statement]:
-    lexemes, leading = _lexemes()
-    cuts = [m.end() for m in lexemes.finditer(chunk) if m.lastgroup == "semicolon"]
-    statements: list[Statement] = []
-    start = 0
-    byte_offset = chunk_offset
-    for end in [*cuts, len(chunk)] if not cuts or cuts[-1] < len(chunk) else cuts:
-        piece = chunk[start:end]
-        size = len(piece.encode())
-        if len(piece) <= LARGE:
-            statements.extend(split_statements(piece, byte_offset, lines, migration))
-        else:
-            lead = leading.match(piece)
-            skipped = lead.end() if lead else 0
-            text = piece[skipped:].rstrip().removesuffix(";").rstrip()
-            line, column = lines.locate(byte_offset + len(piece[:skipped].encode()))
-            kind = _LARGE_KINDS.get(text.split(None, 1)[0].upper() if text else "")
-            statements.append(Statement(text, line, column, {kind: {}} if kind else None))
-        start, byte_offset = end, byte_offset + size
-    return statements
-
-
-def _scan_spans(chunk: str) -> list[tuple[int, int]]:
-    """Statement byte spans from the scanner alone (no grammar), for files whose statements the
-    parser rejects on purpose: split on top-level semicolons, skip comment-only spans."""
-    from pglast import parser
-
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    for token in parser.scan(chunk):
-        if token.name == "ASCII_59":
-            if start is not None:
-                spans.append((start, token.start))
-            start = None
-        elif token.name not in ("SQL_COMMENT", "C_COMMENT") and start is None:
-            start = token.start
-    if start is not None:
-        spans.append((start, len(chunk.encode())))
-    return spans
 
 
 def normalise_text(raw: bytes, path: Path) -> str:
@@ -309,7 +127,7 @@ def parse_directives(text: str, path: Path) -> Directives:
             elif key == "statement-timeout" and value:
                 statement_timeout = parse_duration(value)
             elif directive.startswith("allow "):
-                allow.update(_rule_names(directive))
+                allow.update(rule_names(directive))
             else:
                 raise ValueError(f"unknown directive {directive!r}")
         except ValueError as error:
@@ -344,9 +162,6 @@ class MigrationSet:
     source_format: str
     migrations: list[Migration]
     ignored: list[Path]
-
-
-FORMATS = ("native", "drizzle", "prisma")
 
 
 def detect_formats(directory: Path) -> list[str]:

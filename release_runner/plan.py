@@ -9,8 +9,9 @@ from enum import StrEnum
 from typing import Any
 
 from release_runner.history import HistoryRow
-from release_runner.migrations import Migration, SqlSyntaxError, Statement
+from release_runner.migrations import Migration
 from release_runner.outcome import advice
+from release_runner.statements import SqlSyntaxError, Statement
 
 
 class State(StrEnum):

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from release_runner.migrations import ALLOW_PARSE_ERROR, Migration, SqlSyntaxError, Statement
+from release_runner.migrations import Migration
+from release_runner.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement
 
 ERROR = "error"
 WARNING = "warning"

@@ -12,6 +12,7 @@ from release_runner.errors import RefusedError, UsageError
 from release_runner.events import Event, emit
 from release_runner.history import HistoryRow, Mode, Status
 from release_runner.settings import Settings
+from release_runner.statements import SqlSyntaxError
 
 if TYPE_CHECKING:
     from release_runner.db import Connection, RunContext
@@ -181,7 +182,7 @@ def _settle_unresolved(conn: Connection, settings: Settings, current: plan_modul
             continue
         try:
             statements = entry.migration.statements
-        except migrations_module.SqlSyntaxError:
+        except SqlSyntaxError:
             continue
         verdict = settle(
             conn, settings.history_schema, entry.migration, statements, "left unfinished by an earlier run"

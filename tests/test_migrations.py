@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from release_runner.errors import UsageError
-from release_runner.migrations import SqlSyntaxError, read_directory
+from release_runner.migrations import read_directory
+from release_runner.statements import SqlSyntaxError
 from tests.conftest import write
 
 

@@ -1,0 +1,174 @@
+"""The command-line options: each declared once, reading RELEASE_RUNNER_<NAME> from the
+environment and showing it in --help, and grouped by the commands that take them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from release_runner.settings import parse_duration
+
+
+class Duration(click.ParamType[float]):
+    """`500ms`, `5s`, `2m` or bare seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+DURATION = Duration()
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def option(name: str, *dest: str, **kwargs: Any) -> Decorator:
+    """An option that also reads RELEASE_RUNNER_<NAME> and shows it in --help."""
+    env = kwargs.pop("envvar", None) or "RELEASE_RUNNER_" + name.lstrip("-").replace("-", "_").upper()
+    kwargs.setdefault("show_default", True)
+    return click.option(name, *dest, envvar=env, show_envvar=True, **kwargs)
+
+
+MIGRATIONS = option(
+    "--migrations",
+    "migrations_dir",
+    type=click.Path(path_type=Path),
+    default=Path("sql"),
+    help="Migrations directory: native, drizzle-kit or Prisma (detected).",
+)
+MIGRATIONS_FORMAT = option(
+    "--migrations-format",
+    type=click.Choice(["auto", "native", "drizzle", "prisma"]),
+    default="auto",
+    help="How to read the migrations directory; auto detects it, and refuses one that reads two ways.",
+)
+SNAPSHOT = option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Expected-schema file [default: <migrations>/schema.snapshot.json].",
+)
+DATABASE_URL = option(
+    "--database-url",
+    default=None,
+    show_default=False,
+    help="Target database; falls back to DIRECT_DATABASE_URL, then DATABASE_URL.",
+)
+CONNECT_TIMEOUT = option(
+    "--connect-timeout",
+    type=DURATION,
+    default="60s",
+    help="Overall budget for reaching the database, retries included.",
+)
+HISTORY_SCHEMA = option(
+    "--history-schema",
+    default="release_runner",
+    help="Schema of the history table; the runner lock key derives from it.",
+)
+DRIZZLE_HISTORY = option(
+    "--drizzle-history",
+    default="drizzle.__drizzle_migrations",
+    help="drizzle-kit's history table to adopt (its migrations.schema/.table setting).",
+)
+LOG_FORMAT = option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    help="auto: JSON lines unless stdout is a terminal.",
+)
+LOCK_TIMEOUT = option(
+    "--lock-timeout",
+    type=DURATION,
+    default="5s",
+    help="PostgreSQL lock_timeout for each migration (a file may override it).",
+)
+STATEMENT_TIMEOUT = option(
+    "--statement-timeout",
+    type=DURATION,
+    default="0",
+    help="PostgreSQL statement_timeout for each migration (0 = off).",
+)
+RETRIES = option(
+    "--retries",
+    type=click.IntRange(1, 100),
+    default=3,
+    help="Attempts per migration on lock timeouts, deadlocks and lost connections.",
+)
+LOCK_WAIT = option(
+    "--lock-wait", type=DURATION, default="120s", help="How long to wait for another runner's lock."
+)
+STALE_LOCK_AFTER = option(
+    "--stale-lock-after",
+    type=DURATION,
+    default="60s",
+    help="Take the lock over from a release-runner session idle this long (a vanished runner).",
+)
+TIME_BUDGET = option(
+    "--time-budget",
+    type=DURATION,
+    default=None,
+    help="Start no migration after this long; cancel one still running. Keep it under "
+    "Fly's release_command_timeout.",
+)
+STRICT_LINT = option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run.")
+STRICT = option("--strict", is_flag=True, help="Objects only in the database fail verification.")
+IGNORE_PRIVILEGES = option(
+    "--ignore-privileges",
+    "ignore_privileges",
+    is_flag=True,
+    help="Leave owners and privileges out of verification (roles differ between environments).",
+)
+REQUIRE_SNAPSHOT = option(
+    "--require-snapshot", is_flag=True, help="A missing expected-schema file is an error."
+)
+FORMAT = option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="Output document on stdout; events go to stderr.",
+)
+SCRATCH_URL = option(
+    "--scratch-url",
+    default=None,
+    help="Server where a temporary database may be created and dropped [default: a "
+    "throwaway local PostgreSQL].",
+)
+
+LOG_SQL_VALUES = option(
+    "--log-sql-values",
+    is_flag=True,
+    help="Unsafe for shared logs: print literal values from statements, rows and other "
+    "sessions' queries instead of masking them.",
+)
+COMMON = [
+    MIGRATIONS,
+    MIGRATIONS_FORMAT,
+    SNAPSHOT,
+    DATABASE_URL,
+    CONNECT_TIMEOUT,
+    HISTORY_SCHEMA,
+    DRIZZLE_HISTORY,
+    LOG_FORMAT,
+    LOG_SQL_VALUES,
+]
+APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, STALE_LOCK_AFTER, TIME_BUDGET, STRICT_LINT]
+VERIFY = [STRICT, REQUIRE_SNAPSHOT, IGNORE_PRIVILEGES]
+
+
+def with_options(options: list[Decorator]) -> Decorator:
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
