@@ -6,7 +6,9 @@ so that what the block records and reports happens whole."""
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -18,8 +20,15 @@ _deferring = 0
 _pending: int | None = None
 
 
-def _interrupt(signum: int, _: FrameType | None) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     global _pending
+    if frame is not None and (
+        frame.f_code.co_filename.startswith("<frozen importlib") or frame.f_code.co_name == "__del__"
+    ):
+        # A callback whose exceptions Python prints and drops ("Exception ignored in ..."):
+        # raising here would lose the signal. Deliver it again in a moment instead.
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
     ignore()
     if _deferring:
         _pending = signum

@@ -209,17 +209,19 @@ def test_a_signal_during_start_up_ends_with_a_summary_not_a_traceback(tmp_path: 
     ends the process as the signal does, with no output at all; most trials land later."""
     write(tmp_path, {"0001_a.sql": "SELECT 1;\n"})
     summaries = 0
-    for trial in range(8):
+    for trial in range(16):
         signum = signal.SIGINT if trial % 2 else signal.SIGTERM
         process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
-        time.sleep(0.05 + 0.03 * trial)
+        time.sleep(0.05 + 0.02 * trial)
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
-        assert "Traceback" not in stderr, stderr
+        # Nor "Exception ignored in ...": a signal inside the import machinery's callbacks used
+        # to be printed and dropped there.
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
         if process.returncode == -signum and not stdout and not stderr:
             continue  # before the interpreter reached the runner
         finished = [e for e in _events(stdout) if e["event"] == "release.finished"]
         assert len(finished) == 1, stdout + stderr
         assert process.returncode in (0, 128 + signum)
         summaries += 1
-    assert summaries >= 5
+    assert summaries >= 10
