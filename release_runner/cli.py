@@ -24,6 +24,9 @@ from release_runner.options import (
     FORMAT,
     IGNORE_PRIVILEGES,
     LOCK_WAIT,
+    LOG_FORMAT,
+    MIGRATIONS,
+    MIGRATIONS_FORMAT,
     SCRATCH_URL,
     STALE_LOCK_AFTER,
     STRICT_LINT,
@@ -372,6 +375,18 @@ def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **o
         settings,
         lambda run_id: {"recorded": commands.baseline(settings, target_version, force, run_id)},
     )
+
+
+@cli.command()
+@with_options([MIGRATIONS, MIGRATIONS_FORMAT, LOG_FORMAT])
+@click.argument("name")
+@click.pass_context
+def new(ctx: click.Context, /, name: str, **options: Any) -> None:
+    """Create the next migration file in a native directory: NAME says what it does."""
+    settings = _settings(ctx, options)
+    from release_runner import commands
+
+    _finish("new", settings, lambda _: {"file": str(commands.new(settings, name))})
 
 
 def main() -> None:

@@ -223,3 +223,42 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
         db.record_rows(conn, context, upto, Mode.BASELINE)
         emit(Event.BASELINE_RECORDED, count=len(upto), version=upto[-1].version, forced=bool(failing))
     return len(upto)
+
+
+def new(settings: Settings, name: str) -> Path:
+    """Create the next native migration file, `<version>_<name>.sql`: the next number in the
+    width the directory uses, or a UTC timestamp where its versions are timestamps. drizzle-kit
+    and Prisma folders have generators of their own."""
+    import re
+    from datetime import UTC, datetime
+
+    from release_runner import migrations
+
+    directory = settings.migrations_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    foreign = [f for f in migrations.detect_formats(directory) if f != "native"]
+    if foreign:
+        generator = {"drizzle": "drizzle-kit generate", "prisma": "prisma migrate dev --create-only"}
+        raise UsageError(
+            f"{directory} is a {foreign[0]} folder: create its migrations with `{generator[foreign[0]]}`",
+            file=str(directory),
+        )
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not slug:
+        raise UsageError(
+            f"{name!r} has no letters or digits to name a file with; say what the migration does"
+        )
+    versions = [m.group(1) for p in directory.iterdir() if (m := migrations.NATIVE_NAME.match(p.name))]
+    newest = max(versions, key=int, default=None)
+    if newest is not None and len(newest) == 14:
+        version = max(datetime.now(UTC).strftime("%Y%m%d%H%M%S"), str(int(newest) + 1))
+    else:
+        width = max((len(v) for v in versions), default=4)
+        version = str(int(newest or 0) + 1).zfill(width)
+    path = directory / f"{version}_{slug}.sql"
+    path.write_text(
+        f"-- {name}\n-- Runs in one transaction with its history row. Header directives, if any, go\n"
+        "-- here (see the README): -- release-runner: lock-timeout=10s\n\n"
+    )
+    emit(Event.MIGRATION_CREATED, file=str(path), version=version)
+    return path

@@ -41,6 +41,7 @@ class Event(StrEnum):
     MIGRATION_RETRY = "migration.retry"
     MIGRATION_ALREADY_APPLIED = "migration.already_applied"
     MIGRATION_RECONCILED = "migration.reconciled"
+    MIGRATION_CREATED = "migration.created"
     MIGRATION_APPLIED = "migration.applied"
     MIGRATION_FAILED = "migration.failed"
     VERIFY_MISMATCH = "verify.mismatch"
