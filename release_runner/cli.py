@@ -328,6 +328,12 @@ def check(ctx: click.Context, /, **options: Any) -> None:
     metavar="VERSION",
     help="Delete its record (you undid it; migrate runs it again).",
 )
+@option(
+    "--accept-checksum",
+    "accepted_version",
+    metavar="VERSION",
+    help="Record the edited text of an applied file (after checking the schema against the snapshot).",
+)
 @option("--reason", required=True, help="Why; recorded in the log with who ran it.")
 @click.pass_context
 def repair(
@@ -335,17 +341,20 @@ def repair(
     /,
     applied_version: str | None,
     forget_version: str | None,
+    accepted_version: str | None,
     reason: str,
     **options: Any,
 ) -> None:
-    """Resolve a failed or unfinished no-transaction migration after a human fixed it."""
-    if bool(applied_version) == bool(forget_version):
-        raise click.UsageError("give exactly one of --applied VERSION or --forget VERSION")
+    """Resolve a record after a human fixed what it is about: a failed or unfinished
+    no-transaction migration, or an applied file edited on purpose."""
+    chosen = {"applied": applied_version, "forget": forget_version, "accept-checksum": accepted_version}
+    given = {action: version for action, version in chosen.items() if version}
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --applied, --forget or --accept-checksum VERSION")
     settings = _settings(ctx, options)
     from release_runner import commands
 
-    version = applied_version or forget_version or ""
-    action = "applied" if applied_version else "forget"
+    ((action, version),) = given.items()
     _finish("repair", settings, lambda run_id: commands.repair(settings, version, action, reason, run_id))
 
 

@@ -8,7 +8,7 @@ migrate: read the files -> connect and lock -> validate history -> preflight -> 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from release_runner import plan as plan_module
 from release_runner import refusals, session, verification
 from release_runner.errors import DriftError, UsageError
 from release_runner.events import Event, emit
-from release_runner.history import Mode, Status
+from release_runner.history import HistoryRow, Mode, Status
 from release_runner.log import fly_context
 from release_runner.settings import Settings
 
@@ -151,24 +151,35 @@ def check(settings: Settings) -> int:
 
 
 def repair(settings: Settings, version: str, action: str, reason: str, run_id: str) -> None:
-    """Resolve a failed or unfinished no-transaction migration after a human fixed it:
-    `applied` marks it done, `forget` deletes its row so the next migrate runs it again."""
+    """Resolve a record after a human fixed what it is about: `applied` marks a failed or
+    unfinished no-transaction migration done, `forget` deletes its row so the next migrate runs
+    it again, `accept-checksum` records the text of a deliberately edited applied file (only
+    once the live schema matches the snapshot)."""
     from release_runner import db
 
-    if action not in ("applied", "forget"):
-        raise UsageError(f"repair takes `applied` or `forget`, not {action!r}")
+    if action not in ("applied", "forget", "accept-checksum"):
+        raise UsageError(f"repair takes `applied`, `forget` or `accept-checksum`, not {action!r}")
+    # Accepting an edit is checked against the snapshot, which must exist; read before locking.
+    expected = (
+        verification.expected_schema(replace(settings, require_snapshot=True))
+        if action == "accept-checksum"
+        else None
+    )
     with session.locked(settings) as locked:
         conn = locked.conn
         row = db.history_row(conn, settings.history_schema, version)
-        if row is None or row.applied:
+        if action == "accept-checksum":
+            _accept_checksum(locked, row, version, expected)
+        elif row is None or row.applied:
             raise UsageError(
                 f"version {version} has no failed or unfinished record; repair only resolves "
                 "those (see `release-runner status`)"
             )
-        if action == "applied":
+        elif action == "applied":
             db.resolve(conn, settings.history_schema, version, Status.APPLIED)
         else:
             db.delete_row(conn, settings.history_schema, version)
+        assert row is not None
         emit(
             Event.HISTORY_REPAIRED,
             version=version,
@@ -177,6 +188,26 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
             previous_status=str(row.status),
             by=db.RunContext(settings.history_schema, run_id, {}).applied_by,
         )
+
+
+def _accept_checksum(
+    locked: session.Session, row: HistoryRow | None, version: str, expected: schema.Snapshot | None
+) -> None:
+    """Re-record an applied file's checksum, after checking the live schema against the
+    snapshot: accepting an edit must not hide a database that lacks what the file now says."""
+    from release_runner import db
+
+    settings = locked.settings
+    migration = next((m for m in refusals.load(settings).migrations if m.version == version), None)
+    if row is None or not row.applied or migration is None:
+        raise UsageError(
+            f"version {version} is not an applied migration with a file; accept-checksum is for an "
+            "applied file edited on purpose (see `release-runner status`)"
+        )
+    if migration.checksum == row.checksum:
+        raise UsageError(f"{migration.label}: its checksum already matches the history; nothing to accept")
+    verification.verify_live(locked.conn, settings, expected)
+    db.set_checksum(locked.conn, settings.history_schema, version, migration.checksum)
 
 
 def baseline(settings: Settings, version: str | None, force: bool, run_id: str) -> int:

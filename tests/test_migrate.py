@@ -513,3 +513,30 @@ def test_applied_by_for_a_uid_without_a_name(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(getpass, "getuser", nameless)
     assert db.RunContext("release_runner", "r", {}).applied_by.startswith(f"uid {os.getuid()}@")
+
+
+def test_an_applied_file_edited_on_purpose_is_accepted_after_verification(
+    tmp_path: Path, server: Server, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """An applied file edited on purpose: migrate refuses (CHANGED); `repair --accept-checksum`
+    records the new text only while the schema matches the snapshot (exit 3 and nothing
+    recorded otherwise); migrate is then green."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    scratch = server.url("postgres")
+    assert run_cli("snapshot", "--migrations", str(tmp_path), "--scratch-url", scratch).code == 0
+    assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
+    (tmp_path / "0001_a.sql").write_text("-- the table of a\nCREATE TABLE a (id int);\n")
+    assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 5
+    admin.execute("ALTER TABLE a ALTER id TYPE bigint")  # changed by hand: a failing difference
+    drifted = run_cli(
+        "repair", "--accept-checksum", "0001", "--reason", "comment", "--migrations", str(tmp_path), url=url
+    )
+    assert drifted.code == 3, drifted.stdout
+    assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 5
+    admin.execute("ALTER TABLE a ALTER id TYPE int")
+    accepted = run_cli(
+        "repair", "--accept-checksum", "0001", "--reason", "comment", "--migrations", str(tmp_path), url=url
+    )
+    assert accepted.code == 0, accepted.stdout
+    assert accepted.named("history.repaired")[0]["action"] == "accept-checksum"
+    assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0

@@ -39,6 +39,7 @@ from release_runner.db.history_table import (
     record_outcome,
     record_rows,
     resolve,
+    set_checksum,
 )
 from release_runner.db.watcher import Watcher
 
@@ -76,6 +77,7 @@ __all__ = [
     "record_rows",
     "resolve",
     "server_version",
+    "set_checksum",
     "table_sizes",
     "terminate",
     "try_lock",

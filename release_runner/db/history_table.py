@@ -173,6 +173,13 @@ def resolve(conn: Connection, schema: str, version: str, status: Status) -> None
     )
 
 
+def set_checksum(conn: Connection, schema: str, version: str, checksum: str) -> None:
+    conn.execute(
+        sql.SQL("UPDATE {}.history SET checksum = %s WHERE version = %s").format(sql.Identifier(schema)),
+        (checksum, version),
+    )
+
+
 def delete_row(conn: Connection, schema: str, version: str) -> None:
     conn.execute(
         sql.SQL("DELETE FROM {}.history WHERE version = %s").format(sql.Identifier(schema)),
