@@ -214,7 +214,15 @@ def _apply_one(
         raise MigrationFailed(f"{migration.label}: {error}; deploy again once the file is fixed") from None
     except KeyboardInterrupt as interrupted:
         if isinstance(interrupted, Interrupted):
-            interrupted.outcome = _after_interrupt(session, item, state.reported, applied)
+            try:
+                interrupted.outcome = _after_interrupt(session, item, state.reported, applied)
+            except db.DatabaseError:
+                # The signal came between sending a statement and reading its result: the
+                # connection cannot answer now. Say so rather than crash with its error.
+                interrupted.outcome = (
+                    f"{migration.label} was running and what it left could not be read back; "
+                    "`release-runner status` shows what committed"
+                )
         raise
 
 
