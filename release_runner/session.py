@@ -138,8 +138,10 @@ class Session:
         try:
             return step(self.conn)
         except db.OperationalError:
-            if not db.broken(self.conn):
-                raise
+            # The error may come from another connection of the step (the pooler probe's
+            # second one) while this one is cut too but has not noticed: ask it.
+            if not db.broken(self.conn) and db.alive(self.conn):
+                return step(self.conn)
         return step(self.reconnect())
 
     def _take_over(self, holders: list[dict[str, Any]]) -> bool:
@@ -196,8 +198,8 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
         session.take_lock()
         yield session
     except db.OperationalError as error:
-        if not db.broken(session.conn):
-            raise
+        # A connection problem, whichever connection it came from: the database could not be
+        # reached for what the run needed (exit 4), never a crash.
         message = redact(str(error).strip())
         if db.pool_exhausted(error):
             raise UnreachableError(db.POOL_EXHAUSTED) from error

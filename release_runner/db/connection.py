@@ -219,6 +219,15 @@ def broken(conn: Connection) -> bool:
     return conn.closed or conn.broken
 
 
+def alive(conn: Connection) -> bool:
+    """Whether the connection still answers (one round trip)."""
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 def in_transaction(conn: Connection) -> bool:
     """The session is inside a transaction block (open or aborted): closing it rolls it back."""
     return conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
