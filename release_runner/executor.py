@@ -277,6 +277,8 @@ def _after_interrupt(session: Session, item: Prepared, reported: bool, applied: 
     conn = session.conn
     if reported:
         return f"{label} had been applied; no migration was left half-done"
+    if not db.broken(conn):
+        db.drain(conn)  # the signal may have come between sending the message and reading it
     if db.broken(conn):
         return (
             f"{label} was running and the connection is gone: it was rolled back unless it had "

@@ -27,7 +27,7 @@ from release_runner.db.connection import (
     with_dbname,
     with_search_path,
 )
-from release_runner.db.execute import IncompleteRun, MigrationError, UnrecordedOutcome, apply
+from release_runner.db.execute import IncompleteRun, MigrationError, UnrecordedOutcome, apply, drain
 from release_runner.db.history_table import (
     RunContext,
     delete_row,
@@ -61,6 +61,7 @@ __all__ = [
     "connect",
     "create_database",
     "delete_row",
+    "drain",
     "drop_database",
     "ensure_history",
     "ensure_schema",

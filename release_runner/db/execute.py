@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.generators import execute as execute_generator
+from psycopg.generators import fetch_many
 from psycopg.pq import ExecStatus, TransactionStatus
 
 from release_runner import mask
@@ -232,6 +233,13 @@ def _record(
         if not lost.connection_lost:
             raise
         raise UnrecordedOutcome(status, error, failure) from None
+
+
+def drain(conn: Connection) -> None:
+    """Read what the server still has to send for a message whose reading a signal cut short,
+    so that the connection answers again and its transaction state is the server's."""
+    if conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
+        conn.wait(fetch_many(conn.pgconn))
 
 
 def _watch_client(conn: Connection, command: str) -> list[str]:
