@@ -94,10 +94,6 @@ def _register_secrets(url: str | None) -> None:
         log.add_secret(match.group(1).strip("'"))
 
 
-def _summary(command: str | None, status: str, code: int, progress: Progress, **facts: Any) -> dict[str, Any]:
-    return progress.summary(command, status, code, **facts)
-
-
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
     """Run one command under the common contract: events, summary line, exit code."""
     from release_runner import mask
@@ -151,7 +147,7 @@ def _run(
     emit(
         Event.RELEASE_FINISHED,
         Level.INFO if code == 0 else Level.ERROR,
-        **_summary(command, status, code, progress, **result),
+        **progress.summary(command, status, code, **result),
     )
     return code
 
