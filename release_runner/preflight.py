@@ -13,20 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from release_runner.migrations import Migration
+from release_runner.nontransactional import enum_values_used_too_soon, node, refuses_transaction_block
 from release_runner.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement
 
 ERROR = "error"
 WARNING = "warning"
+ENUM_RULE = "enum-value-used-before-commit"
 
-# Statements PostgreSQL refuses inside a transaction block, by parse-tree node.
-_ALWAYS_NONTRANSACTIONAL = {
-    "CreatedbStmt",
-    "DropdbStmt",
-    "AlterSystemStmt",
-    "CreateTableSpaceStmt",
-    "DropTableSpaceStmt",
-    "CreateSubscriptionStmt",
-}
 # Functions whose default forces a table rewrite when a column is added (not now(): stable).
 _VOLATILE_DEFAULTS = {
     "random",
@@ -131,33 +124,8 @@ class Prepared:
         return default if value is None else value
 
 
-def _node(statement: Statement) -> tuple[str, dict[str, Any]]:
-    if not statement.node:
-        return "?", {}
-    kind, body = next(iter(statement.node.items()))
-    return kind, body
-
-
-def is_nontransactional(statement: Statement) -> bool:
-    """True for statements PostgreSQL refuses to run inside a transaction block."""
-    kind, body = _node(statement)
-    if kind in _ALWAYS_NONTRANSACTIONAL:
-        return True
-    if kind in ("IndexStmt", "DropStmt"):
-        return bool(body.get("concurrent"))
-    if kind == "ReindexStmt":
-        options = {p.get("DefElem", {}).get("defname") for p in body.get("params", [])}
-        return "concurrently" in options or body.get("kind") in (
-            "REINDEX_OBJECT_SYSTEM",
-            "REINDEX_OBJECT_DATABASE",
-        )
-    if kind == "VacuumStmt":
-        return bool(body.get("is_vacuumcmd"))
-    return False
-
-
 def _transaction_kind(statement: Statement) -> str | None:
-    kind, body = _node(statement)
+    kind, body = node(statement)
     return str(body.get("kind")) if kind == "TransactionStmt" else None
 
 
@@ -203,7 +171,7 @@ def prepare(
     if migration.source_format in ("prisma", "drizzle"):
         statements, unwrapped = _unwrap(statements)
     findings: list[Finding] = []
-    nontransactional = [s for s in statements if is_nontransactional(s)]
+    nontransactional = [s for s in statements if refuses_transaction_block(s)]
     explicit = migration.directives.no_transaction
     label = migration.label
     if (explicit or nontransactional) and len(statements) > 1:
@@ -247,7 +215,7 @@ def prepare(
                 )
             )
     for statement in statements:
-        kind, body = _node(statement)
+        kind, body = node(statement)
         if kind == "CopyStmt" and not body.get("filename") and not body.get("is_program"):
             findings.append(
                 _finding(
@@ -260,6 +228,22 @@ def prepare(
                     "Load the data with INSERT ... VALUES, or COPY from a file on the server",
                 )
             )
+    for statement, type_name in enum_values_used_too_soon(statements):
+        if ENUM_RULE in migration.directives.allow or ENUM_RULE in statement.allow:
+            continue
+        findings.append(
+            _finding(
+                ENUM_RULE,
+                ERROR,
+                label,
+                statement,
+                f"uses the enum value added to {type_name} earlier in this file; PostgreSQL refuses "
+                "a new enum value until the transaction that added it commits (SQLSTATE 55P04)",
+                "Move the ALTER TYPE ... ADD VALUE into a migration file of its own, before this "
+                "one: each migration commits before the next starts. If this constant is not a "
+                f"use of the value, add `-- release-runner: allow {ENUM_RULE}` above the statement",
+            )
+        )
     for statement in statements:
         for rule, table in _statement_rules(statement, created):
             if rule in migration.directives.allow or rule in statement.allow:
@@ -353,7 +337,7 @@ def _volatile_default(column_def: dict[str, Any]) -> bool:
 
 def _statement_rules(statement: Statement, created: set[str]) -> list[tuple[str, str | None]]:
     """(rule, table) pairs for one statement; records tables this statement creates."""
-    kind, body = _node(statement)
+    kind, body = node(statement)
     found: list[tuple[str, str | None]] = []
     table = _relation_name(body.get("relation"))
     existing = table is not None and table not in created

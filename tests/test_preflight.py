@@ -35,6 +35,27 @@ CASES = [
         "transaction",
     ),
     ("SELECT 1;\nVACUUM t;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
+    *(
+        (f"SELECT 1;\n{statement};\n", "nontransactional-statement", "error", 2, 1, "transaction")
+        for statement in (
+            "ALTER TABLE p DETACH PARTITION c CONCURRENTLY",
+            "REINDEX SCHEMA s",
+            "REINDEX DATABASE d",
+            "DISCARD ALL",
+            "CLUSTER",
+            "ALTER DATABASE d SET TABLESPACE t",
+            "ALTER SUBSCRIPTION s REFRESH PUBLICATION",
+            "DROP SUBSCRIPTION s",
+        )
+    ),
+    (
+        "ALTER TYPE mood ADD VALUE 'meh';\nUPDATE t SET m = 'meh' WHERE a = 1;\n",
+        "enum-value-used-before-commit",
+        "error",
+        2,
+        1,
+        "55P04",
+    ),
     ("SELECT 1;\nCREATE DATABASE x;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
     (
         "SELECT 1;\nALTER SYSTEM SET work_mem = '1MB';\n",
@@ -205,3 +226,20 @@ def test_real_sets_have_no_preflight_errors(name: str) -> None:
         # 56 CREATE and 15 DROP INDEX CONCURRENTLY files run without a transaction.
         assert sum(not p.transactional for p in prepared) == 71
         assert sum(p.unwrapped for p in prepared) == 13
+
+
+def test_new_enum_value_rules(tmp_path: Path) -> None:
+    """A value added to a type created in the same file may be used (the server allows it); a
+    later file may always use it; a constant that is not a use is allowed by a comment."""
+    created = "CREATE TYPE mood AS ENUM ('ok');\nALTER TYPE mood ADD VALUE 'meh';\nSELECT 'meh'::mood;\n"
+    assert _prepare(tmp_path / "a", created).findings == []
+    write(
+        tmp_path / "b",
+        {"0001_add.sql": "ALTER TYPE mood ADD VALUE 'meh';\n", "0002_use.sql": "UPDATE t SET m = 'meh';\n"},
+    )
+    assert [p.findings for p in prepare_all(read_directory(tmp_path / "b").migrations)] == [[], []]
+    allowed = (
+        "ALTER TYPE mood ADD VALUE 'meh';\n"
+        "-- release-runner: allow enum-value-used-before-commit\nCOMMENT ON TABLE t IS 'meh';\n"
+    )
+    assert _prepare(tmp_path / "c", allowed).findings == []
