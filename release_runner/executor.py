@@ -112,6 +112,7 @@ def _apply_one(
         transaction_mode=item.transaction_mode,
         **({"automatic": True} if item.automatic_no_transaction else {}),
         statements=len(item.statements),
+        **({"locks_ahead": [lock.describe() for lock in item.locks_ahead]} if item.locks_ahead else {}),
     )
     state = _Attempts()
     lock_timeout = item.lock_timeout(settings.lock_timeout)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from release_runner import lock_ahead
+from release_runner.lock_ahead import Lock
 from release_runner.migrations import Migration
 from release_runner.nontransactional import enum_values_used_too_soon, node, refuses_transaction_block
 from release_runner.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement
@@ -108,6 +111,12 @@ class Prepared:
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == WARNING]
+
+    @cached_property
+    def locks_ahead(self) -> list[Lock]:
+        """The table locks taken before the first statement (lock_ahead.py); none without a
+        transaction, where the one statement takes its own."""
+        return lock_ahead.needed(self.statements) if self.transactional else []
 
     @property
     def transaction_mode(self) -> str:

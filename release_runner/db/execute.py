@@ -12,6 +12,7 @@ from psycopg.generators import execute as execute_generator
 from psycopg.generators import fetch_many
 from psycopg.pq import ExecStatus, TransactionStatus
 
+from release_runner import lock_ahead as lock_ahead_module
 from release_runner import mask
 from release_runner.db.connection import KEEPALIVE, Connection
 from release_runner.db.history_table import RunContext, status_update
@@ -171,19 +172,25 @@ def apply(
     statement_timeout: float,
 ) -> None:
     """Run one migration, then reset the session. Transactional: BEGIN, SET LOCAL timeouts, the
-    statements, the history row, COMMIT and the reset in one round trip. No-transaction: a
+    statements, the history row, COMMIT and the reset in one round trip; a migration that
+    touches existing tables first takes their locks in one more (lock_ahead.py). No-transaction: a
     `started` row, the statement in autocommit, then the final status with the reset. Raises
     MigrationError, or IncompleteRun when the server did not run all of it."""
     lock = pg_duration(lock_timeout)
     statement = pg_duration(statement_timeout)
     texts = [s.text for s in prepared.statements]
     if prepared.transactional:
+        lock_ahead = lock_ahead_module.block(prepared.locks_ahead, round(lock_timeout * 1000))
         prefix = [
             "BEGIN",
             f"SET LOCAL lock_timeout = '{lock}'",
             f"SET LOCAL statement_timeout = '{statement}'",
             *_watch_client(conn, "SET LOCAL"),
         ]
+        if lock_ahead:
+            # A message of its own: pg_stat_activity then shows the file's statements, not this.
+            _guarded(conn, prepared, [*prefix, lock_ahead], None, in_transaction_after=True)
+            prefix = []
         # The history row is written as the runner's own role, whatever role the file switched to.
         suffix = [
             "RESET SESSION AUTHORIZATION",
@@ -251,11 +258,17 @@ def _watch_client(conn: Connection, command: str) -> list[str]:
     return [f"{command} client_connection_check_interval = '1s'"]
 
 
-def _guarded(conn: Connection, prepared: Prepared, parts: list[str], first: int | None) -> None:
+def _guarded(
+    conn: Connection,
+    prepared: Prepared,
+    parts: list[str],
+    first: int | None,
+    in_transaction_after: bool = False,
+) -> None:
     """Run parts; translate errors, rolling back an aborted transaction. `first` is the index of
     the migration's first statement among `parts` (None: no statement of the file is there)."""
     try:
-        _run_message(conn, parts)
+        _run_message(conn, parts, in_transaction_after)
     except _FailedPart as failed:
         lost = conn.broken or (failed.error.sqlstate or "").startswith(_CONNECTION_LOST_CLASSES)
         if not lost and conn.pgconn.transaction_status == TransactionStatus.INERROR:

@@ -1,0 +1,275 @@
+"""Pure: lock-ahead. Before the first statement of a transactional migration, take every table
+lock its statements will take, read from their parse trees, without ever holding one lock while
+waiting long for another.
+
+Why: `lock_timeout` bounds one statement's wait, not the app's. `ALTER TABLE a …; ALTER TABLE b …`
+holds `a`'s ACCESS EXCLUSIVE lock while it waits for `b`, and every query on `a` queues behind it
+for the whole wait. Here all locks are taken in short rounds inside one savepoint (a PL/pgSQL
+block with an exception handler): when any table is busy, the round's locks are released at
+once, the app's queued queries run, and the round is tried again, longer each time (100 ms
+doubling to at most 1 s, never beyond lock_timeout), until the migration's lock_timeout is spent.
+Then the server's own `lock_not_available` error (55P03) ends the attempt as a plain lock
+timeout would, and the runner's retries apply. A query on a table the migration touches waits at
+most one round, not the sum of every wait.
+
+Modes are the ones PostgreSQL 15 takes for each statement (tests/test_lock_ahead.py checks them
+against pg_locks): never stronger, so a VALIDATE CONSTRAINT or CREATE INDEX does not start
+blocking reads; never weaker, so no statement waits again to upgrade. What the parse tree cannot
+show (tables a function or trigger touches, row locks an UPDATE waits for) is left to the
+statement's own lock_timeout. Tables that do not exist yet, and relations that are not tables,
+are skipped on the server. A file that opens with `SET TRANSACTION` gets no lock-ahead, since
+nothing may run in its transaction before that statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from release_runner.nontransactional import node
+from release_runner.statements import Statement
+
+ROW_EXCLUSIVE = "ROW EXCLUSIVE"
+SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
+SHARE = "SHARE"
+SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
+ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+# Which modes each mode conflicts with (PostgreSQL's table-level lock conflict matrix).
+_CONFLICTS = {
+    ROW_EXCLUSIVE: {SHARE, SHARE_ROW_EXCLUSIVE, "EXCLUSIVE", ACCESS_EXCLUSIVE},
+    SHARE_UPDATE_EXCLUSIVE: {
+        SHARE_UPDATE_EXCLUSIVE,
+        SHARE,
+        SHARE_ROW_EXCLUSIVE,
+        "EXCLUSIVE",
+        ACCESS_EXCLUSIVE,
+    },
+    SHARE: {ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, "EXCLUSIVE", ACCESS_EXCLUSIVE},
+    SHARE_ROW_EXCLUSIVE: {
+        ROW_EXCLUSIVE,
+        SHARE_UPDATE_EXCLUSIVE,
+        SHARE,
+        SHARE_ROW_EXCLUSIVE,
+        "EXCLUSIVE",
+        ACCESS_EXCLUSIVE,
+    },
+    ACCESS_EXCLUSIVE: {
+        "ACCESS SHARE",
+        "ROW SHARE",
+        ROW_EXCLUSIVE,
+        SHARE_UPDATE_EXCLUSIVE,
+        SHARE,
+        SHARE_ROW_EXCLUSIVE,
+        "EXCLUSIVE",
+        ACCESS_EXCLUSIVE,
+    },
+}
+# ALTER TABLE subcommands that take less than ACCESS EXCLUSIVE (AlterTableGetLockLevel).
+_ALTER_SHARE_UPDATE_EXCLUSIVE = {
+    "AT_ValidateConstraint",
+    "AT_SetStatistics",
+    "AT_ClusterOn",
+    "AT_DropCluster",
+    "AT_SetOptions",
+    "AT_ResetOptions",
+    "AT_SetRelOptions",
+    "AT_ResetRelOptions",
+    "AT_AttachPartition",
+}
+_ALTER_SHARE_ROW_EXCLUSIVE = {
+    "AT_EnableTrig",
+    "AT_EnableAlwaysTrig",
+    "AT_EnableReplicaTrig",
+    "AT_EnableTrigAll",
+    "AT_EnableTrigUser",
+    "AT_DisableTrig",
+    "AT_DisableTrigAll",
+    "AT_DisableTrigUser",
+}
+_TABLES = ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE")
+_ON_TABLE = {"OBJECT_TRIGGER", "OBJECT_POLICY", "OBJECT_RULE"}
+_DML = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
+FIRST_ROUND_MS = 100
+LONGEST_ROUND_MS = 1000
+_NO_LIMIT_MS = 10 * 365 * 86_400_000  # lock_timeout 0 waits without limit; ten years will do
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A table lock to take: the table's name parts as written (or, with `of_index`, the name
+    of an index whose table is meant) and the mode."""
+
+    name: tuple[str, ...]
+    mode: str
+    of_index: bool = False
+
+    def describe(self) -> str:
+        return f"{'.'.join(self.name)} ({self.mode})"
+
+
+def _range_var(relation: dict[str, Any] | None) -> tuple[str, ...] | None:
+    if not relation or "relname" not in relation:
+        return None
+    schema = relation.get("schemaname")
+    return (str(schema), str(relation["relname"])) if schema else (str(relation["relname"]),)
+
+
+def _names(items: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(str(item.get("String", {}).get("sval")) for item in items)
+
+
+def _foreign_keys(elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Foreign-key constraints among a CREATE TABLE's elements, column constraints included."""
+    for element in elements:
+        constraints = element.get("ColumnDef", {}).get("constraints", []) or [element]
+        for item in constraints:
+            constraint = item.get("Constraint", {})
+            if constraint.get("contype") == "CONSTR_FOREIGN":
+                yield constraint
+
+
+def _alter_table(body: dict[str, Any]) -> Iterator[tuple[tuple[str, ...] | None, str]]:
+    table = _range_var(body.get("relation"))
+    modes = []
+    for item in body.get("cmds", []):
+        command = item.get("AlterTableCmd", {})
+        subtype = command.get("subtype")
+        definition = command.get("def", {})
+        constraint = definition.get("Constraint", {})
+        partition = _range_var(definition.get("PartitionCmd", {}).get("name"))
+        if subtype in _ALTER_SHARE_UPDATE_EXCLUSIVE:
+            modes.append(SHARE_UPDATE_EXCLUSIVE)
+        elif subtype in _ALTER_SHARE_ROW_EXCLUSIVE:
+            modes.append(SHARE_ROW_EXCLUSIVE)
+        elif subtype == "AT_AddConstraint" and constraint.get("contype") == "CONSTR_FOREIGN":
+            modes.append(SHARE_ROW_EXCLUSIVE)
+            yield _range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE
+        else:
+            modes.append(ACCESS_EXCLUSIVE)
+        if partition and subtype in ("AT_AttachPartition", "AT_DetachPartition"):
+            yield partition, ACCESS_EXCLUSIVE
+    for mode in modes:
+        yield table, mode
+
+
+def _statement_locks(statement: Statement) -> Iterator[tuple[tuple[str, ...] | None, str]]:
+    kind, body = node(statement)
+    relation = _range_var(body.get("relation"))
+    if kind == "AlterTableStmt" and body.get("objtype") in _TABLES:
+        yield from _alter_table(body)
+    elif kind == "IndexStmt" and not body.get("concurrent"):
+        yield relation, SHARE
+    elif kind == "CreateTrigStmt":
+        yield relation, SHARE_ROW_EXCLUSIVE
+    elif kind == "CreateStmt":
+        for constraint in _foreign_keys(body.get("tableElts", [])):
+            yield _range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE
+        if body.get("partbound"):
+            for parent in body.get("inhRelations", []):
+                yield _range_var(parent.get("RangeVar")), ACCESS_EXCLUSIVE
+    elif kind == "RenameStmt" and (
+        body.get("renameType") in _TABLES
+        or body.get("relationType") in _TABLES
+        or body.get("renameType") in _ON_TABLE | {"OBJECT_TABCONSTRAINT"}
+    ):
+        yield relation, ACCESS_EXCLUSIVE
+    elif kind == "DropStmt" and not body.get("concurrent"):
+        objects = [_names(item.get("List", {}).get("items", [])) for item in body.get("objects", [])]
+        remove = body.get("removeType")
+        for name in objects:
+            if remove in _TABLES:
+                yield name, ACCESS_EXCLUSIVE
+            elif remove in _ON_TABLE and len(name) > 1:
+                yield name[:-1], ACCESS_EXCLUSIVE
+    elif kind == "TruncateStmt":
+        for item in body.get("relations", []):
+            yield _range_var(item.get("RangeVar")), ACCESS_EXCLUSIVE
+    elif kind in _DML:
+        yield relation, ROW_EXCLUSIVE
+    elif kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
+        yield _range_var(body.get("table")), ACCESS_EXCLUSIVE
+    elif kind == "RuleStmt" or (kind == "AlterObjectSchemaStmt" and body.get("objectType") in _TABLES):
+        yield relation, ACCESS_EXCLUSIVE
+    elif kind == "ReindexStmt" and body.get("kind") == "REINDEX_OBJECT_TABLE":
+        yield relation, SHARE
+
+
+def _sets_transaction(statement: Statement) -> bool:
+    kind, body = node(statement)
+    return kind == "VariableSetStmt" and body.get("name") == "TRANSACTION"
+
+
+def needed(statements: list[Statement]) -> list[Lock]:
+    """The table locks a transaction of these statements takes, in the order first needed; a
+    mode is left out where another one it needs on that table already excludes everything it
+    would (ACCESS EXCLUSIVE covers all)."""
+    if statements and _sets_transaction(statements[0]):
+        # SET TRANSACTION must come before any query of the transaction, and the lock-ahead
+        # block is one: such a file takes its locks as its statements go.
+        return []
+    wanted: dict[tuple[tuple[str, ...], bool], list[str]] = {}
+    for statement in statements:
+        kind, body = node(statement)
+        if kind == "DropStmt" and body.get("removeType") == "OBJECT_INDEX" and not body.get("concurrent"):
+            for item in body.get("objects", []):
+                wanted.setdefault((_names(item.get("List", {}).get("items", [])), True), []).append(
+                    ACCESS_EXCLUSIVE
+                )
+            continue
+        for name, mode in _statement_locks(statement):
+            if name:
+                wanted.setdefault((name, False), []).append(mode)
+    locks = []
+    for (name, of_index), modes in wanted.items():
+        distinct = list(dict.fromkeys(modes))
+        for mode in distinct:
+            if not any(other != mode and _CONFLICTS[mode] <= _CONFLICTS[other] for other in distinct):
+                locks.append(Lock(name, mode, of_index))
+    return locks
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quoted(name: tuple[str, ...]) -> str:
+    """The name as quoted identifiers, for to_regclass."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name)
+
+
+def block(locks: list[Lock], lock_timeout_ms: int) -> str | None:
+    """The DO block that takes `locks` in rounds within `lock_timeout_ms` (0: no limit, as for
+    lock_timeout), then leaves lock_timeout at that value for the statements; None when there
+    is nothing to lock. Kept short: pg_stat_activity shows the first kilobyte of it."""
+    if not locks:
+        return None
+    budget_ms = lock_timeout_ms if lock_timeout_ms > 0 else _NO_LIMIT_MS
+    names = ", ".join(_literal(_quoted(lock.name)) for lock in locks)
+    modes = ", ".join(_literal(lock.mode) for lock in locks)
+    of_index = ", ".join("true" if lock.of_index else "false" for lock in locks)
+    return f"""DO $release_runner_lock_ahead$ DECLARE
+ names text[] := ARRAY[{names}]; modes text[] := ARRAY[{modes}]; of_index bool[] := ARRAY[{of_index}];
+ budget_end timestamptz := clock_timestamp() + interval '{budget_ms} ms';
+ round_ms bigint := {min(FIRST_ROUND_MS, budget_ms)}; round_end timestamptz; target regclass;
+BEGIN LOOP
+ round_end := least(clock_timestamp() + round_ms * interval '1 ms', budget_end);
+ BEGIN
+  FOR i IN 1 .. array_length(names, 1) LOOP
+   target := CASE WHEN of_index[i] THEN (SELECT indrelid::regclass FROM pg_index
+    WHERE indexrelid = to_regclass(names[i])) ELSE to_regclass(names[i]) END;
+   IF (SELECT relkind FROM pg_class WHERE oid = target) IN ('r', 'p', 'f') THEN
+    PERFORM set_config('lock_timeout',
+     greatest(1, ceil(extract(epoch FROM round_end - clock_timestamp()) * 1000)) || 'ms', true);
+    BEGIN EXECUTE format('LOCK TABLE %s IN %s MODE', target, modes[i]);
+    EXCEPTION WHEN insufficient_privilege THEN NULL; END;
+   END IF;
+  END LOOP;
+  EXIT;
+ EXCEPTION WHEN lock_not_available THEN
+  IF clock_timestamp() >= budget_end THEN RAISE; END IF;
+  PERFORM pg_sleep(least(0.02 + random() * 0.04, extract(epoch FROM budget_end - clock_timestamp())));
+  round_ms := least(round_ms * 2, {min(LONGEST_ROUND_MS, budget_ms)});
+ END;
+END LOOP;
+PERFORM set_config('lock_timeout', '{lock_timeout_ms}ms', true);
+END $release_runner_lock_ahead$"""
