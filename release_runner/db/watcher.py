@@ -68,8 +68,9 @@ class Watcher:
                     self._cancelled = self.budget_expired = True
                     self._cancel(conn)
                 continue
-            if time.monotonic() >= report_at:
-                self._check_blockers(version, conn)
+            # After a miss, look again at the next tick: lock-ahead waits in rounds with short
+            # gaps between them, and a look that lands in a gap must not cost a second.
+            if time.monotonic() >= report_at and self._check_blockers(version, conn):
                 self._stop.wait(0.75)
 
     def _cancel(self, conn: Connection) -> None:
@@ -77,18 +78,20 @@ class Watcher:
         with suppress(psycopg.Error):
             conn.cancel_safe(timeout=5.0)
 
-    def _check_blockers(self, version: str, conn: Connection) -> None:
+    def _check_blockers(self, version: str, conn: Connection) -> bool:
+        """Report the sessions blocking the migration now; whether there were any."""
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = open_connection(self._url, self._application_name, 5)
             found = blockers(self._conn, conn.info.backend_pid)
         except psycopg.Error:
-            return  # reporting is best effort; the migration's own outcome is what matters
+            return False  # reporting is best effort; the migration's own outcome is what matters
+        for row in found:
+            row["query"] = redact(mask.statement(row["query"] or ""))
         if found:
-            for row in found:
-                row["query"] = redact(mask.statement(row["query"] or ""))
             self.last_blockers = found
             self._report(version, found)
+        return bool(found)
 
     def close(self) -> None:
         self._stop.set()
