@@ -265,6 +265,8 @@ def _print_plan(document: dict[str, Any]) -> None:
                 f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
                 f"{finding['column']} {finding['rule']}: {finding['message']}"
             )
+    for item in document["deferred"]:
+        click.echo(f"{item['file']}: deferred: {item['reason']}")
     for refusal in document["refusals"]:
         click.echo(f"!! {refusal}")
     click.echo(

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from release_runner import phases, refusals, session, verification
 from release_runner import plan as plan_module
-from release_runner import refusals, session, verification
 from release_runner.errors import DriftError, UsageError
 from release_runner.events import Event, emit
 from release_runner.history import HistoryRow, Mode, Status
@@ -21,7 +21,7 @@ from release_runner.log import fly_context
 from release_runner.settings import Settings
 
 if TYPE_CHECKING:
-    from release_runner import schema
+    from release_runner import db, schema
     from release_runner.preflight import Prepared
 
 
@@ -43,16 +43,55 @@ def migrate(settings: Settings, run_id: str) -> None:
             db.ensure_history(conn, settings.history_schema)
             return refusals.validated_plan(conn, settings, found, context)
 
-        pending = locked.read(validate).pending
-        if pending:
+        current = locked.read(validate)
+        phase = phases.choose(current, settings.post_deploy, settings.release_id)
+        if expected is not None and phase.defer:
+            # Refused before anything changes: verification could not be exact afterwards.
+            phases.expected_with_deferred(
+                expected, [m.version for m in phase.defer], str(settings.snapshot_file)
+            )
+        emit(
+            Event.HISTORY_VALIDATED,
+            applied=sum(1 for e in current.entries if e.state is plan_module.State.APPLIED),
+            pending=len(phase.apply),
+            deferred=len(phase.defer),
+            phase=phase.name,
+            release_id=settings.release_id,
+        )
+        prepared = (
+            locked.read(lambda conn: refusals.preflight(phase.apply, settings, conn)) if phase.apply else []
+        )
+        _defer(locked, context, phase, current)
+        if prepared:
             from release_runner import executor
 
-            prepared = locked.read(lambda conn: refusals.preflight(pending, settings, conn))
             executor.apply_all(locked, prepared, context, deadline)
         if not settings.verify:
             emit(Event.VERIFY_SKIPPED, reason="--no-verify given; the schema was not checked")
             return
         locked.read(lambda conn: verification.verify_live(conn, settings, expected))
+
+
+def _defer(
+    locked: session.Session, context: db.RunContext, phase: phases.Phase, current: plan_module.Plan
+) -> None:
+    """Record the post-deploy migrations this run leaves for later, and say why each waits;
+    say why each post-deploy migration it applies runs now."""
+    from release_runner import db
+
+    if phase.defer:
+        locked.read(lambda conn: db.defer(conn, context, phase.defer, locked.settings.release_id))
+    for migration in phase.defer:
+        emit(
+            Event.MIGRATION_DEFERRED,
+            version=migration.version,
+            name=migration.name,
+            file=migration.label,
+            release_id=locked.settings.release_id,
+            reason=phases.defer_reason(locked.settings.release_id, current.deferred.get(migration.version)),
+        )
+    for version, reason in phase.released.items():
+        emit(Event.MIGRATION_RELEASED, version=version, reason=reason)
 
 
 def verify(settings: Settings) -> None:
@@ -76,6 +115,7 @@ class PlanReport:
     plan: plan_module.Plan
     prepared: list[Prepared]
     settings: Settings
+    phase: phases.Phase
 
     def as_dict(self) -> dict[str, Any]:
         items = [
@@ -90,8 +130,22 @@ class PlanReport:
             }
             for item in self.prepared
         ]
+        release_id = self.settings.release_id
+        deferred = [
+            {
+                "version": m.version,
+                "name": m.name,
+                "file": m.label,
+                "reason": phases.defer_reason(release_id, self.plan.deferred.get(m.version)),
+            }
+            for m in self.phase.defer
+        ]
         return {
+            "phase": self.phase.name,
+            "release_id": release_id,
             "pending": items,
+            "deferred": deferred,
+            "released": [{"version": v, "reason": why} for v, why in self.phase.released.items()],
             "total": len(items),
             "refusals": self.plan.problems,
             "errors": sum(len(item.errors) for item in self.prepared),
@@ -105,8 +159,9 @@ def plan_report(settings: Settings) -> PlanReport:
     found = refusals.load(settings)
     with session.connected(settings) as conn:
         current = refusals.current_plan(conn, settings, found)
-        prepared = refusals.lint(current.pending, settings, conn)
-    return PlanReport(current, prepared, settings)
+        phase = phases.choose(current, settings.post_deploy, settings.release_id)
+        prepared = refusals.lint(phase.apply, settings, conn)
+    return PlanReport(current, prepared, settings, phase)
 
 
 def snapshot(settings: Settings) -> Path:
@@ -128,7 +183,8 @@ def check(settings: Settings) -> int:
 
     found = refusals.load(settings)
     snapshot = schema.load(settings.snapshot_file)
-    actual = verification.replay(settings, found.migrations).objects
+    replayed = verification.replay(settings, found.migrations)
+    actual = replayed.objects
     emit(Event.CHECK_REPLAYED, migrations=len(found.migrations))
     if snapshot is None:
         raise DriftError(
@@ -136,9 +192,17 @@ def check(settings: Settings) -> int:
             "commit the file",
             file=str(settings.snapshot_file),
         )
-    mismatches = verification.report(
-        verification.compared(settings, snapshot.objects, actual), lambda _: True
-    )
+    differences = verification.compared(settings, snapshot.objects, actual)
+    # Both states a deploy verifies: the full schema, and the schema while each post-deploy
+    # migration waits.
+    for version in sorted(set(snapshot.post_deploy) | set(replayed.post_deploy)):
+        recorded = phases.undone(snapshot.objects, [snapshot.post_deploy.get(version, {})])
+        replayed_before = phases.undone(actual, [replayed.post_deploy.get(version, {})])
+        waiting = verification.compared(settings, recorded, replayed_before)
+        if version not in snapshot.post_deploy or version not in replayed.post_deploy:
+            waiting = waiting or [schema.Mismatch("missing", "post-deploy state of", version)]
+        differences += [m for m in waiting if m not in differences]
+    mismatches = verification.report(differences, lambda _: True)
     if mismatches:
         raise DriftError(
             f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "

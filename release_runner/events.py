@@ -43,6 +43,8 @@ class Event(StrEnum):
     MIGRATION_RECONCILED = "migration.reconciled"
     MIGRATION_CREATED = "migration.created"
     MIGRATION_APPLIED = "migration.applied"
+    MIGRATION_DEFERRED = "migration.deferred"
+    MIGRATION_RELEASED = "migration.released"
     MIGRATION_FAILED = "migration.failed"
     VERIFY_MISMATCH = "verify.mismatch"
     VERIFY_PASSED = "verify.passed"
@@ -117,6 +119,7 @@ class Progress:
 
     applied: list[str] = field(default_factory=list)
     pending: int = 0
+    deferred: int = 0
     migration: str | None = None
     started: float = field(default_factory=time.monotonic)
     target: bool = False
@@ -129,6 +132,7 @@ class Progress:
             "exit_code": code,
             "applied": len(self.applied),
             "pending": self.pending,
+            "deferred": self.deferred,
             "migration": self.migration,
             "duration_ms": round((time.monotonic() - self.started) * 1000),
             **facts,
@@ -140,6 +144,8 @@ class Progress:
             self.target = True
         elif not self.target:
             return
+        elif event is Event.MIGRATION_DEFERRED:
+            self.deferred += 1
         elif event is Event.MIGRATION_STARTED:
             self.migration = str(facts["file"])  # named in the summary if it fails or is cut short
         elif event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED):

@@ -46,3 +46,15 @@ class HistoryRow:
     @property
     def applied(self) -> bool:
         return self.status is Status.APPLIED
+
+
+@dataclass(slots=True, eq=False, repr=False)
+class DeferredRow:
+    """A post-deploy migration the release phase left for later: which release deferred it
+    first (None when the run had no identity), when, and in which run."""
+
+    version: str
+    name: str
+    release_id: str | None
+    deferred_at: datetime | None = None
+    run_id: str | None = None

@@ -31,6 +31,8 @@ class Directives:
     lock_timeout: float | None = None
     statement_timeout: float | None = None
     allow: frozenset[str] = frozenset()
+    post_deploy: bool = False
+    """A contract step: deferred by the release phase, applied once the old release is gone."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -105,7 +107,7 @@ def parse_directives(text: str, path: Path) -> Directives:
     """Read the header directives; an unknown one is an error naming its line."""
     if "release-runner:" not in text:
         return _NO_DIRECTIVES
-    no_transaction = False
+    no_transaction = post_deploy = False
     lock_timeout = statement_timeout = None
     allow: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
@@ -122,6 +124,8 @@ def parse_directives(text: str, path: Path) -> Directives:
         try:
             if directive == "no-transaction":
                 no_transaction = True
+            elif directive == "post-deploy":
+                post_deploy = True
             elif key == "lock-timeout" and value:
                 lock_timeout = parse_duration(value)
             elif key == "statement-timeout" and value:
@@ -132,12 +136,12 @@ def parse_directives(text: str, path: Path) -> Directives:
                 raise ValueError(f"unknown directive {directive!r}")
         except ValueError as error:
             raise UsageError(
-                f"{path}:{number}: {error}; known directives: no-transaction, lock-timeout=5s, "
-                "statement-timeout=1m, allow <rule>",
+                f"{path}:{number}: {error}; known directives: no-transaction, post-deploy, "
+                "lock-timeout=5s, statement-timeout=1m, allow <rule>",
                 file=str(path),
                 line=number,
             ) from None
-    return Directives(no_transaction, lock_timeout, statement_timeout, frozenset(allow))
+    return Directives(no_transaction, lock_timeout, statement_timeout, frozenset(allow), post_deploy)
 
 
 _NO_DIRECTIVES = Directives()

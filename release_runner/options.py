@@ -119,6 +119,19 @@ TIME_BUDGET = option(
     help="Start no migration after this long; cancel one still running. Keep it under "
     "Fly's release_command_timeout.",
 )
+POST_DEPLOY = option(
+    "--post-deploy",
+    is_flag=True,
+    help="Post-deploy phase: apply deferred (post-deploy) migrations; run once every Machine "
+    "runs the new release.",
+)
+RELEASE_ID = option(
+    "--release-id",
+    envvar=["RELEASE_RUNNER_RELEASE_ID", "FLY_IMAGE_REF"],
+    default=None,
+    help="This release's identity [default: FLY_IMAGE_REF]; the release phase of a later "
+    "release applies what an earlier one deferred.",
+)
 STRICT_LINT = option("--strict-lint", is_flag=True, help="Preflight warnings refuse the run.")
 STRICT = option("--strict", is_flag=True, help="Objects only in the database fail verification.")
 IGNORE_PRIVILEGES = option(
@@ -161,7 +174,17 @@ COMMON = [
     LOG_FORMAT,
     LOG_SQL_VALUES,
 ]
-APPLY = [LOCK_TIMEOUT, STATEMENT_TIMEOUT, RETRIES, LOCK_WAIT, STALE_LOCK_AFTER, TIME_BUDGET, STRICT_LINT]
+APPLY = [
+    LOCK_TIMEOUT,
+    STATEMENT_TIMEOUT,
+    RETRIES,
+    LOCK_WAIT,
+    STALE_LOCK_AFTER,
+    TIME_BUDGET,
+    STRICT_LINT,
+    POST_DEPLOY,
+    RELEASE_ID,
+]
 VERIFY = [STRICT, REQUIRE_SNAPSHOT, IGNORE_PRIVILEGES]
 
 

@@ -8,7 +8,7 @@ from datetime import UTC
 from enum import StrEnum
 from typing import Any
 
-from release_runner.history import HistoryRow
+from release_runner.history import DeferredRow, HistoryRow
 from release_runner.migrations import Migration
 from release_runner.outcome import advice
 from release_runner.statements import SqlSyntaxError, Statement
@@ -23,17 +23,20 @@ class State(StrEnum):
     MISSING = "missing"
     UNRESOLVED = "unresolved"
     OUT_OF_ORDER = "out-of-order"
+    DEFERRED = "deferred"
 
 
 @dataclass(slots=True, eq=False, repr=False)
 class Entry:
-    """One line of `status`: a file, a history row, or both."""
+    """One line of `status`: a file, a history row, or both; or a post-deploy file that the
+    release phase deferred."""
 
     version: str
     name: str
     state: State
     migration: Migration | None
     row: HistoryRow | None
+    deferred: DeferredRow | None = None
 
     def as_dict(self) -> dict[str, Any]:
         row = self.row
@@ -46,6 +49,8 @@ class Entry:
             "applied_at": row.applied_at.astimezone(UTC).isoformat() if row and row.applied_at else None,
             "duration_ms": row.duration_ms if row else None,
             "error": row.error if row else None,
+            "post_deploy": bool(self.migration and self.migration.directives.post_deploy),
+            "deferred_by_release": self.deferred.release_id if self.deferred else None,
         }
 
     def problem(self) -> str | None:
@@ -94,20 +99,38 @@ class Plan:
         return [e.migration for e in self.entries if e.state is State.PENDING and e.migration]
 
     @property
+    def deferred(self) -> dict[str, DeferredRow]:
+        """Deferred post-deploy migrations whose files are there, by version."""
+        return {e.version: e.deferred for e in self.entries if e.state is State.DEFERRED and e.deferred}
+
+    @property
+    def fresh(self) -> bool:
+        """No migration applied or deferred yet: no release runs against this schema."""
+        return all(e.state is State.PENDING for e in self.entries)
+
+    @property
     def problems(self) -> list[str]:
         """Why the run must be refused; one sentence per migration, naming file and remedy."""
         return [*self.foreign_problems, *(problem for entry in self.entries if (problem := entry.problem()))]
 
 
 def make_plan(
-    migrations: list[Migration], rows: list[HistoryRow], foreign_problems: list[str] | None = None
+    migrations: list[Migration],
+    rows: list[HistoryRow],
+    foreign_problems: list[str] | None = None,
+    deferred: dict[str, DeferredRow] | None = None,
 ) -> Plan:
+    """Each file's state. A deferred migration is not out of order for having versions applied
+    after it: applying later pre-deploy migrations first is what deferring is for."""
+    deferred = deferred or {}
     by_version = {row.version: row for row in rows}
     last_applied = max((i for i, m in enumerate(migrations) if m.version in by_version), default=-1)
     entries = []
     for index, migration in enumerate(migrations):
         row = by_version.pop(migration.version, None)
-        if row is None:
+        if row is None and migration.version in deferred:
+            state = State.DEFERRED
+        elif row is None:
             state = State.OUT_OF_ORDER if index < last_applied else State.PENDING
         elif not row.applied:
             state = State.UNRESOLVED
@@ -115,7 +138,9 @@ def make_plan(
             state = State.CHANGED
         else:
             state = State.APPLIED
-        entries.append(Entry(migration.version, migration.name, state, migration, row))
+        entries.append(
+            Entry(migration.version, migration.name, state, migration, row, deferred.get(migration.version))
+        )
     for row in by_version.values():
         entries.append(Entry(row.version, row.name, State.MISSING, None, row))
     return Plan(entries, foreign_problems or [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from release_runner import compatibility
 from release_runner import migrations as migrations_module
 from release_runner import plan as plan_module
 from release_runner.errors import RefusedError, UsageError
@@ -69,8 +70,11 @@ def current_plan(
     conn: Connection, settings: Settings, found: migrations_module.MigrationSet
 ) -> plan_module.Plan:
     """Read-only: the plan, with foreign-history problems among its problems."""
+    from release_runner import db
+
     rows, _, foreign_problems = history(conn, settings, found)
-    return plan_module.make_plan(found.migrations, rows, foreign_problems)
+    deferred = db.read_deferred(conn, settings.history_schema)
+    return plan_module.make_plan(found.migrations, rows, foreign_problems, deferred)
 
 
 def validated_plan(
@@ -98,15 +102,12 @@ def validated_plan(
             first=to_import[0].version,
             last=to_import[-1].version,
         )
-    current = plan_module.make_plan(found.migrations, rows)
+    current = plan_module.make_plan(
+        found.migrations, rows, None, db.read_deferred(conn, settings.history_schema)
+    )
     if _settle_unresolved(conn, settings, current):
         current = current_plan(conn, settings, found)
     refuse(current.problems, "refused before changing anything")
-    emit(
-        Event.HISTORY_VALIDATED,
-        applied=sum(1 for e in current.entries if e.state is plan_module.State.APPLIED),
-        pending=len(current.pending),
-    )
     return current
 
 
@@ -118,17 +119,49 @@ def lint(
     from release_runner.preflight import prepare_all
 
     prepared = prepare_all(pending, settings.strict_lint)
-    findings = [finding for item in prepared for finding in item.findings]
-    tables = sorted({finding.table for finding in findings if finding.table})
+    candidates = [] if settings.post_deploy else compatibility.candidates(prepared)
+    tables = sorted(
+        {f.table for item in prepared for f in item.findings if f.table} | {c.table for _, c in candidates}
+    )
     sizes: dict[str, dict[str, Any]] = {}
     if conn is not None and tables:
         from release_runner import db
 
         sizes = db.table_sizes(conn, tables)
-    for finding in findings:
+        retyped = [(c.table, c.column or "") for _, c in candidates if c.rule == "change-column-type"]
+        old_types = db.column_types(conn, retyped) if retyped else {}
+        for item, candidate in candidates:
+            if compatibility.breaks(candidate, set(sizes), old_types):
+                _refuse_in_release_phase(item, candidate)
+    for finding in (finding for item in prepared for finding in item.findings):
         event = Event.PREFLIGHT_ERROR if finding.severity == "error" else Event.PREFLIGHT_WARNING
         emit(event, **finding.as_event(), **sizes.get(finding.table or "", {}))
     return prepared
+
+
+def _refuse_in_release_phase(item: Prepared, candidate: compatibility.Candidate) -> None:
+    """The candidate's finding becomes an error (a lint warning of the same rule on the same
+    statement gives way to it)."""
+    from release_runner.preflight import ERROR, Finding
+
+    statement = candidate.statement
+    message, fix = compatibility.RULES[candidate.rule]
+    item.findings = [
+        f for f in item.findings if not (f.rule == candidate.rule and f.line == statement.line)
+    ] + [
+        Finding(
+            candidate.rule,
+            ERROR,
+            item.migration.label,
+            statement.line,
+            statement.column,
+            statement.head,
+            f"{message} (release phase: the previous release keeps serving until every Machine is replaced)",
+            f"{fix}; or, if the running code does not use it, add `-- release-runner: allow "
+            f"{candidate.rule}` above the statement",
+            candidate.table,
+        )
+    ]
 
 
 def preflight(

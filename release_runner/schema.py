@@ -7,7 +7,7 @@ Pure: the catalog is fetched by db.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,8 @@ class Snapshot:
 
     objects: Objects
     server_major: int | None
+    post_deploy: dict[str, Objects] = field(default_factory=dict)
+    """Per post-deploy migration, the definitions it changed as they were before it ran."""
 
 
 def dump(snapshot: Snapshot) -> str:
@@ -231,6 +233,8 @@ def dump(snapshot: Snapshot) -> str:
         "format_version": FORMAT_VERSION,
         "server_major": snapshot.server_major,
         "objects": snapshot.objects,
+        # Only when there are post-deploy migrations: other snapshots stay byte for byte as before.
+        **({"post_deploy": snapshot.post_deploy} if snapshot.post_deploy else {}),
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -254,7 +258,7 @@ def load(path: Path) -> Snapshot | None:
             f"version (expects {FORMAT_VERSION}); regenerate it with `release-runner snapshot`",
             file=str(path),
         )
-    return Snapshot(document["objects"], document.get("server_major"))
+    return Snapshot(document["objects"], document.get("server_major"), document.get("post_deploy", {}))
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,12 @@ class Settings:
     (a live one is never idle for more than a retry's backoff, 10 s at most): taken over."""
     time_budget: float | None = None
     """Wall-clock budget for the whole run (seconds); None = unlimited."""
+    post_deploy: bool = False
+    """The post-deploy phase: every Machine runs the new release, so post-deploy (contract)
+    migrations are applied and the release-phase compatibility rules are off."""
+    release_id: str | None = None
+    """Which release this run belongs to (default FLY_IMAGE_REF): a migration deferred by one
+    release is applied by the release phase of another."""
     history_schema: str = "release_runner"
     """Schema that holds the history table; the runner lock key derives from it."""
     drizzle_history: str = "drizzle.__drizzle_migrations"

@@ -102,7 +102,7 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
             "as changed; take the snapshot on the production major version (snapshot "
             "--scratch-url pointing at such a server)",
         )
-    expected, actual = (snapshot.objects if snapshot else None), live.objects
+    expected, actual = _expected_now(conn, settings, snapshot), live.objects
     mismatches = compared(settings, expected, actual)
     failing = report(mismatches, lambda m: m.fails or settings.strict)
     if failing:
@@ -116,6 +116,20 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
         extras=len(mismatches),
         snapshot=expected is not None,
     )
+
+
+def _expected_now(
+    conn: Connection, settings: Settings, snapshot: schema.Snapshot | None
+) -> schema.Objects | None:
+    """The snapshot's schema, less what the post-deploy migrations still deferred would change."""
+    from release_runner import db, phases
+
+    if snapshot is None:
+        return None
+    deferred = list(db.read_deferred(conn, settings.history_schema))
+    if not deferred:
+        return snapshot.objects
+    return phases.expected_with_deferred(snapshot, deferred, str(settings.snapshot_file))
 
 
 @contextmanager
@@ -142,8 +156,10 @@ def ensure_prisma_schema(conn: Connection, settings: Settings) -> None:
 
 
 def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
-    """Apply every migration from empty into a scratch database; return its schema."""
-    from release_runner import db, executor
+    """Apply every migration from empty into a scratch database; return its schema, with what
+    each post-deploy migration changed (read before and after it)."""
+    from release_runner import db, executor, phases
+    from release_runner import schema as schema_module
     from release_runner.session import Session
 
     prepared = preflight(migrations, settings, None)
@@ -155,8 +171,20 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
         try:
             ensure_prisma_schema(session.conn, settings)
             db.ensure_history(session.conn, settings.history_schema)
-            executor.apply_all(session, prepared, db.RunContext(settings.history_schema, "scratch", {}), None)
-            return live_schema(session.conn, settings)
+            context = db.RunContext(settings.history_schema, "scratch", {})
+            changes: dict[str, schema_module.Objects] = {}
+            start = 0
+            for index, item in enumerate(prepared):
+                if item.migration.directives.post_deploy:
+                    executor.apply_all(session, prepared[start:index], context, None)
+                    before = live_schema(session.conn, settings).objects
+                    executor.apply_all(session, [item], context, None)
+                    after = live_schema(session.conn, settings).objects
+                    changes[item.migration.version] = phases.delta(before, after)
+                    start = index + 1
+            executor.apply_all(session, prepared[start:], context, None)
+            final = live_schema(session.conn, settings)
+            return schema_module.Snapshot(final.objects, final.server_major, changes)
         finally:
             session.close()
 

@@ -336,7 +336,9 @@ def test_help_and_version() -> None:
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
                 assert param.envvar and param.show_envvar, (name, param.name)
-                assert str(param.envvar) in " ".join(result.stdout.split()), (name, param.envvar)
+                names = [param.envvar] if isinstance(param.envvar, str) else param.envvar
+                shown = " ".join(result.stdout.split())
+                assert all(env in shown for env in names), (name, param.envvar)
 
 
 def test_session_settings_do_not_leak_between_migrations(
@@ -362,7 +364,8 @@ def test_plan_lists_findings_with_table_sizes(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
     """plan --format json: per migration mode, statements, lock timeout and findings; warnings
-    on existing tables carry their estimated rows and size."""
+    on existing tables carry their estimated rows and size. Dropping a column of an existing
+    table refuses the release phase (exit 5) and only warns in the post-deploy phase."""
     import json
 
     admin.execute(
@@ -375,9 +378,17 @@ def test_plan_lists_findings_with_table_sizes(
             "0002_cic.sql": "CREATE INDEX CONCURRENTLY big_note ON big (id);\n",
         },
     )
-    plan = run_cli("plan", "--format", "json", "--migrations", str(tmp_path), url=url)
+    release = run_cli("plan", "--format", "json", "--migrations", str(tmp_path), url=url)
+    assert release.code == 5, release.stderr
+    findings = json.loads(release.stdout)["pending"][0]["findings"]
+    assert [(f["rule"], f["severity"]) for f in findings] == [
+        ("create-index-not-concurrently", "warning"),
+        ("drop-column", "error"),
+    ]
+    plan = run_cli("plan", "--post-deploy", "--format", "json", "--migrations", str(tmp_path), url=url)
     assert plan.code == 0, plan.stderr
     document = json.loads(plan.stdout)
+    assert document["phase"] == "post-deploy"
     first, second = document["pending"]
     assert (first["transaction_mode"], first["statements"], first["lock_timeout_ms"]) == (
         "transaction",

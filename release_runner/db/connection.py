@@ -348,3 +348,17 @@ def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]
         (tables,),
     ).fetchall()
     return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}
+
+
+def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
+    """typname and atttypmod of existing (table, column) pairs, for the widening rule."""
+    rows = conn.execute(
+        "SELECT c.t, c.col, ty.typname, a.atttypmod"
+        " FROM unnest(%s::text[], %s::text[]) AS c(t, col)"
+        " JOIN pg_attribute a ON a.attrelid = to_regclass(CASE WHEN strpos(c.t, '.') > 0"
+        "   THEN quote_ident(split_part(c.t, '.', 1)) || '.' || quote_ident(split_part(c.t, '.', 2))"
+        "   ELSE quote_ident(c.t) END) AND a.attname = c.col AND NOT a.attisdropped"
+        " JOIN pg_type ty ON ty.oid = a.atttypid",
+        ([t for t, _ in columns], [c for _, c in columns]),
+    ).fetchall()
+    return {(table, column): (typname, typmod) for table, column, typname, typmod in rows}

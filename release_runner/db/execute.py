@@ -196,6 +196,7 @@ def apply(
             "RESET SESSION AUTHORIZATION",
             "RESET ROLE",
             context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
+            *_undefer(prepared, context),
             "COMMIT",
             *SESSION_RESET,
         ]
@@ -209,6 +210,7 @@ def apply(
             f"SET statement_timeout = '{statement}'",
             *_watch_client(conn, "SET"),
             context.insert(prepared.migration, Mode.NO_TRANSACTION, Status.STARTED),
+            *_undefer(prepared, context),
         ],
         None,
     )
@@ -221,6 +223,12 @@ def apply(
             _record(conn, prepared, context, Status.FAILED, failure.message, failure)
         raise
     _record(conn, prepared, context, Status.APPLIED, None, None)
+
+
+def _undefer(prepared: Prepared, context: RunContext) -> list[str]:
+    """A deferred migration leaves the deferred table as its history row is written (whatever
+    its file says now: the directive may have been removed since)."""
+    return [context.undefer(prepared.migration)]
 
 
 def _record(

@@ -15,12 +15,14 @@ import psycopg
 from psycopg import sql
 
 from release_runner.db.connection import Connection, query
-from release_runner.history import HistoryRow, Mode, Status
+from release_runner.history import DeferredRow, HistoryRow, Mode, Status
 from release_runner.migrations import Migration
 
 
-def history_exists(conn: Connection, schema: str) -> bool:
-    row = conn.execute("SELECT to_regclass(quote_ident(%s) || '.history') IS NOT NULL", (schema,)).fetchone()
+def history_exists(conn: Connection, schema: str, table: str = "history") -> bool:
+    row = conn.execute(
+        "SELECT to_regclass(quote_ident(%s) || '.' || quote_ident(%s)) IS NOT NULL", (schema, table)
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -34,8 +36,9 @@ def ensure_schema(conn: Connection, schema: str) -> bool:
 
 
 def ensure_history(conn: Connection, schema: str) -> None:
-    """Create the history table if absent. Call with the runner lock held."""
-    if not history_exists(conn, schema):
+    """Create the history table and the deferred table if absent (a database from before
+    post-deploy migrations has only the first). Call with the runner lock held."""
+    if not (history_exists(conn, schema) and history_exists(conn, schema, "deferred")):
         conn.execute(sql.SQL(query("history_create")).format(schema=sql.Identifier(schema)))
 
 
@@ -114,6 +117,43 @@ class RunContext:
             f"{self.insert_prefix}{quoted}, (pg_catalog.date_part('epoch', "
             "pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::int)"
         )
+
+    def undefer(self, migration: Migration) -> str:
+        """The DELETE of a post-deploy migration's deferred row, to ride with its history row."""
+        return (
+            sql.SQL("DELETE FROM {}.deferred WHERE version = {}")
+            .format(sql.Identifier(self.schema), sql.Literal(migration.version))
+            .as_string(None)
+        )
+
+
+def read_deferred(conn: Connection, schema: str) -> dict[str, DeferredRow]:
+    """The deferred post-deploy migrations by version; none when the table does not exist."""
+    if not history_exists(conn, schema, "deferred"):
+        return {}
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT version, name, release_id, pg_catalog.date_part('epoch', deferred_at), run_id"
+            " FROM {}.deferred"
+        ).format(sql.Identifier(schema))
+    ).fetchall()
+    return {
+        version: DeferredRow(version, name, release, datetime.fromtimestamp(epoch, UTC), run_id)
+        for version, name, release, epoch, run_id in rows
+    }
+
+
+def defer(conn: Connection, context: RunContext, migrations: list[Migration], release_id: str | None) -> None:
+    """Record post-deploy migrations as deferred; one deferred already keeps its first release."""
+    with conn.transaction():
+        for migration in migrations:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.deferred (version, name, release_id, run_id) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (version) DO NOTHING"
+                ).format(sql.Identifier(context.schema)),
+                (migration.version, migration.name, release_id, context.run_id),
+            )
 
 
 def record_rows(conn: Connection, context: RunContext, migrations: list[Migration], mode: Mode) -> None:

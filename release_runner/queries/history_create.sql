@@ -19,3 +19,13 @@ CREATE TABLE IF NOT EXISTS {schema}.history (
 );
 COMMENT ON TABLE {schema}.history IS
     'release-runner: migrations applied to this database; see the README before editing by hand';
+-- Post-deploy migrations the release phase left for later, and the release that did.
+CREATE TABLE IF NOT EXISTS {schema}.deferred (
+    version     text PRIMARY KEY,
+    name        text NOT NULL,
+    release_id  text,
+    deferred_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_id      text
+);
+COMMENT ON TABLE {schema}.deferred IS
+    'release-runner: post-deploy migrations waiting for every Machine to run the release that deferred them';

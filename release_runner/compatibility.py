@@ -1,0 +1,192 @@
+"""Pure: the release-phase compatibility rules. On Fly.io the release command runs while the
+previous release's Machines keep serving; a statement that removes or tightens what their code
+uses makes them answer 500 until they are replaced. In the release phase such a statement, on a
+table that existed before the run, refuses the batch (exit 5) unless its file is a post-deploy
+migration or the rule is allowed with `-- release-runner: allow RULE`.
+
+The rules and what counts as breaking:
+- `drop-table`, `drop-column`, `rename-table`, `rename-column`: the old code names them.
+- `change-column-type` unless a safe widening: `varchar(n)` to a longer `varchar`, `varchar` or
+  `text`; `text` to `varchar`; `numeric(p,s)` to more precision with the same scale, or to
+  `numeric`; `varbit(n)` to a longer one; `smallint` to `integer`. `integer` to `bigint` is not
+  counted safe: drivers such as node-postgres return `bigint` as a string, which the old code
+  does not expect. A `USING` clause is a conversion, never a widening.
+- `set-not-null`, `add-column-not-null-without-default`: the old code's INSERTs leave the
+  column out and fail.
+- `drop-default`: the old code's INSERTs rely on it.
+
+This module finds the candidates in parse trees; which tables existed, and the old column types,
+come from the catalog (refusals.lint asks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from release_runner.nontransactional import node
+
+if TYPE_CHECKING:
+    from release_runner.preflight import Prepared
+    from release_runner.statements import Statement
+
+MOVE = (
+    "Make it a contract step: put it in a migration whose header says "
+    "`-- release-runner: post-deploy`, applied once every Machine runs the new code"
+)
+RULES = {
+    "drop-table": ("drops a table the running release may still read", MOVE),
+    "drop-column": ("drops a column the running release may still read or write", MOVE),
+    "rename-table": ("renames a table the running release still uses by its old name", MOVE),
+    "rename-column": (
+        "renames a column the running release still uses by its old name",
+        "Add the new column and write both (expand), backfill, and drop the old one in a "
+        "post-deploy migration (contract); see the README's three-release rename",
+    ),
+    "change-column-type": (
+        "changes a column's type to one the running release may not read or write (not a safe widening)",
+        "Add a column of the new type, write both, backfill, and drop the old one in a post-deploy migration",
+    ),
+    "set-not-null": (
+        "makes a column NOT NULL while the running release may still insert rows without it",
+        MOVE,
+    ),
+    "add-column-not-null-without-default": (
+        "adds a NOT NULL column without a default: the running release's INSERTs leave it out and fail",
+        "Give it a DEFAULT, or add it nullable now and SET NOT NULL in a post-deploy migration",
+    ),
+    "drop-default": (
+        "drops a default the running release's INSERTs may rely on",
+        MOVE,
+    ),
+}
+# A type as the catalog keeps it: typname and atttypmod.
+ColumnType = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A statement that breaks the running release if `table` existed before the run."""
+
+    rule: str
+    table: str
+    statement: Statement
+    column: str | None = None
+    new_type: ColumnType | None = None
+
+
+def _name(relation: dict[str, Any] | None) -> str | None:
+    if not relation or "relname" not in relation:
+        return None
+    schema = relation.get("schemaname")
+    return f"{schema}.{relation['relname']}" if schema else str(relation["relname"])
+
+
+def _type(type_name: dict[str, Any]) -> ColumnType | None:
+    """typname and typmod as PostgreSQL would store them, for the types a widening involves."""
+    name = str(type_name.get("names", [{}])[-1].get("String", {}).get("sval"))
+    if type_name.get("arrayBounds"):
+        return None
+    mods = [m.get("A_Const", {}).get("ival", {}).get("ival", 0) for m in type_name.get("typmods", [])]
+    if not mods:
+        return name, -1
+    if name in ("varchar", "bpchar"):
+        return name, mods[0] + 4
+    if name == "numeric":
+        return name, ((mods[0] << 16) | (mods[1] if len(mods) > 1 else 0)) + 4
+    if name == "varbit":
+        return name, mods[0]
+    return None
+
+
+def safe_widening(old: ColumnType, new: ColumnType) -> bool:
+    """True when every value of the old type reads back unchanged as the new one."""
+    (old_name, old_mod), (new_name, new_mod) = old, new
+    if old_name == new_name and old_name in ("varchar", "varbit"):
+        return new_mod == -1 or (old_mod != -1 and new_mod >= old_mod)
+    if old_name == new_name == "numeric":
+        if new_mod == -1:
+            return True
+        same_scale = (old_mod - 4) & 0xFFFF == (new_mod - 4) & 0xFFFF
+        return old_mod != -1 and same_scale and new_mod >= old_mod
+    return (old_name, new_name) in {("varchar", "text"), ("text", "varchar"), ("int2", "int4")} and (
+        new_name != "varchar" or new_mod == -1
+    )
+
+
+def _alter(table: str, statement: Statement, body: dict[str, Any]) -> Iterator[Candidate]:
+    for item in body.get("cmds", []):
+        command = item.get("AlterTableCmd", {})
+        subtype, column = command.get("subtype"), command.get("name")
+        definition = command.get("def", {})
+        if subtype == "AT_DropColumn":
+            yield Candidate("drop-column", table, statement, column)
+        elif subtype == "AT_SetNotNull":
+            yield Candidate("set-not-null", table, statement, column)
+        elif subtype == "AT_ColumnDefault" and not definition:
+            yield Candidate("drop-default", table, statement, column)
+        elif subtype == "AT_AlterColumnType":
+            column_def = definition.get("ColumnDef", {})
+            new_type = None if column_def.get("raw_default") else _type(column_def.get("typeName", {}))
+            yield Candidate("change-column-type", table, statement, column, new_type)
+        elif subtype == "AT_AddColumn":
+            contypes = {
+                c.get("Constraint", {}).get("contype")
+                for c in definition.get("ColumnDef", {}).get("constraints", [])
+            }
+            if "CONSTR_NOTNULL" in contypes and not contypes & {
+                "CONSTR_DEFAULT",
+                "CONSTR_IDENTITY",
+                "CONSTR_GENERATED",
+            }:
+                yield Candidate("add-column-not-null-without-default", table, statement)
+
+
+def _statement(statement: Statement) -> Iterator[Candidate]:
+    kind, body = node(statement)
+    table = _name(body.get("relation"))
+    if kind == "AlterTableStmt" and body.get("objtype") == "OBJECT_TABLE" and table:
+        yield from _alter(table, statement, body)
+    elif kind == "DropStmt" and body.get("removeType") == "OBJECT_TABLE":
+        for item in body.get("objects", []):
+            parts = [str(p.get("String", {}).get("sval")) for p in item.get("List", {}).get("items", [])]
+            yield Candidate("drop-table", ".".join(parts), statement)
+    elif kind == "RenameStmt" and table:
+        if body.get("renameType") == "OBJECT_TABLE":
+            yield Candidate("rename-table", table, statement)
+        elif body.get("renameType") == "OBJECT_COLUMN" and body.get("relationType") == "OBJECT_TABLE":
+            yield Candidate("rename-column", table, statement, body.get("subname"))
+
+
+def candidates(prepared: list[Prepared]) -> list[tuple[Prepared, Candidate]]:
+    """Breaking statements of the pre-deploy files in a batch, on tables the batch did not
+    create itself (no running code uses those), minus what an `allow` lets through."""
+    created: set[str] = set()
+    found = []
+    for item in prepared:
+        migration = item.migration
+        for statement in item.statements:
+            kind, body = node(statement)
+            if kind in ("CreateStmt", "CreateTableAsStmt"):
+                name = _name(body.get("relation")) or _name(body.get("into", {}).get("rel"))
+                if name:
+                    created.add(name)
+                continue
+            if migration.directives.post_deploy:
+                continue
+            for candidate in _statement(statement):
+                allowed = candidate.rule in migration.directives.allow or candidate.rule in statement.allow
+                if candidate.table not in created and not allowed:
+                    found.append((item, candidate))
+    return found
+
+
+def breaks(candidate: Candidate, existing: set[str], old_types: dict[tuple[str, str], ColumnType]) -> bool:
+    """Whether the candidate breaks the running release, given the tables that exist and the
+    current types of the columns a type change names."""
+    if candidate.table not in existing:
+        return False
+    if candidate.rule != "change-column-type":
+        return True
+    old = old_types.get((candidate.table, candidate.column or ""))
+    return old is None or candidate.new_type is None or not safe_widening(old, candidate.new_type)
