@@ -15,5 +15,6 @@ for script, arguments in (
     ("preflight.py", []),
     ("corpus.py", []),
     ("verify.py", ["200", "2000", "10000"]),
+    ("traffic.py", []),
 ):
     subprocess.run([sys.executable, str(HERE / script), *arguments], check=True)

@@ -42,7 +42,9 @@ WARNING_RULES = {
     "the column nullable, backfill, then SET NOT NULL",
     "set-not-null": "scans the whole table under ACCESS EXCLUSIVE; add CHECK (col IS NOT NULL) "
     "NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL",
-    "change-column-type": "may rewrite the table under ACCESS EXCLUSIVE; add a new column, "
+    "change-column-type": "may rewrite the table under ACCESS EXCLUSIVE, and even a widening "
+    "fails the running app's server-side prepared statements that read the column (0A000 cached "
+    "plan must not change result type; postgres.js, Prisma and pgx prepare); add a new column, "
     "backfill and switch over instead",
     "add-foreign-key-validated": "validates every row while holding locks on both tables; "
     "add it NOT VALID, then VALIDATE CONSTRAINT in a later migration",
