@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from release_runner import __version__, errors, interrupts, log
+from release_runner import __version__, documents, errors, interrupts, log
 from release_runner.events import Event, Level, Progress, emit, listening
 from release_runner.options import (
     APPLY,
@@ -100,7 +100,9 @@ def _finish(command: str, settings: Settings, body: Callable[[str], Any], docume
 
     mask.show_values(settings.log_sql_values)
     run_id = log.new_run_id()
-    renderer = log.renderer(settings.log_format, sys.stderr if document else sys.stdout, run_id)
+    renderer = log.renderer(
+        settings.log_format, sys.stderr if document else sys.stdout, run_id, settings.no_color
+    )
     progress = Progress()
     with listening(renderer, progress):
         code = _run(command, settings, body, run_id, progress)
@@ -138,6 +140,8 @@ def _run(
         if isinstance(error, errors.MigrationFailed):
             status = "partial" if progress.applied else "failed"
         result["error"] = error.message
+        if error.fields.get("pending") is not None:  # counted without the lock (exit 4)
+            result["pending"] = error.fields["pending"]
         emit(Event.RELEASE_ERROR, error=error.message, **error.fields)
     except Exception as error:
         status, code = "failed", 1
@@ -160,7 +164,7 @@ def _where(error: BaseException) -> str:
     return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
 
 
-def _exit(code: int, writer: log.JsonLines | log.Console | None = None) -> NoReturn:
+def _exit(code: int, writer: log.Writer | None = None) -> NoReturn:
     if writer is not None and writer.lost:
         # stdout is gone (`migrate | head`): keep Python from failing to flush it at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -211,7 +215,7 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
         if output == "json":
             click.echo(json.dumps({"migrations": entries, "problems": current.problems}, indent=2))
         else:
-            _print_status(entries, current.problems)
+            documents.print_status(entries, current.problems)
         if current.problems:
             # Printed above in full; the exit code says that `migrate` would refuse.
             raise errors.RefusedError(
@@ -223,21 +227,6 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     _finish("status", settings, body, document=True)
 
 
-def _print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
-    """The table a person reads at 2 a.m.: anything not applied or pending in capitals."""
-    width = max([len("VERSION")] + [len(e["version"]) for e in entries])
-    click.echo(f"{'VERSION':<{width}}  {'STATE':<12}  {'MODE':<14}  {'APPLIED AT (UTC)':<19}  NAME")
-    for entry in entries:
-        state = entry["state"] if entry["state"] in ("applied", "pending") else entry["state"].upper()
-        applied_at = (entry["applied_at"] or "")[:19]
-        click.echo(
-            f"{entry['version']:<{width}}  {state:<12}  {entry['transaction_mode'] or '':<14}  "
-            f"{applied_at:<19}  {entry['name']}"
-        )
-    for problem in problems:
-        click.echo(f"!! {problem}")
-
-
 def _plan(settings: Settings, command: str, output: str) -> NoReturn:
     from release_runner import commands
 
@@ -246,32 +235,12 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
         if output == "json":
             click.echo(json.dumps(document, indent=2))
         else:
-            _print_plan(document)
+            documents.print_plan(document)
         if document["refusals"] or document["errors"]:
             raise errors.RefusedError("migrate would refuse: see the findings above")
         return {"pending": document["total"]}
 
     _finish(command, settings, body, document=True)
-
-
-def _print_plan(document: dict[str, Any]) -> None:
-    for item in document["pending"]:
-        click.echo(
-            f"{item['file']}: {item['transaction_mode']}, {item['statements']} statement(s), "
-            f"lock_timeout {item['lock_timeout_ms']}ms"
-        )
-        for finding in item["findings"]:
-            click.echo(
-                f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
-                f"{finding['column']} {finding['rule']}: {finding['message']}"
-            )
-    for item in document["deferred"]:
-        click.echo(f"{item['file']}: deferred: {item['reason']}")
-    for refusal in document["refusals"]:
-        click.echo(f"!! {refusal}")
-    click.echo(
-        f"{document['total']} pending, {document['errors']} error(s), {document['warnings']} warning(s)"
-    )
 
 
 @cli.command()

@@ -1,7 +1,7 @@
 """Rendering events for people and machines, and keeping secrets out of what is rendered.
 
-`JsonLines` writes one JSON object per event (what Fly's log and `jq` read); `Console` writes a
-line a person reads. Both scrub every string of URLs, `password=...` pairs and registered
+`JsonLines` writes one JSON object per event (what Fly's log and `jq` read); console.py writes
+lines a person reads. Both scrub every string of URLs, `password=...` pairs and registered
 secrets. Written without a logging library: an event is a name, a level and a dict of facts,
 and importing structlog (and the asyncio it pulls in) cost a no-op deploy 26 ms of its start.
 """
@@ -63,7 +63,7 @@ def new_run_id() -> str:
     return os.urandom(8).hex()  # not uuid: importing it costs a no-op deploy 1.5 ms
 
 
-class _Writer:
+class Writer:
     """Writes whole lines to a stream. If the stream goes away (`migrate | head`), later lines
     go to stderr instead: the run goes on, and its summary still reaches somebody."""
 
@@ -82,8 +82,12 @@ class _Writer:
             self.stream = sys.stderr
             self.line(text)
 
+    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
+        """Render one event (a listener, see events.py)."""
+        raise NotImplementedError
 
-class JsonLines(_Writer):
+
+class JsonLines(Writer):
     """One JSON object per event: timestamp (RFC 3339, UTC), level, event, run_id, the Fly
     context, then the event's facts."""
 
@@ -102,23 +106,6 @@ class JsonLines(_Writer):
         self.line(json.dumps(record, default=str, ensure_ascii=False))
 
 
-class Console(_Writer):
-    """A line a person reads: time, level, event and its facts as key=value."""
-
-    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        pairs = " ".join(
-            f"{key}={_plain(redact_value(value))}" for key, value in facts.items() if value is not None
-        )
-        self.line(f"{stamp} {level:<7} {event} {pairs}".rstrip())
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, str):
-        return value if value and " " not in value else json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
 def early_summary(command: str | None, status: str, code: int, message: str) -> JsonLines:
     """The `release.finished` line of a run that never started (a usage error, a signal during
     start-up), for log searches; returns the writer, which knows whether stdout was lost."""
@@ -129,8 +116,10 @@ def early_summary(command: str | None, status: str, code: int, message: str) -> 
     return writer
 
 
-def renderer(log_format: str, stream: TextIO, run_id: str) -> JsonLines | Console:
+def renderer(log_format: str, stream: TextIO, run_id: str, no_color: bool = False) -> Writer:
     """The renderer for `--log-format`: `auto` is the console on a terminal, JSON lines elsewhere."""
     if log_format == "console" or (log_format == "auto" and stream.isatty()):
-        return Console(stream)
+        from release_runner.console import Console, colour_wanted
+
+        return Console(stream, colour_wanted(stream, no_color))
     return JsonLines(stream, run_id)

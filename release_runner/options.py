@@ -157,6 +157,7 @@ SCRATCH_URL = option(
     "throwaway local PostgreSQL].",
 )
 
+NO_COLOR = option("--no-color", is_flag=True, help="No colour on the terminal (NO_COLOR also works).")
 LOG_SQL_VALUES = option(
     "--log-sql-values",
     is_flag=True,
@@ -172,6 +173,7 @@ COMMON = [
     HISTORY_SCHEMA,
     DRIZZLE_HISTORY,
     LOG_FORMAT,
+    NO_COLOR,
     LOG_SQL_VALUES,
 ]
 APPLY = [

@@ -138,6 +138,8 @@ class Settings:
     """Print literal values of statements, rows and other sessions' queries as they are (local
     debugging only: they may be passwords or tokens). Off: masked."""
     log_format: str = "auto"
+    no_color: bool = False
+    """No colour on the terminal (as the NO_COLOR environment variable also says)."""
     """`json`, `console`, or `auto`: JSON lines unless the output is a terminal."""
     application_name: str = "release-runner"
     """application_name of every connection, so other sessions can see who holds what."""

@@ -1,0 +1,201 @@
+"""The terminal output: what a person at a prompt wants from a run, not a log. One short line
+per migration with its duration, a live counter (`[250/500]`, with the running migration's
+elapsed time redrawn while it runs), blockers named while it waits, the problems in full, and a
+closing summary in words. Colour on a terminal unless NO_COLOR is set or --no-color is given.
+
+Chosen by `--log-format console`, and by `auto` when stdout is a terminal. Every string passes
+through the same redaction as the JSON lines."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, TextIO
+
+from release_runner.events import Event, Level
+from release_runner.log import Writer, redact_value
+
+_COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
+# Events a person does not need on a terminal: the summary and the lines around them say it.
+_QUIET = {
+    Event.LOCK_ACQUIRED,
+    Event.MIGRATION_STARTED,
+    Event.SCRATCH_READY,
+    Event.CHECK_REPLAYED,
+    Event.RELEASE_ERROR,  # the summary carries the error
+}
+
+
+def colour_wanted(stream: TextIO, no_color: bool) -> bool:
+    """Colour on a terminal, unless --no-color or NO_COLOR (https://no-color.org) says not."""
+    return not no_color and not os.environ.get("NO_COLOR") and stream.isatty()
+
+
+def _seconds(milliseconds: float) -> str:
+    return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
+
+
+class Console(Writer):
+    """Renders events as lines a person reads; see the module docstring."""
+
+    def __init__(self, stream: TextIO, colour: bool) -> None:
+        super().__init__(stream)
+        self.colour = colour
+        self.live = stream.isatty()
+        self.total = 0
+        self.done = 0
+        self.verified: bool | None = None
+        self.running: tuple[str, float] | None = None  # label, started
+        self.lock = threading.Lock()
+        self.ticker: threading.Thread | None = None
+
+    def paint(self, text: str, colour: str) -> str:
+        return f"\033[{_COLOURS[colour]}m{text}\033[0m" if self.colour else text
+
+    def counter(self) -> str:
+        return f"[{self.done + 1}/{self.total}]" if self.total else ""
+
+    def clear_live(self) -> None:
+        """Wipe the live line, so that a finished line can take its place."""
+        if self.live and self.running:
+            try:
+                self.stream.write("\r\033[K")
+            except (OSError, ValueError):
+                self.lost = True
+
+    def redraw(self) -> None:
+        """The live line of the running migration (a terminal only), without a newline."""
+        if not (self.live and self.running):
+            return
+        label, started = self.running
+        elapsed = _seconds((time.monotonic() - started) * 1000)
+        try:
+            self.stream.write(
+                f"\r\033[K{self.paint(self.counter(), 'dim')} {label} {self.paint(elapsed, 'dim')}"
+            )
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.lost = True
+
+    def tick(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self.lock:
+                if self.running is None:
+                    self.ticker = None
+                    return
+                self.redraw()
+
+    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
+        facts = redact_value(facts)
+        with self.lock:
+            if event is Event.MIGRATION_STARTED:
+                self.running = (str(facts.get("file")), time.monotonic())
+                self.redraw()
+                if self.live and self.ticker is None:
+                    self.ticker = threading.Thread(target=self.tick, daemon=True)
+                    self.ticker.start()
+                return
+            text = self.render(event, level, facts)
+            ends = event in (Event.MIGRATION_APPLIED, Event.MIGRATION_FAILED, Event.MIGRATION_ALREADY_APPLIED)
+            if text is not None or ends:
+                self.clear_live()
+            if ends:
+                self.running = None
+                self.done += event is not Event.MIGRATION_FAILED
+            if text is not None:
+                self.line(text)
+            self.redraw()
+
+    def render(self, event: Event, level: Level, facts: dict[str, Any]) -> str | None:
+        """The line for one event; None for events that need none."""
+        if event is Event.RELEASE_STARTED:
+            source = (
+                f" (database from {facts['database_url_source']})" if facts.get("database_url_source") else ""
+            )
+            command = f"release-runner {facts.get('version')} {facts.get('command')}"
+            return self.paint(f"{command}: {facts.get('migrations')}{source}", "bold")
+        if event is Event.DB_CONNECTED:
+            return self.paint(
+                f"connected: PostgreSQL {str(facts.get('server_version', '')).split()[0]}", "dim"
+            )
+        if event is Event.HISTORY_VALIDATED:
+            self.total = int(facts.get("pending") or 0)
+            deferred = f", {facts['deferred']} deferred" if facts.get("deferred") else ""
+            return self.paint(f"{facts.get('applied', 0)} applied, {self.total} to apply{deferred}", "dim")
+        if event is Event.MIGRATION_APPLIED:
+            duration = self.paint(_seconds(float(facts.get("duration_ms") or 0)), "dim")
+            return f"{self.paint('✓', 'green')} {self.counter()} {facts.get('file')} {duration}"
+        if event is Event.MIGRATION_FAILED:
+            where = ":".join(str(facts[k]) for k in ("file", "line", "column") if facts.get(k) is not None)
+            message = (
+                f"{self.paint('✗', 'red')} {where}: {facts.get('error')} (SQLSTATE {facts.get('sqlstate')})"
+            )
+            return message + "".join(f"\n    {facts[k]}" for k in ("detail", "hint") if facts.get(k))
+        if event is Event.MIGRATION_WAITING:
+            return self.paint(
+                "  waiting for a lock held by " + _blockers(facts.get("blockers") or []), "yellow"
+            )
+        if event is Event.MIGRATION_RETRY:
+            return self.paint(
+                f"  retry {facts.get('attempt')} in {_seconds(float(facts.get('delay_ms') or 0))}: "
+                f"{facts.get('reason')} ({facts.get('sqlstate')})",
+                "yellow",
+            )
+        if event is Event.MIGRATION_DEFERRED:
+            return f"{self.paint('⏸', 'yellow')} {facts.get('file')} deferred: {facts.get('reason')}"
+        if event is Event.LOCK_WAITING:
+            return self.paint(
+                "waiting for another runner: " + _blockers(facts.get("holders") or []), "yellow"
+            )
+        if event in (Event.PREFLIGHT_WARNING, Event.PREFLIGHT_ERROR):
+            colour = "red" if level is Level.ERROR else "yellow"
+            where = f"{facts.get('file')}:{facts.get('line')}:{facts.get('column')}"
+            return (
+                f"{self.paint(str(level), colour)} {where} {facts.get('rule')}: {facts.get('message')}\n"
+                f"    {facts.get('fix')}"
+            )
+        if event is Event.VERIFY_MISMATCH:
+            colour = "red" if level is Level.ERROR else "yellow"
+            return self.paint(f"  {facts.get('describe')}", colour)
+        if event is Event.VERIFY_PASSED:
+            self.verified = True
+            return None
+        if event is Event.RELEASE_FINISHED:
+            return self.summary(facts)
+        if event in _QUIET:
+            return None
+        pairs = " ".join(f"{key}={value}" for key, value in facts.items() if value is not None)
+        return self.paint(f"{event} {pairs}".rstrip(), "red" if level is Level.ERROR else "dim")
+
+    def summary(self, facts: dict[str, Any]) -> str:
+        """The closing sentence: what happened, in words."""
+        applied, pending, deferred = (
+            facts.get("applied", 0),
+            facts.get("pending", 0),
+            facts.get("deferred", 0),
+        )
+        took = _seconds(float(facts.get("duration_ms") or 0))
+        noun = "migration" if applied == 1 else "migrations"
+        done = f"applied {applied} {noun} in {took}" if applied else f"nothing to apply ({took})"
+        if facts.get("command") != "migrate":
+            done = f"{facts.get('command')} done in {took}"
+        extra = f"; {deferred} deferred to the post-deploy phase" if deferred else ""
+        if facts.get("exit_code") == 0:
+            checked = "; schema verified" if self.verified else ""
+            return self.paint(f"{done}{extra}{checked}", "green")
+        left = f"; {pending} still pending" if pending else ""
+        return self.paint(
+            f"{facts.get('status')} (exit {facts.get('exit_code')}): {facts.get('error')}\n"
+            f"{done if applied else 'nothing applied'}{left}{extra}",
+            "red",
+        )
+
+
+def _blockers(sessions: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"pid {s.get('pid')} ({s.get('application_name') or '?'}, {s.get('state')})"
+        + (f": {s['query']}" if s.get("query") else "")
+        for s in sessions
+    )

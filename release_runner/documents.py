@@ -1,0 +1,43 @@
+"""The documents `status` and `plan` print on stdout for a person: a table of migrations, and
+what `migrate` would do. (`--format json` prints the same facts as JSON.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
+    """The table a person reads at 2 a.m.: anything not applied or pending in capitals."""
+    width = max([len("VERSION")] + [len(e["version"]) for e in entries])
+    click.echo(f"{'VERSION':<{width}}  {'STATE':<12}  {'MODE':<14}  {'APPLIED AT (UTC)':<19}  NAME")
+    for entry in entries:
+        state = entry["state"] if entry["state"] in ("applied", "pending") else entry["state"].upper()
+        applied_at = (entry["applied_at"] or "")[:19]
+        click.echo(
+            f"{entry['version']:<{width}}  {state:<12}  {entry['transaction_mode'] or '':<14}  "
+            f"{applied_at:<19}  {entry['name']}"
+        )
+    for problem in problems:
+        click.echo(f"!! {problem}")
+
+
+def print_plan(document: dict[str, Any]) -> None:
+    for item in document["pending"]:
+        click.echo(
+            f"{item['file']}: {item['transaction_mode']}, {item['statements']} statement(s), "
+            f"lock_timeout {item['lock_timeout_ms']}ms"
+        )
+        for finding in item["findings"]:
+            click.echo(
+                f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
+                f"{finding['column']} {finding['rule']}: {finding['message']}"
+            )
+    for item in document["deferred"]:
+        click.echo(f"{item['file']}: deferred: {item['reason']}")
+    for refusal in document["refusals"]:
+        click.echo(f"!! {refusal}")
+    click.echo(
+        f"{document['total']} pending, {document['errors']} error(s), {document['warnings']} warning(s)"
+    )

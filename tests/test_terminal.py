@@ -1,0 +1,76 @@
+"""The terminal output, on a real terminal (a pty): what is on the screen once the run ends,
+with its live line redrawn in place, colour where allowed and never a JSON line."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+from pathlib import Path
+
+from tests.conftest import CLI, ROOT, cli_env, write
+
+_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, list[str]]:
+    """Run the CLI with a pty as stdout; returns the exit code, the raw bytes as text and the
+    lines on the screen at the end (each line as the last carriage return left it)."""
+    main, secondary = pty.openpty()
+    process = subprocess.Popen([*CLI, *args], stdout=secondary, stderr=secondary, env=env, cwd=ROOT)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    code = process.wait(timeout=60)
+    raw = b"".join(chunks).decode()
+    screen = [_ESCAPE.sub("", line.split("\r")[-1]) for line in raw.replace("\r\n", "\n").split("\n")]
+    return code, raw, [line for line in screen if line.strip()]
+
+
+def test_a_person_sees_lines_a_counter_and_a_sentence(tmp_path: Path, url: str) -> None:
+    """One line per migration with counter and duration, the summary in words, colour on a
+    terminal; a slow migration shows its live line while it runs; no JSON."""
+    write(
+        tmp_path,
+        {
+            "0001_a.sql": "CREATE TABLE a (id int);\n",
+            "0002_slow.sql": "SELECT pg_sleep(1.2);\n",
+            "0003_c.sql": "CREATE TABLE c (id int);\n",
+        },
+    )
+    code, raw, screen = _on_terminal(["migrate", "--migrations", str(tmp_path)], cli_env(url))
+    assert code == 0, raw
+    assert not any(line.lstrip().startswith("{") for line in screen), screen
+    applied = [line for line in screen if line.startswith("✓")]
+    assert [line.split()[1:3] for line in applied] == [
+        ["[1/3]", f"{tmp_path}/0001_a.sql"],
+        ["[2/3]", f"{tmp_path}/0002_slow.sql"],
+        ["[3/3]", f"{tmp_path}/0003_c.sql"],
+    ]
+    assert re.search(r"0002_slow\.sql (1\.\d|2\.\d) s$", applied[1]), applied[1]
+    assert screen[-1].startswith("applied 3 migrations in ") and screen[-1].endswith("; schema verified")
+    assert "\x1b[32m" in raw  # green ticks
+    assert re.search(r"\[2/3\][^\n]*0002_slow\.sql[^\n]*\r", raw)  # the live line, redrawn in place
+
+
+def test_no_color_and_failures_in_words(tmp_path: Path, url: str) -> None:
+    """NO_COLOR and --no-color leave colour out; a failure says where, why, and what is left."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n", "0002_bad.sql": "SELECT 1;\nSELECT 1/0;\n"})
+    code, raw, screen = _on_terminal(["migrate", "--migrations", str(tmp_path)], cli_env(url, NO_COLOR="1"))
+    assert code == 1
+    assert "\x1b[3" not in raw and "\x1b[2m" not in raw
+    failed = next(line for line in screen if line.startswith("✗"))
+    assert failed.startswith(f"✗ {tmp_path}/0002_bad.sql:2:") and "22012" in failed
+    assert screen[-2].startswith("partial (exit 1):")
+    assert screen[-1].startswith("applied 1 migration in ") and screen[-1].endswith("; 1 still pending")
+    code, raw, _ = _on_terminal(["status", "--migrations", str(tmp_path), "--no-color"], cli_env(url))
+    assert "\x1b[3" not in raw
