@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from release_runner import phases, refusals, session, verification
 from release_runner import plan as plan_module
-from release_runner.errors import DriftError, UsageError
+from release_runner.errors import DriftError, ReleaseError, UnreachableError, UsageError
 from release_runner.events import Event, emit
 from release_runner.history import HistoryRow, Mode, Status
 from release_runner.log import fly_context
@@ -22,17 +22,46 @@ from release_runner.settings import Settings
 
 if TYPE_CHECKING:
     from release_runner import db, schema
+    from release_runner.migrations import MigrationSet
     from release_runner.preflight import Prepared
 
 
 def migrate(settings: Settings, run_id: str) -> None:
     """The deploy-time command."""
-    from release_runner import db
-
     started = time.monotonic()
     deadline = None if settings.time_budget is None else started + settings.time_budget
     found = refusals.load(settings)
     expected = verification.expected_schema(settings) if settings.verify else None
+    try:
+        _migrate_locked(settings, run_id, found, expected, deadline)
+    except UnreachableError as error:
+        if "holders" in error.fields:  # another runner kept the lock: say what waits, unlocked
+            error.fields["pending"] = _pending_without_lock(settings, found)
+        raise
+
+
+def _pending_without_lock(settings: Settings, found: MigrationSet) -> int | None:
+    """How many migrations this release phase would apply, read without the lock (None when
+    that cannot be read either)."""
+    from release_runner import db
+
+    try:
+        with session.connected(settings) as conn:
+            current = refusals.current_plan(conn, settings, found)
+    except (ReleaseError, db.DatabaseError):
+        return None
+    return len(phases.choose(current, settings.post_deploy, settings.release_id).apply)
+
+
+def _migrate_locked(
+    settings: Settings,
+    run_id: str,
+    found: MigrationSet,
+    expected: schema.Snapshot | None,
+    deadline: float | None,
+) -> None:
+    from release_runner import db
+
     with session.locked(settings, deadline) as locked:
         context = db.RunContext(settings.history_schema, run_id, fly_context())
 

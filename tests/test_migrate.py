@@ -231,10 +231,11 @@ def test_secrets_never_reach_output_even_on_failure(tmp_path: Path, url: str) ->
 
 
 def test_lock_held_by_another_session_waits_then_exits_4(tmp_path: Path, url: str) -> None:
-    """While another session holds the runner lock: lock.waiting names it, then exit 4."""
+    """While another session holds the runner lock: lock.waiting names it, then exit 4 with
+    the pending count read without the lock (it was 0 before)."""
     from release_runner import db
 
-    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n", "0002_b.sql": "CREATE TABLE b ();\n"})
     with psycopg.connect(url, autocommit=True, application_name="other-deploy") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (db.lock_key("release_runner"),))
         result = run_cli("migrate", "--migrations", str(tmp_path), "--lock-wait", "1s", url=url)
@@ -244,6 +245,7 @@ def test_lock_held_by_another_session_waits_then_exits_4(tmp_path: Path, url: st
     assert waiting["holders"][0]["pid"] == pid
     assert waiting["holders"][0]["application_name"] == "other-deploy"
     assert "lock not acquired" in result.finished["error"]
+    assert result.finished["pending"] == 2
 
 
 def test_four_concurrent_runners_apply_each_migration_once(
