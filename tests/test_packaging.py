@@ -4,6 +4,7 @@ clean; `--help` does not import psycopg."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -86,3 +87,53 @@ def test_mypy_strict_and_ruff_clean() -> None:
     ruff = subprocess.run([_tool("ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["strict"] is True
+
+
+def test_pipx_install_from_a_wheel_as_the_readme_says(tmp_path: Path) -> None:
+    """The README's pipx line, run as written against a copy of the checkout: `release-runner`
+    lands on the PATH pipx manages, and runs."""
+    pipx = _tool("pipx")
+    readme = (ROOT / "README.md").read_text()
+    line = re.search(r"^pip wheel (.*) && pipx install (\S+)", readme, re.M)
+    assert line, "the README's pipx line moved; update this test"
+    checkout = tmp_path / "release-runner"
+    checkout.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, checkout / name)
+    shutil.copytree(
+        ROOT / "release_runner", checkout / "release_runner", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = {**os.environ, "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin")}
+    shell = f'pip() {{ {sys.executable} -m pip "$@"; }}; pipx() {{ {pipx} "$@"; }}; {line.group(0)}'
+    installed = subprocess.run(
+        ["bash", "-c", shell], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    version = subprocess.run(
+        [str(tmp_path / "bin" / "release-runner"), "--version"], capture_output=True, text=True
+    )
+    assert "release-runner, version" in version.stdout, version.stderr
+
+
+def test_shell_completion_as_the_readme_says() -> None:
+    """The completion script the README evals exists, and it completes a command name."""
+    script = shutil.which("release-runner") or str(Path(sys.executable).parent / "release-runner")
+    source = subprocess.run(
+        [script],
+        env={**os.environ, "_RELEASE_RUNNER_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+    )
+    assert "complete -o nosort -F _release_runner_completion release-runner" in source.stdout
+    completed = subprocess.run(
+        [script],
+        env={
+            **os.environ,
+            "_RELEASE_RUNNER_COMPLETE": "bash_complete",
+            "COMP_WORDS": "release-runner mig",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert "plain,migrate" in completed.stdout.splitlines()

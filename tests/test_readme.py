@@ -1,5 +1,6 @@
-"""Every Dockerfile, TOML and shell snippet in the README is checked, so the manual cannot rot:
-Dockerfiles by hadolint, TOML by the parser, shell by `bash -n`."""
+"""Every Dockerfile, TOML, YAML and shell snippet in the README is checked, so the manual cannot
+rot: Dockerfiles by hadolint, TOML and YAML by their parsers, shell by `bash -n`. (The worked
+example's SQL files are deployed by tests/test_phases.py.)"""
 
 from __future__ import annotations
 
@@ -46,3 +47,16 @@ def test_shell_snippets_parse(index: int) -> None:
     """Each shell snippet is valid bash."""
     result = subprocess.run(["bash", "-n"], input=_snippets("sh")[index], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("index", range(len(_snippets("yaml"))))
+def test_yaml_snippets_parse_and_run_the_runner(index: int) -> None:
+    """Each CI snippet is valid YAML whose steps install the runner before they run it."""
+    import yaml
+
+    document = yaml.safe_load(_snippets("yaml")[index])
+    steps = [step for job in document["jobs"].values() for step in job["steps"]]
+    commands = [step["run"] for step in steps if "run" in step]
+    installs = [i for i, command in enumerate(commands) if "pip install" in command]
+    runs = [i for i, command in enumerate(commands) if command.startswith("release-runner ")]
+    assert installs and runs and installs[0] < runs[0], commands
