@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from release_runner import interrupts
 from release_runner.errors import UsageError
 
 # Every command here runs as printed. release-runner is on no package index, so its `server`
@@ -103,6 +104,9 @@ class LocalCluster:
             group=pwd.getpwnam(self._user).pw_gid if self._user else None,
             extra_groups=[] if self._user else None,
             cwd=self.directory,
+            # Out of the terminal's process group: a Ctrl-C reaches the runner alone, which
+            # stops the server itself, rather than killing initdb or pg_ctl halfway.
+            start_new_session=True,
         )
 
     def start(self) -> None:
@@ -195,8 +199,20 @@ def server(scratch_url: str | None) -> Iterator[str]:
     if scratch_url:
         yield scratch_url
         return
-    with LocalCluster() as cluster:
+    cluster: LocalCluster | None = None
+    try:
+        # A signal while the cluster is made and started takes effect once it is up, so that
+        # the cleanup below finds all of it: cut short, initdb or pg_ctl would leave their
+        # directory behind, and a postmaster that pg_ctl had already forked would outlive us.
+        with interrupts.deferred():
+            cluster = LocalCluster()
+            cluster.start()
         yield cluster.url()
+    finally:
+        if cluster is not None:
+            with interrupts.deferred():  # a signal now must not cut the cleanup short
+                cluster.stop("immediate")
+                cluster.remove()
 
 
 @contextmanager
@@ -205,8 +221,10 @@ def database(server_url: str) -> Iterator[str]:
     from release_runner import db
 
     name = f"release_runner_scratch_{secrets.token_hex(6)}"
-    db.create_database(server_url, name)
     try:
+        with interrupts.deferred():  # created whole, and then always dropped
+            db.create_database(server_url, name)
         yield db.with_dbname(server_url, name)
     finally:
-        db.drop_database(server_url, name)
+        with interrupts.deferred():
+            db.drop_database(server_url, name)

@@ -247,32 +247,6 @@ def test_check_with_local_cluster() -> None:
     assert result.finished["replayed"] == 6
 
 
-@needs_server_binaries
-def test_local_cluster_is_torn_down_on_interrupt(tmp_path: Path) -> None:
-    """SIGTERM while `check` replays into its own throwaway cluster: the server is stopped and
-    its directory removed."""
-    import tempfile
-
-    write(tmp_path, {"0001_slow.sql": "SELECT pg_sleep(30);\n"})
-    before = set(Path(tempfile.gettempdir()).glob("release-runner-pg-*"))
-    process = start_cli("check", "--migrations", str(tmp_path))
-    deadline = time.monotonic() + 30
-    new: set[Path] = set()
-    while not new and time.monotonic() < deadline:
-        new = set(Path(tempfile.gettempdir()).glob("release-runner-pg-*")) - before
-        time.sleep(0.1)
-    assert new, "the local cluster never appeared"
-    directory = next(iter(new))
-    while not (directory / "data" / "postmaster.pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)  # into the replay
-    process.send_signal(signal.SIGTERM)
-    stdout, _ = process.communicate(timeout=60)
-    assert process.returncode == 143
-    assert json.loads(stdout.strip().splitlines()[-1])["status"] == "interrupted"
-    assert not directory.exists()
-
-
 def test_a_snapshot_from_another_major_version_is_named(tmp_path: Path, url: str) -> None:
     """The snapshot records the major version it was taken on; verifying on another one warns
     with verify.server_differs (definitions may render differently), and passes when nothing
