@@ -29,10 +29,12 @@ class UsageError(ReleaseError):
 
 
 class MigrationFailed(ReleaseError):
-    """A migration failed and was rolled back (or, without a transaction, recorded failed)."""
+    """A migration failed and was rolled back (or, without a transaction, recorded failed).
+    `cause` is what failed and where, without the advice on what to do about the database."""
 
     exit_code = 1
     status = "failed"
+    cause: str | None = None
 
 
 class DriftError(ReleaseError):

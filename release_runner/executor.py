@@ -340,10 +340,12 @@ def _fail(
     if watcher.last_blockers:
         names = ", ".join(f"pid {b['pid']} ({b['application_name'] or '?'})" for b in watcher.last_blockers)
         blockers = f" Blocked by {names}."
-    raise MigrationFailed(
+    failure = MigrationFailed(
         f"{where}: {error.message} (SQLSTATE {error.sqlstate}).{blockers}{advice}",
         sqlstate=error.sqlstate,
     )
+    failure.cause = f"{where}: {error.message} (SQLSTATE {error.sqlstate})."
+    raise failure
 
 
 def _no_transaction_advice(item: Prepared) -> str:

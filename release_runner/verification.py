@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from release_runner.errors import DriftError, UsageError
+from release_runner.errors import DriftError, MigrationFailed, UsageError
 from release_runner.events import Event, Level, emit
 from release_runner.refusals import preflight
 from release_runner.settings import Settings
@@ -174,15 +174,25 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
             context = db.RunContext(settings.history_schema, "scratch", {})
             changes: dict[str, schema_module.Objects] = {}
             start = 0
-            for index, item in enumerate(prepared):
-                if item.migration.directives.post_deploy:
-                    executor.apply_all(session, prepared[start:index], context, None)
-                    before = live_schema(session.conn, settings).objects
-                    executor.apply_all(session, [item], context, None)
-                    after = live_schema(session.conn, settings).objects
-                    changes[item.migration.version] = phases.delta(before, after)
-                    start = index + 1
-            executor.apply_all(session, prepared[start:], context, None)
+            try:
+                for index, item in enumerate(prepared):
+                    if item.migration.directives.post_deploy:
+                        executor.apply_all(session, prepared[start:index], context, None)
+                        before = live_schema(session.conn, settings).objects
+                        executor.apply_all(session, [item], context, None)
+                        after = live_schema(session.conn, settings).objects
+                        changes[item.migration.version] = phases.delta(before, after)
+                        start = index + 1
+                executor.apply_all(session, prepared[start:], context, None)
+            except MigrationFailed as failed:
+                # The advice a deploy would give (repair this row, drop that index) is about a
+                # database that is thrown away here.
+                raise MigrationFailed(
+                    f"replaying the migrations into a throwaway database failed: "
+                    f"{failed.cause or failed.message} Nothing was applied to any database of "
+                    "yours: fix the file, then run this command again",
+                    **failed.fields,
+                ) from None
             final = live_schema(session.conn, settings)
             return schema_module.Snapshot(final.objects, final.server_major, changes)
         finally:

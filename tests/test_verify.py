@@ -261,3 +261,17 @@ def test_a_snapshot_from_another_major_version_is_named(tmp_path: Path, url: str
     assert result.code == 0, result.stdout
     (differs,) = result.named("verify.server_differs")
     assert differs["snapshot_major"] == differs["server_major"] + 1
+
+
+def test_replay_failure_gives_no_production_advice(tmp_path: Path, server: Server) -> None:
+    """A file that fails in check's throwaway database: the error names the file and says to
+    fix it; no `repair` or `DROP INDEX` advice about a database that no longer exists."""
+    write(
+        tmp_path,
+        {"0001_a.sql": "CREATE TABLE a (id int);\n", "0002_i.sql": "CREATE INDEX CONCURRENTLY i ON nope (id);\n"},
+    )
+    result = run_cli("check", "--migrations", str(tmp_path), "--scratch-url", server.url("postgres"))
+    assert result.code == 1, result.stdout
+    error = result.finished["error"]
+    assert f"{tmp_path}/0002_i.sql:1:1" in error and "42P01" in error and "fix the file" in error
+    assert "repair" not in error and "DROP INDEX" not in error
