@@ -60,3 +60,15 @@ def test_yaml_snippets_parse_and_run_the_runner(index: int) -> None:
     installs = [i for i, command in enumerate(commands) if "pip install" in command]
     runs = [i for i, command in enumerate(commands) if command.startswith("release-runner ")]
     assert installs and runs and installs[0] < runs[0], commands
+
+
+@pytest.mark.parametrize("index", range(len(_snippets("sql"))))
+def test_sql_snippets_parse(tmp_path: Path, index: int) -> None:
+    """Each SQL snippet reads as a migration file would: its directives are known and its
+    statements parse. (Those that name a file, `-- sql/…`, are also deployed by
+    tests/test_phases.py.)"""
+    from release_runner.migrations import read_directory
+
+    (tmp_path / "0001_snippet.sql").write_text(_snippets("sql")[index])
+    [migration] = read_directory(tmp_path).migrations
+    assert migration.statements
