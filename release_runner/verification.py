@@ -93,17 +93,21 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
             "Run `release-runner snapshot` and commit the file",
         )
     live = live_schema(conn, settings)
+    expected, actual = _expected_now(conn, settings, snapshot), live.objects
+    mismatches = compared(settings, expected, actual)
     if snapshot is not None and snapshot.server_major not in (None, live.server_major):
+        mismatches, rendered = _rendered_here(conn, mismatches)
         emit(
             Event.VERIFY_SERVER_DIFFERS,
             snapshot_major=snapshot.server_major,
             server_major=live.server_major,
-            reason="views and defaults may render differently between major versions, and show "
-            "as changed; take the snapshot on the production major version (snapshot "
-            "--scratch-url pointing at such a server)",
+            rendered_here=rendered,
+            reason="definitions render differently between major versions: views whose text "
+            "differed were rendered again by this server from the snapshot's text and compared "
+            "that way; defaults, checks and other expressions may still show as changed. Take "
+            "the snapshot on the production major version (snapshot --scratch-url pointing at "
+            "such a server)",
         )
-    expected, actual = _expected_now(conn, settings, snapshot), live.objects
-    mismatches = compared(settings, expected, actual)
     failing = report(mismatches, lambda m: m.fails or settings.strict)
     if failing:
         raise DriftError(
@@ -130,6 +134,26 @@ def _expected_now(
     if not deferred:
         return snapshot.objects
     return phases.expected_with_deferred(snapshot, deferred, str(settings.snapshot_file))
+
+
+def _rendered_here(conn: Connection, mismatches: list[schema.Mismatch]) -> tuple[list[schema.Mismatch], int]:
+    """Drop the views whose definition alone differs and which this server renders, from the
+    snapshot's text, exactly as it renders the live one; return what is left and how many
+    were compared that way."""
+    from release_runner import db
+
+    kept, rendered = [], 0
+    for mismatch in mismatches:
+        if (
+            mismatch.kind == "changed"
+            and mismatch.object_type == "view"
+            and set(mismatch.expected or {}) == {"definition"}
+        ):
+            rendered += 1
+            if db.render_view(conn, mismatch.expected["definition"]) == mismatch.actual["definition"]:
+                continue
+        kept.append(mismatch)
+    return kept, rendered
 
 
 @contextmanager

@@ -326,6 +326,27 @@ def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
     return result
 
 
+def render_view(conn: Connection, definition: str) -> str | None:
+    """`definition` (a view's query, as another server rendered it) as this server renders it,
+    with the catalog read's settings: a temporary view made and rolled back. None when this
+    server cannot make it (an object it names is missing, no TEMP privilege)."""
+    try:
+        with conn.transaction() as transaction:
+            conn.execute(_CATALOG_SETUP)
+            conn.execute(
+                sql.SQL("CREATE TEMP VIEW release_runner_render AS {}").format(
+                    sql.SQL(definition.strip().removesuffix(";"))
+                )
+            )
+            row = conn.execute(
+                "SELECT pg_catalog.pg_get_viewdef('release_runner_render'::pg_catalog.regclass, true)"
+            ).fetchone()
+            raise psycopg.Rollback(transaction)
+    except psycopg.Error:
+        return None
+    return str(row[0]).strip() if row else None
+
+
 def index_state(conn: Connection, name: str) -> bool | None:
     """Whether the index `name` (schema-qualified or found through search_path) is valid;
     None when there is no such index."""
