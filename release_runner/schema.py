@@ -77,7 +77,10 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
     columns = objects["column"]
     owned: dict[str, str] = {}  # sequence -> the column that owns it
     # The most numerous objects: built field by field, absent values left out, no second pass.
-    for schema, table, column, type_, notnull, default, identity, generated, collation in raw["columns"]:
+    by_field = raw["columns"]  # one array per field; each is null when there are no columns
+    for schema, table, column, type_, notnull, default, identity, generated, collation in (
+        zip(*by_field, strict=True) if by_field[0] is not None else ()
+    ):
         attrs: dict[str, Any] = {"type": type_, "nullable": not notnull}
         if default is not None:
             attrs["default"] = default

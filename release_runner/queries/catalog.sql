@@ -36,14 +36,17 @@ SELECT json_build_object(
     LEFT JOIN (SELECT inhrelid, json_agg(inhparent::regclass::text ORDER BY inhseqno) AS parents
                FROM pg_inherits GROUP BY inhrelid) inh ON inh.inhrelid = r.oid
     WHERE r.relkind IN ('r', 'p')),
+  -- The most numerous rows, so by column (one array per field, Python zips them): building
+  -- an array per row costs a fifth more on a large schema.
   'columns', (
-    SELECT coalesce(json_agg(json_build_array(
-        r.schema, r.name, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-        CASE WHEN a.atthasdef AND a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-        a.attidentity,
-        CASE WHEN a.atthasdef AND a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+    SELECT json_build_array(
+        array_agg(r.schema), array_agg(r.name), array_agg(a.attname),
+        array_agg(format_type(a.atttypid, a.atttypmod)), array_agg(a.attnotnull),
+        array_agg(CASE WHEN a.atthasdef AND a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END),
+        array_agg(a.attidentity),
+        array_agg(CASE WHEN a.atthasdef AND a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END),
         -- 0: not collatable, 100: the database default; anything else was asked for.
-        CASE WHEN a.attcollation NOT IN (0, 100) THEN a.attcollation::regcollation::text END)), '[]')
+        array_agg(CASE WHEN a.attcollation NOT IN (0, 100) THEN a.attcollation::regcollation::text END))
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_attrdef ad ON a.atthasdef AND ad.adrelid = a.attrelid AND ad.adnum = a.attnum
