@@ -96,15 +96,30 @@ _NO_LIMIT_MS = 10 * 365 * 86_400_000  # lock_timeout 0 waits without limit; ten 
 
 @dataclass(frozen=True)
 class Lock:
-    """A table lock to take: the table's name parts as written (or, with `of_index`, the name
-    of an index whose table is meant) and the mode."""
+    """A table lock to take, in `mode`, on the tables that `name` (as written) leads to by
+    `via`: "table", the table itself; "index", the table of that index; "references", the
+    tables its foreign keys reference (with "references-column" or "references-constraint",
+    only the foreign keys on the column, or the constraint, named `detail`). Dropping a table,
+    a foreign-key column or a foreign key takes ACCESS EXCLUSIVE on the table it references."""
 
     name: tuple[str, ...]
     mode: str
-    of_index: bool = False
+    via: str = "table"
+    detail: str | None = None
+    only: bool = False
+    """Not the partitions too: ATTACH and DETACH PARTITION lock the parent alone, as does a
+    statement on `ONLY` a table."""
 
     def describe(self) -> str:
-        return f"{'.'.join(self.name)} ({self.mode})"
+        name = ".".join(self.name)
+        where = {
+            "table": name,
+            "index": f"the table of index {name}",
+            "references": f"the tables {name} references",
+            "references-column": f"the table {name}.{self.detail} references",
+            "references-constraint": f"the table {name}'s {self.detail} references",
+        }[self.via]
+        return f"{where} ({self.mode})"
 
 
 def _range_var(relation: dict[str, Any] | None) -> tuple[str, ...] | None:
@@ -128,70 +143,87 @@ def _foreign_keys(elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 yield constraint
 
 
-def _alter_table(body: dict[str, Any]) -> Iterator[tuple[tuple[str, ...] | None, str]]:
+def _alter_table(body: dict[str, Any]) -> Iterator[Lock | None]:
     table = _range_var(body.get("relation"))
-    modes = []
+    if table is None:
+        return
+    only = not body["relation"].get("inh")  # the parse tree leaves false out
     for item in body.get("cmds", []):
         command = item.get("AlterTableCmd", {})
         subtype = command.get("subtype")
         definition = command.get("def", {})
         constraint = definition.get("Constraint", {})
         partition = _range_var(definition.get("PartitionCmd", {}).get("name"))
+        alone = only or bool(partition)  # ATTACH/DETACH lock the parent, not its partitions
         if subtype in _ALTER_SHARE_UPDATE_EXCLUSIVE:
-            modes.append(SHARE_UPDATE_EXCLUSIVE)
+            yield Lock(table, SHARE_UPDATE_EXCLUSIVE, only=alone)
         elif subtype in _ALTER_SHARE_ROW_EXCLUSIVE:
-            modes.append(SHARE_ROW_EXCLUSIVE)
+            yield Lock(table, SHARE_ROW_EXCLUSIVE, only=alone)
         elif subtype == "AT_AddConstraint" and constraint.get("contype") == "CONSTR_FOREIGN":
-            modes.append(SHARE_ROW_EXCLUSIVE)
-            yield _range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE
+            yield Lock(table, SHARE_ROW_EXCLUSIVE, only=alone)
+            yield _lock(_range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE)
         else:
-            modes.append(ACCESS_EXCLUSIVE)
+            yield Lock(table, ACCESS_EXCLUSIVE, only=alone)
+        if subtype == "AT_AddColumn":  # an inline REFERENCES
+            for foreign in _foreign_keys([definition]):
+                yield _lock(_range_var(foreign.get("pktable")), SHARE_ROW_EXCLUSIVE)
+        elif subtype == "AT_DropColumn" and command.get("name"):
+            yield Lock(table, ACCESS_EXCLUSIVE, "references-column", str(command["name"]))
+        elif subtype == "AT_DropConstraint" and command.get("name"):
+            yield Lock(table, ACCESS_EXCLUSIVE, "references-constraint", str(command["name"]))
         if partition and subtype in ("AT_AttachPartition", "AT_DetachPartition"):
-            yield partition, ACCESS_EXCLUSIVE
-    for mode in modes:
-        yield table, mode
+            yield Lock(partition, ACCESS_EXCLUSIVE)
 
 
-def _statement_locks(statement: Statement) -> Iterator[tuple[tuple[str, ...] | None, str]]:
+def _lock(name: tuple[str, ...] | None, mode: str) -> Lock | None:
+    return Lock(name, mode) if name else None
+
+
+def _statement_locks(statement: Statement) -> Iterator[Lock | None]:
     kind, body = node(statement)
     relation = _range_var(body.get("relation"))
     if kind == "AlterTableStmt" and body.get("objtype") in _TABLES:
         yield from _alter_table(body)
     elif kind == "IndexStmt" and not body.get("concurrent"):
-        yield relation, SHARE
+        yield _lock(relation, SHARE)
     elif kind == "CreateTrigStmt":
-        yield relation, SHARE_ROW_EXCLUSIVE
+        yield _lock(relation, SHARE_ROW_EXCLUSIVE)
     elif kind == "CreateStmt":
         for constraint in _foreign_keys(body.get("tableElts", [])):
-            yield _range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE
+            yield _lock(_range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE)
         if body.get("partbound"):
             for parent in body.get("inhRelations", []):
-                yield _range_var(parent.get("RangeVar")), ACCESS_EXCLUSIVE
+                name = _range_var(parent.get("RangeVar"))
+                if name:  # the parent alone, not its other partitions
+                    yield Lock(name, ACCESS_EXCLUSIVE, only=True)
     elif kind == "RenameStmt" and (
         body.get("renameType") in _TABLES
         or body.get("relationType") in _TABLES
         or body.get("renameType") in _ON_TABLE | {"OBJECT_TABCONSTRAINT"}
     ):
-        yield relation, ACCESS_EXCLUSIVE
+        yield _lock(relation, ACCESS_EXCLUSIVE)
     elif kind == "DropStmt" and not body.get("concurrent"):
         objects = [_names(item.get("List", {}).get("items", [])) for item in body.get("objects", [])]
         remove = body.get("removeType")
         for name in objects:
             if remove in _TABLES:
-                yield name, ACCESS_EXCLUSIVE
+                yield Lock(name, ACCESS_EXCLUSIVE)
+                yield Lock(name, ACCESS_EXCLUSIVE, "references")
+            elif remove == "OBJECT_INDEX":
+                yield Lock(name, ACCESS_EXCLUSIVE, "index")
             elif remove in _ON_TABLE and len(name) > 1:
-                yield name[:-1], ACCESS_EXCLUSIVE
+                yield Lock(name[:-1], ACCESS_EXCLUSIVE)
     elif kind == "TruncateStmt":
         for item in body.get("relations", []):
-            yield _range_var(item.get("RangeVar")), ACCESS_EXCLUSIVE
+            yield _lock(_range_var(item.get("RangeVar")), ACCESS_EXCLUSIVE)
     elif kind in _DML:
-        yield relation, ROW_EXCLUSIVE
+        yield _lock(relation, ROW_EXCLUSIVE)
     elif kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
-        yield _range_var(body.get("table")), ACCESS_EXCLUSIVE
+        yield _lock(_range_var(body.get("table")), ACCESS_EXCLUSIVE)
     elif kind == "RuleStmt" or (kind == "AlterObjectSchemaStmt" and body.get("objectType") in _TABLES):
-        yield relation, ACCESS_EXCLUSIVE
+        yield _lock(relation, ACCESS_EXCLUSIVE)
     elif kind == "ReindexStmt" and body.get("kind") == "REINDEX_OBJECT_TABLE":
-        yield relation, SHARE
+        yield _lock(relation, SHARE)
 
 
 def _sets_transaction(statement: Statement) -> bool:
@@ -207,24 +239,17 @@ def needed(statements: list[Statement]) -> list[Lock]:
         # SET TRANSACTION must come before any query of the transaction, and the lock-ahead
         # block is one: such a file takes its locks as its statements go.
         return []
-    wanted: dict[tuple[tuple[str, ...], bool], list[str]] = {}
+    wanted: dict[tuple[tuple[str, ...], str, str | None, bool], list[str]] = {}
     for statement in statements:
-        kind, body = node(statement)
-        if kind == "DropStmt" and body.get("removeType") == "OBJECT_INDEX" and not body.get("concurrent"):
-            for item in body.get("objects", []):
-                wanted.setdefault((_names(item.get("List", {}).get("items", [])), True), []).append(
-                    ACCESS_EXCLUSIVE
-                )
-            continue
-        for name, mode in _statement_locks(statement):
-            if name:
-                wanted.setdefault((name, False), []).append(mode)
+        for lock in _statement_locks(statement):
+            if lock is not None:
+                wanted.setdefault((lock.name, lock.via, lock.detail, lock.only), []).append(lock.mode)
     locks = []
-    for (name, of_index), modes in wanted.items():
+    for (name, via, detail, only), modes in wanted.items():
         distinct = list(dict.fromkeys(modes))
         for mode in distinct:
             if not any(other != mode and _CONFLICTS[mode] <= _CONFLICTS[other] for other in distinct):
-                locks.append(Lock(name, mode, of_index))
+                locks.append(Lock(name, mode, via, detail, only))
     return locks
 
 
@@ -244,25 +269,41 @@ def block(locks: list[Lock], lock_timeout_ms: int) -> str | None:
     if not locks:
         return None
     budget_ms = lock_timeout_ms if lock_timeout_ms > 0 else _NO_LIMIT_MS
-    names = ", ".join(_literal(_quoted(lock.name)) for lock in locks)
-    modes = ", ".join(_literal(lock.mode) for lock in locks)
-    of_index = ", ".join("true" if lock.of_index else "false" for lock in locks)
+
+    def array(values: list[str | None]) -> str:
+        return "ARRAY[" + ", ".join("NULL" if v is None else _literal(v) for v in values) + "]::text[]"
+
+    names = array([_quoted(lock.name) for lock in locks])
+    modes = array([lock.mode for lock in locks])
+    vias = array([lock.via for lock in locks])
+    details = array([lock.detail for lock in locks])
+    only = array(["ONLY " if lock.only else "" for lock in locks])
     return f"""DO $release_runner_lock_ahead$ DECLARE
- names text[] := ARRAY[{names}]; modes text[] := ARRAY[{modes}]; of_index bool[] := ARRAY[{of_index}];
+ names text[] := {names}; modes text[] := {modes};
+ vias text[] := {vias}; details text[] := {details}; prefixes text[] := {only};
  budget_end timestamptz := clock_timestamp() + interval '{budget_ms} ms';
  round_ms bigint := {min(FIRST_ROUND_MS, budget_ms)}; round_end timestamptz; target regclass;
 BEGIN LOOP
  round_end := least(clock_timestamp() + round_ms * interval '1 ms', budget_end);
  BEGIN
   FOR i IN 1 .. array_length(names, 1) LOOP
-   target := CASE WHEN of_index[i] THEN (SELECT indrelid::regclass FROM pg_index
-    WHERE indexrelid = to_regclass(names[i])) ELSE to_regclass(names[i]) END;
-   IF (SELECT relkind FROM pg_class WHERE oid = target) IN ('r', 'p', 'f') THEN
-    PERFORM set_config('lock_timeout',
-     greatest(1, ceil(extract(epoch FROM round_end - clock_timestamp()) * 1000)) || 'ms', true);
-    BEGIN EXECUTE format('LOCK TABLE %s IN %s MODE', target, modes[i]);
-    EXCEPTION WHEN insufficient_privilege THEN NULL; END;
-   END IF;
+   FOR target IN
+    SELECT to_regclass(names[i]) WHERE vias[i] = 'table'
+    UNION ALL SELECT x.indrelid::regclass FROM pg_index x
+     WHERE vias[i] = 'index' AND x.indexrelid = to_regclass(names[i])
+    UNION ALL SELECT k.confrelid::regclass FROM pg_constraint k
+     WHERE vias[i] LIKE 'references%' AND k.contype = 'f' AND k.conrelid = to_regclass(names[i])
+      AND (vias[i] = 'references' OR (vias[i] = 'references-constraint' AND k.conname = details[i])
+       OR (vias[i] = 'references-column' AND (SELECT a.attnum FROM pg_attribute a
+            WHERE a.attrelid = k.conrelid AND a.attname = details[i]) = ANY (k.conkey)))
+   LOOP
+    IF (SELECT relkind FROM pg_class WHERE oid = target) IN ('r', 'p', 'f') THEN
+     PERFORM set_config('lock_timeout',
+      greatest(1, ceil(extract(epoch FROM round_end - clock_timestamp()) * 1000)) || 'ms', true);
+     BEGIN EXECUTE format('LOCK TABLE %s%s IN %s MODE', prefixes[i], target, modes[i]);
+     EXCEPTION WHEN insufficient_privilege THEN NULL; END;
+    END IF;
+   END LOOP;
   END LOOP;
   EXIT;
  EXCEPTION WHEN lock_not_available THEN
