@@ -14,6 +14,12 @@ The rules and what counts as breaking:
 - `set-not-null`, `add-column-not-null-without-default`: the old code's INSERTs leave the
   column out and fail.
 - `drop-default`: the old code's INSERTs rely on it.
+- `drop-view`, `rename-view`, `set-schema` (a table, view or type moved to another schema),
+  `drop-schema`, `rename-schema`, `drop-type`, `rename-type`, `rename-enum-value`: the old
+  code names them, or writes the old label.
+
+Not judged: functions (old code seldom calls them by name, and replacing one often means
+dropping it), and new constraints (whether old code's rows violate them depends on the data).
 
 This module finds the candidates in parse trees; which tables existed, and the old column types,
 come from the catalog (refusals.lint asks)."""
@@ -59,7 +65,27 @@ RULES = {
         "drops a default the running release's INSERTs may rely on",
         MOVE,
     ),
+    "drop-view": ("drops a view the running release may still read", MOVE),
+    "rename-view": ("renames a view the running release still reads by its old name", MOVE),
+    "set-schema": (
+        "moves a table, view or type to another schema, out of the running release's reach",
+        MOVE,
+    ),
+    "drop-schema": ("drops a schema, and everything in it, that the running release may use", MOVE),
+    "rename-schema": ("renames a schema the running release still uses by its old name", MOVE),
+    "drop-type": ("drops a type the running release may still use", MOVE),
+    "rename-type": ("renames a type the running release still uses by its old name", MOVE),
+    "rename-enum-value": (
+        "renames an enum value the running release still writes and compares",
+        "Add the new value in a migration of its own (ADD VALUE), move the rows over, and stop "
+        "using the old one in a post-deploy migration",
+    ),
 }
+# What a candidate's name is: its existence is read from the catalog by kind.
+RELATION, SCHEMA, TYPE = "relation", "schema", "type"
+_TABLES = ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE")
+_VIEWS = ("OBJECT_VIEW", "OBJECT_MATVIEW")
+_TYPES = ("OBJECT_TYPE", "OBJECT_DOMAIN")
 # A type as the catalog keeps it: typname and atttypmod.
 ColumnType = tuple[str, int]
 
@@ -70,9 +96,11 @@ class Candidate:
 
     rule: str
     table: str
+    """The object's name: a table's, or a view's, schema's or type's (see `kind`)."""
     statement: Statement
     column: str | None = None
     new_type: ColumnType | None = None
+    kind: str = RELATION
 
 
 def _name(relation: dict[str, Any] | None) -> str | None:
@@ -142,49 +170,96 @@ def _alter(table: str, statement: Statement, body: dict[str, Any]) -> Iterator[C
                 yield Candidate("add-column-not-null-without-default", table, statement)
 
 
+def _dotted(items: list[dict[str, Any]]) -> str:
+    return ".".join(str(item.get("String", {}).get("sval")) for item in items)
+
+
+def _dropped(remove: str, item: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(rule, kind, name) for one object of a DROP."""
+    if remove in _TABLES or remove in _VIEWS:
+        rule = "drop-table" if remove in _TABLES else "drop-view"
+        return rule, RELATION, _dotted(item.get("List", {}).get("items", []))
+    if remove == "OBJECT_SCHEMA":
+        return "drop-schema", SCHEMA, str(item.get("String", {}).get("sval"))
+    if remove in _TYPES:
+        return "drop-type", TYPE, _dotted(item.get("TypeName", {}).get("names", []))
+    return None
+
+
 def _statement(statement: Statement) -> Iterator[Candidate]:
     kind, body = node(statement)
     table = _name(body.get("relation"))
+    rename = body.get("renameType")
     if kind == "AlterTableStmt" and body.get("objtype") == "OBJECT_TABLE" and table:
         yield from _alter(table, statement, body)
-    elif kind == "DropStmt" and body.get("removeType") == "OBJECT_TABLE":
+    elif kind == "DropStmt":
         for item in body.get("objects", []):
-            parts = [str(p.get("String", {}).get("sval")) for p in item.get("List", {}).get("items", [])]
-            yield Candidate("drop-table", ".".join(parts), statement)
-    elif kind == "RenameStmt" and table:
-        if body.get("renameType") == "OBJECT_TABLE":
-            yield Candidate("rename-table", table, statement)
-        elif body.get("renameType") == "OBJECT_COLUMN" and body.get("relationType") == "OBJECT_TABLE":
-            yield Candidate("rename-column", table, statement, body.get("subname"))
+            dropped = _dropped(str(body.get("removeType")), item)
+            if dropped:
+                yield Candidate(dropped[0], dropped[2], statement, kind=dropped[1])
+    elif kind == "RenameStmt" and table and (rename in _TABLES or rename in _VIEWS):
+        yield Candidate("rename-table" if rename in _TABLES else "rename-view", table, statement)
+    elif kind == "RenameStmt" and table and rename == "OBJECT_COLUMN":
+        yield Candidate("rename-column", table, statement, body.get("subname"))
+    elif kind == "RenameStmt" and rename == "OBJECT_SCHEMA":
+        yield Candidate("rename-schema", str(body.get("subname")), statement, kind=SCHEMA)
+    elif kind == "RenameStmt" and rename in _TYPES:
+        name = _dotted(body.get("object", {}).get("List", {}).get("items", []))
+        yield Candidate("rename-type", name, statement, kind=TYPE)
+    elif kind == "AlterObjectSchemaStmt" and table and body.get("objectType") in (*_TABLES, *_VIEWS):
+        yield Candidate("set-schema", table, statement)
+    elif kind == "AlterObjectSchemaStmt" and body.get("objectType") in _TYPES:
+        name = _dotted(body.get("object", {}).get("List", {}).get("items", []))
+        yield Candidate("set-schema", name, statement, kind=TYPE)
+    elif kind == "AlterEnumStmt" and body.get("oldVal"):
+        yield Candidate("rename-enum-value", _dotted(body.get("typeName", [])), statement, kind=TYPE)
+
+
+def _created(statement: Statement) -> tuple[str, str] | None:
+    """(kind, name) of what a statement creates, when it is a relation, schema or type."""
+    kind, body = node(statement)
+    if kind in ("CreateStmt", "CreateTableAsStmt", "ViewStmt"):
+        name = (
+            _name(body.get("relation")) or _name(body.get("into", {}).get("rel")) or _name(body.get("view"))
+        )
+        return (RELATION, name) if name else None
+    if kind == "CreateSchemaStmt":
+        return SCHEMA, str(body.get("schemaname"))
+    if kind in ("CreateEnumStmt", "CreateDomainStmt"):
+        return TYPE, _dotted(body.get("typeName") or body.get("domainname") or [])
+    if kind == "CompositeTypeStmt":
+        name = _name(body.get("typevar"))
+        return (TYPE, name) if name else None
+    return None
 
 
 def candidates(prepared: list[Prepared]) -> list[tuple[Prepared, Candidate]]:
-    """Breaking statements of the pre-deploy files in a batch, on tables the batch did not
+    """Breaking statements of the pre-deploy files in a batch, on objects the batch did not
     create itself (no running code uses those), minus what an `allow` lets through."""
-    created: set[str] = set()
+    created: set[tuple[str, str]] = set()
     found = []
     for item in prepared:
         migration = item.migration
         for statement in item.statements:
-            kind, body = node(statement)
-            if kind in ("CreateStmt", "CreateTableAsStmt"):
-                name = _name(body.get("relation")) or _name(body.get("into", {}).get("rel"))
-                if name:
-                    created.add(name)
+            made = _created(statement)
+            if made:
+                created.add(made)
                 continue
             if migration.directives.post_deploy:
                 continue
             for candidate in _statement(statement):
                 allowed = candidate.rule in migration.directives.allow or candidate.rule in statement.allow
-                if candidate.table not in created and not allowed:
+                if (candidate.kind, candidate.table) not in created and not allowed:
                     found.append((item, candidate))
     return found
 
 
-def breaks(candidate: Candidate, existing: set[str], old_types: dict[tuple[str, str], ColumnType]) -> bool:
-    """Whether the candidate breaks the running release, given the tables that exist and the
-    current types of the columns a type change names."""
-    if candidate.table not in existing:
+def breaks(
+    candidate: Candidate, existing: set[tuple[str, str]], old_types: dict[tuple[str, str], ColumnType]
+) -> bool:
+    """Whether the candidate breaks the running release, given the (kind, name) of the objects
+    that exist and the current types of the columns a type change names."""
+    if (candidate.kind, candidate.table) not in existing:
         return False
     if candidate.rule != "change-column-type":
         return True

@@ -120,18 +120,21 @@ def lint(
 
     prepared = prepare_all(pending, settings.strict_lint)
     candidates = [] if settings.post_deploy else compatibility.candidates(prepared)
-    tables = sorted(
-        {f.table for item in prepared for f in item.findings if f.table} | {c.table for _, c in candidates}
-    )
+    relations = {c.table for _, c in candidates if c.kind == compatibility.RELATION}
+    tables = sorted({f.table for item in prepared for f in item.findings if f.table} | relations)
     sizes: dict[str, dict[str, Any]] = {}
-    if conn is not None and tables:
+    if conn is not None and (tables or candidates):
         from release_runner import db
 
-        sizes = db.table_sizes(conn, tables)
+        sizes = db.table_sizes(conn, tables) if tables else {}
+        existing = {(compatibility.RELATION, name) for name in sizes}
+        for kind in (compatibility.SCHEMA, compatibility.TYPE):
+            names = sorted({c.table for _, c in candidates if c.kind == kind})
+            existing |= {(kind, name) for name in db.existing(conn, kind, names)} if names else set()
         retyped = [(c.table, c.column or "") for _, c in candidates if c.rule == "change-column-type"]
         old_types = db.column_types(conn, retyped) if retyped else {}
         for item, candidate in candidates:
-            if compatibility.breaks(candidate, set(sizes), old_types):
+            if compatibility.breaks(candidate, existing, old_types):
                 _refuse_in_release_phase(item, candidate)
     for finding in (finding for item in prepared for finding in item.findings):
         event = Event.PREFLIGHT_ERROR if finding.severity == "error" else Event.PREFLIGHT_WARNING

@@ -15,6 +15,21 @@ import pytest
 from tests.conftest import ROOT, Run, Server, cli_env, run_cli, write
 
 TABLE = "CREATE TABLE t (id int PRIMARY KEY, a varchar(20) DEFAULT 'x', b int, c numeric(10,2));\n"
+OTHERS = (
+    "CREATE TABLE vsrc (id int);\nCREATE VIEW tv AS SELECT id FROM vsrc;\nCREATE SCHEMA ts;\n"
+    "CREATE TYPE tmood AS ENUM ('a');\n"
+)
+# rule -> (a statement that breaks code already running against the objects above, its object)
+NOT_TABLES = {
+    "drop-view": ("DROP VIEW tv", "tv"),
+    "rename-view": ("ALTER VIEW tv RENAME TO tv2", "tv"),
+    "set-schema": ("ALTER TABLE vsrc SET SCHEMA ts", "vsrc"),
+    "drop-schema": ("DROP SCHEMA ts", "ts"),
+    "rename-schema": ("ALTER SCHEMA ts RENAME TO ts2", "ts"),
+    "drop-type": ("DROP TYPE tmood", "tmood"),
+    "rename-type": ("ALTER TYPE tmood RENAME TO tfeel", "tmood"),
+    "rename-enum-value": ("ALTER TYPE tmood RENAME VALUE 'a' TO 'b'", "tmood"),
+}
 # rule -> a statement that breaks code already running against t
 BREAKING = {
     "drop-table": "DROP TABLE t",
@@ -42,14 +57,14 @@ def _columns(admin: psycopg.Connection[Any], table: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-@pytest.mark.parametrize("rule", BREAKING)
-def test_breaking_statement_on_an_existing_table_is_refused(
+@pytest.mark.parametrize("rule", [*BREAKING, *NOT_TABLES])
+def test_breaking_statement_on_an_existing_object_is_refused(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any], rule: str
 ) -> None:
     """Refused in the release phase with the rule and the fix, nothing applied; accepted with
     `allow RULE` above it, and deferred, not refused, in a post-deploy file."""
-    statement = BREAKING[rule]
-    base = {"0001_t.sql": TABLE}
+    statement, name = NOT_TABLES.get(rule) or (BREAKING[rule], "t")
+    base = {"0001_t.sql": TABLE + OTHERS}
     assert _migrate(write(tmp_path / "base", base), url, "--no-verify").code == 0
     write(
         tmp_path / "plain",
@@ -58,7 +73,7 @@ def test_breaking_statement_on_an_existing_table_is_refused(
     refused = _migrate(tmp_path / "plain", url, "--no-verify")
     assert refused.code == 5, refused.stdout
     errors = refused.named("preflight.error")
-    assert [(e["rule"], e["line"], e["table"]) for e in errors] == [(rule, 1, "t")]
+    assert [(e["rule"], e["line"], e["table"]) for e in errors] == [(rule, 1, name)]
     assert "post-deploy" in errors[0]["fix"] or "DEFAULT" in errors[0]["fix"]
     assert f"allow {rule}" in errors[0]["fix"]
     assert _columns(admin, "other") == [] and _columns(admin, "t") == ["id", "a", "b", "c"]
@@ -99,6 +114,15 @@ def test_safe_changes_and_tables_of_the_same_run_pass(
     fresh = {"0003_new.sql": "".join(TABLE.replace(" t ", f" n{i} ") for i in range(len(BREAKING)))}
     for i, statement in enumerate(BREAKING.values()):
         fresh[f"{i + 4:04d}_x.sql"] = statement.replace("TABLE t", f"TABLE n{i}") + ";\n"
+    # The other kinds, created by the run's first file and changed by a later one.
+    fresh["0003_new.sql"] += (
+        OTHERS.replace("vsrc", "nsrc").replace("tv ", "nv ").replace("ts", "ns").replace("tmood", "nmood")
+    )
+    fresh["0050_others.sql"] = (
+        "ALTER TYPE nmood RENAME VALUE 'a' TO 'b';\nALTER TYPE nmood RENAME TO nfeel;\nDROP TYPE nfeel;\n"
+        "ALTER VIEW nv RENAME TO nv2;\nDROP VIEW nv2;\nALTER TABLE nsrc SET SCHEMA ns;\n"
+        "ALTER SCHEMA ns RENAME TO ns2;\nDROP SCHEMA ns2 CASCADE;\n"
+    )
     write(tmp_path / "widen", fresh)
     created = _migrate(tmp_path / "widen", url, "--no-verify")
     assert created.code == 0, created.stdout

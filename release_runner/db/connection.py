@@ -371,6 +371,20 @@ def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]
     return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}
 
 
+_EXISTING = {
+    "schema": "SELECT n FROM unnest(%s::text[]) AS n WHERE EXISTS"
+    " (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = n)",
+    "type": "SELECT n FROM unnest(%s::text[]) AS n WHERE to_regtype(CASE WHEN strpos(n, '.') > 0"
+    " THEN quote_ident(split_part(n, '.', 1)) || '.' || quote_ident(split_part(n, '.', 2))"
+    " ELSE quote_ident(n) END) IS NOT NULL",
+}
+
+
+def existing(conn: Connection, kind: str, names: list[str]) -> set[str]:
+    """Which of these schemas or types (`kind`) exist, for the release-phase rules."""
+    return {row[0] for row in conn.execute(_EXISTING[kind], (names,)).fetchall()}
+
+
 def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
     """typname and atttypmod of existing (table, column) pairs, for the widening rule."""
     rows = conn.execute(
