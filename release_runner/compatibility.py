@@ -40,47 +40,43 @@ MOVE = (
     "Make it a contract step: put it in a migration whose header says "
     "`-- release-runner: post-deploy`, applied once every Machine runs the new code"
 )
-RULES = {
-    "drop-table": ("drops a table the running release may still read", MOVE),
-    "drop-column": ("drops a column the running release may still read or write", MOVE),
-    "rename-table": ("renames a table the running release still uses by its old name", MOVE),
-    "rename-column": (
-        "renames a column the running release still uses by its old name",
-        "Add the new column and write both (expand), backfill, and drop the old one in a "
-        "post-deploy migration (contract); see the README's three-release rename",
-    ),
-    "change-column-type": (
-        "changes a column's type to one the running release may not read or write (not a safe widening)",
-        "Add a column of the new type, write both, backfill, and drop the old one in a post-deploy migration",
-    ),
-    "set-not-null": (
-        "makes a column NOT NULL while the running release may still insert rows without it",
-        MOVE,
-    ),
-    "add-column-not-null-without-default": (
-        "adds a NOT NULL column without a default: the running release's INSERTs leave it out and fail",
-        "Give it a DEFAULT, or add it nullable now and SET NOT NULL in a post-deploy migration",
-    ),
-    "drop-default": (
-        "drops a default the running release's INSERTs may rely on",
-        MOVE,
-    ),
-    "drop-view": ("drops a view the running release may still read", MOVE),
-    "rename-view": ("renames a view the running release still reads by its old name", MOVE),
-    "set-schema": (
-        "moves a table, view or type to another schema, out of the running release's reach",
-        MOVE,
-    ),
-    "drop-schema": ("drops a schema, and everything in it, that the running release may use", MOVE),
-    "rename-schema": ("renames a schema the running release still uses by its old name", MOVE),
-    "drop-type": ("drops a type the running release may still use", MOVE),
-    "rename-type": ("renames a type the running release still uses by its old name", MOVE),
-    "rename-enum-value": (
-        "renames an enum value the running release still writes and compares",
-        "Add the new value in a migration of its own (ADD VALUE), move the rows over, and stop "
-        "using the old one in a post-deploy migration",
-    ),
+MESSAGES = {
+    "drop-table": "drops a table the running release may still read",
+    "drop-column": "drops a column the running release may still read or write",
+    "rename-table": "renames a table the running release still uses by its old name",
+    "rename-column": "renames a column the running release still uses by its old name",
+    "change-column-type": "changes a column's type to one the running release may not read or "
+    "write (not a safe widening)",
+    "set-not-null": "makes a column NOT NULL while the running release may still insert rows without it",
+    "add-column-not-null-without-default": "adds a NOT NULL column without a default: the running "
+    "release's INSERTs leave it out and fail",
+    "drop-default": "drops a default the running release's INSERTs may rely on",
+    "drop-view": "drops a view the running release may still read",
+    "rename-view": "renames a view the running release still reads by its old name",
+    "set-schema": "moves a table, view or type to another schema, out of the running release's reach",
+    "drop-schema": "drops a schema, and everything in it, that the running release may use",
+    "rename-schema": "renames a schema the running release still uses by its old name",
+    "drop-type": "drops a type the running release may still use",
+    "rename-type": "renames a type the running release still uses by its old name",
+    "rename-enum-value": "renames an enum value the running release still writes and compares",
 }
+# Where moving the statement to a post-deploy migration (MOVE) is not the whole fix.
+_FIXES = {
+    "rename-column": "Add the new column and write both (expand), backfill, and drop the old one "
+    "in a post-deploy migration (contract); see the README's three-release rename",
+    "change-column-type": "Add a column of the new type, write both, backfill, and drop the old "
+    "one in a post-deploy migration",
+    "add-column-not-null-without-default": "Give it a DEFAULT, or add it nullable now and SET NOT "
+    "NULL in a post-deploy migration",
+    "rename-enum-value": "Add the new value in a migration of its own (ADD VALUE), move the rows "
+    "over, and stop using the old one in a post-deploy migration",
+}
+
+
+def fix(rule: str) -> str:
+    return _FIXES.get(rule, MOVE)
+
+
 # What a candidate's name is: its existence is read from the catalog by kind.
 RELATION, SCHEMA, TYPE = "relation", "schema", "type"
 _TABLES = ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE")

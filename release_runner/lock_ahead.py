@@ -34,35 +34,21 @@ SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
 SHARE = "SHARE"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
-# Which modes each mode conflicts with (PostgreSQL's table-level lock conflict matrix).
+_MODES = [
+    "ACCESS SHARE",
+    "ROW SHARE",
+    ROW_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    SHARE,
+    SHARE_ROW_EXCLUSIVE,
+    "EXCLUSIVE",
+    ACCESS_EXCLUSIVE,
+]
+# PostgreSQL's table of conflicting lock modes, row by row in the order above: X conflicts.
+_MATRIX = [".......X", "......XX", "....XXXX", "...XXXXX", "..XX.XXX", "..XXXXXX", ".XXXXXXX", "XXXXXXXX"]
 _CONFLICTS = {
-    ROW_EXCLUSIVE: {SHARE, SHARE_ROW_EXCLUSIVE, "EXCLUSIVE", ACCESS_EXCLUSIVE},
-    SHARE_UPDATE_EXCLUSIVE: {
-        SHARE_UPDATE_EXCLUSIVE,
-        SHARE,
-        SHARE_ROW_EXCLUSIVE,
-        "EXCLUSIVE",
-        ACCESS_EXCLUSIVE,
-    },
-    SHARE: {ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, "EXCLUSIVE", ACCESS_EXCLUSIVE},
-    SHARE_ROW_EXCLUSIVE: {
-        ROW_EXCLUSIVE,
-        SHARE_UPDATE_EXCLUSIVE,
-        SHARE,
-        SHARE_ROW_EXCLUSIVE,
-        "EXCLUSIVE",
-        ACCESS_EXCLUSIVE,
-    },
-    ACCESS_EXCLUSIVE: {
-        "ACCESS SHARE",
-        "ROW SHARE",
-        ROW_EXCLUSIVE,
-        SHARE_UPDATE_EXCLUSIVE,
-        SHARE,
-        SHARE_ROW_EXCLUSIVE,
-        "EXCLUSIVE",
-        ACCESS_EXCLUSIVE,
-    },
+    mode: {other for other, mark in zip(_MODES, row, strict=True) if mark == "X"}
+    for mode, row in zip(_MODES, _MATRIX, strict=True)
 }
 # ALTER TABLE subcommands that take less than ACCESS EXCLUSIVE (AlterTableGetLockLevel).
 _ALTER_SHARE_UPDATE_EXCLUSIVE = {

@@ -148,7 +148,7 @@ def _refuse_in_release_phase(item: Prepared, candidate: compatibility.Candidate)
     from release_runner.preflight import ERROR, Finding
 
     statement = candidate.statement
-    message, fix = compatibility.RULES[candidate.rule]
+    message, fix = compatibility.MESSAGES[candidate.rule], compatibility.fix(candidate.rule)
     item.findings = [
         f for f in item.findings if not (f.rule == candidate.rule and f.line == statement.line)
     ] + [
