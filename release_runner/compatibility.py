@@ -167,7 +167,10 @@ def _alter(table: str, statement: Statement, body: dict[str, Any]) -> Iterator[C
 
 
 def _dotted(items: list[dict[str, Any]]) -> str:
-    return ".".join(str(item.get("String", {}).get("sval")) for item in items)
+    """A qualified name from its list of String nodes."""
+    return ".".join(
+        str(item["String"].get("sval")) for item in items if isinstance(item, dict) and "String" in item
+    )
 
 
 def _dropped(remove: str, item: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -221,8 +224,10 @@ def _created(statement: Statement) -> tuple[str, str] | None:
         return (RELATION, name) if name else None
     if kind == "CreateSchemaStmt":
         return SCHEMA, str(body.get("schemaname"))
-    if kind in ("CreateEnumStmt", "CreateDomainStmt"):
-        return TYPE, _dotted(body.get("typeName") or body.get("domainname") or [])
+    if kind == "CreateEnumStmt":
+        return TYPE, _dotted(body.get("typeName", []))
+    if kind == "CreateDomainStmt":  # its typeName is the base type
+        return TYPE, _dotted(body.get("domainname", []))
     if kind == "CompositeTypeStmt":
         name = _name(body.get("typevar"))
         return (TYPE, name) if name else None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from release_runner import compatibility, lock_ahead
 from release_runner.migrations import read_directory
 from release_runner.preflight import Prepared, prepare, prepare_all
 from tests.conftest import CORPUS, ROOT, write
@@ -219,9 +220,13 @@ CORPUS_SETS = [
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is absent")
 @pytest.mark.parametrize("name", CORPUS_SETS)
 def test_real_sets_have_no_preflight_errors(name: str) -> None:
-    """Real migration sets pass preflight as they are."""
+    """Real migration sets pass preflight as they are, and the release-phase rules and
+    lock-ahead read every statement of them without failing."""
     prepared = prepare_all(read_directory(CORPUS / name).migrations)
     assert [f.describe() for p in prepared for f in p.errors] == []
+    compatibility.candidates(prepared)
+    for item in prepared:
+        lock_ahead.block(item.locks_ahead, 5000)
     if name == "prisma-triggerdev":
         # 56 CREATE and 15 DROP INDEX CONCURRENTLY files run without a transaction.
         assert sum(not p.transactional for p in prepared) == 71
@@ -243,3 +248,80 @@ def test_new_enum_value_rules(tmp_path: Path) -> None:
         "-- release-runner: allow enum-value-used-before-commit\nCOMMENT ON TABLE t IS 'meh';\n"
     )
     assert _prepare(tmp_path / "c", allowed).findings == []
+
+
+# Statement kinds a migration may hold, beyond the ones the rules are about: the release-phase
+# rules and lock-ahead must read each without failing, whatever shape its parse tree has.
+EVERY_KIND = """
+CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+CREATE TYPE pair AS (a int, b text);
+CREATE TYPE mood AS ENUM ('a', 'b');
+ALTER TYPE mood ADD VALUE 'c' BEFORE 'a';
+ALTER TYPE mood RENAME VALUE 'a' TO 'z';
+ALTER TYPE pair ADD ATTRIBUTE c int;
+ALTER DOMAIN posint ADD CONSTRAINT small CHECK (VALUE < 100) NOT VALID;
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+DROP EXTENSION IF EXISTS pgcrypto;
+CREATE FUNCTION f(x int) RETURNS int LANGUAGE sql RETURN x + 1;
+DROP FUNCTION IF EXISTS f(int), g(text);
+DROP AGGREGATE IF EXISTS agg(int);
+DROP TYPE IF EXISTS pair, mood CASCADE;
+DROP DOMAIN IF EXISTS posint;
+DROP SEQUENCE IF EXISTS s1, s2;
+DROP OWNED BY nobody;
+DROP POLICY IF EXISTS p ON t;
+DROP RULE IF EXISTS r ON t;
+DROP TRIGGER IF EXISTS tr ON s.t;
+COMMENT ON TABLE t IS 'x';
+COMMENT ON COLUMN t.a IS NULL;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC;
+REVOKE ALL ON t FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC;
+ALTER TABLE t OWNER TO CURRENT_USER;
+ALTER INDEX i RENAME TO j;
+ALTER SEQUENCE s1 RENAME TO s3;
+ALTER SEQUENCE s3 OWNED BY t.a;
+ALTER FUNCTION f(int) RENAME TO g;
+ALTER FUNCTION g(int) SET SCHEMA s;
+ALTER VIEW v ALTER COLUMN a SET DEFAULT 1;
+ALTER MATERIALIZED VIEW mv SET SCHEMA s;
+REFRESH MATERIALIZED VIEW mv;
+CREATE MATERIALIZED VIEW mv2 AS SELECT 1 AS one;
+CREATE OR REPLACE VIEW v2 AS SELECT 1 AS one;
+CREATE TABLE t2 (LIKE t INCLUDING ALL);
+CREATE TABLE t3 () INHERITS (t);
+CREATE TABLE t4 AS SELECT * FROM t;
+SELECT * INTO t5 FROM t;
+ALTER TABLE t ALTER COLUMN a TYPE text[] USING ARRAY[a];
+ALTER TABLE t ALTER COLUMN a TYPE pg_catalog.varchar(10) COLLATE "C";
+ALTER TABLE t ADD COLUMN z int REFERENCES s.other ON DELETE CASCADE;
+ALTER TABLE t DROP CONSTRAINT IF EXISTS c, DROP COLUMN IF EXISTS d;
+ALTER TABLE IF EXISTS ONLY t RENAME CONSTRAINT c TO d;
+ALTER TABLE t SET (autovacuum_enabled = false), SET LOGGED;
+ALTER TABLE t REPLICA IDENTITY USING INDEX i;
+ALTER TABLE t ATTACH PARTITION t6 DEFAULT;
+DO $$ BEGIN PERFORM 1; END $$;
+CREATE SCHEMA s2 AUTHORIZATION CURRENT_USER CREATE TABLE st (id int);
+ALTER SCHEMA s2 OWNER TO CURRENT_USER;
+CREATE PUBLICATION pub FOR TABLE t;
+SET search_path TO s, public;
+RESET search_path;
+NOTIFY channel, 'x';
+LOCK TABLE t IN SHARE MODE;
+SELECT pg_advisory_xact_lock(1);
+INSERT INTO t SELECT * FROM t2 ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a;
+WITH moved AS (DELETE FROM t RETURNING *) INSERT INTO t2 SELECT * FROM moved;
+MERGE INTO t USING t2 ON t.id = t2.id WHEN NOT MATCHED THEN INSERT VALUES (t2.id);
+"""
+
+
+def test_every_statement_kind_reads_without_failing(tmp_path: Path) -> None:
+    """The release-phase rules and lock-ahead over many statement kinds: no exception, and the
+    names they report are names (no parse-tree fragments)."""
+    prepared = _prepare(tmp_path, EVERY_KIND)
+    assert prepared.errors == [], [f.describe() for f in prepared.errors]
+    for _, candidate in compatibility.candidates([prepared]):
+        assert candidate.table and "{" not in candidate.table and "None" not in candidate.table
+    for lock in prepared.locks_ahead:
+        assert all(part and part != "None" for part in lock.name), lock
+    assert lock_ahead.block(prepared.locks_ahead, 5000)
