@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from release_runner.nontransactional import node
+from release_runner.statements import Statement, sets_search_path
 
 if TYPE_CHECKING:
     from release_runner.preflight import Prepared
-    from release_runner.statements import Statement
 
 MOVE = (
     "Make it a contract step: put it in a migration whose header says "
@@ -241,7 +241,9 @@ def candidates(prepared: list[Prepared]) -> list[tuple[Prepared, Candidate]]:
     found = []
     for item in prepared:
         migration = item.migration
+        moved = False  # after the file sets search_path, an unqualified name cannot be looked up
         for statement in item.statements:
+            moved = moved or sets_search_path(statement)
             made = _created(statement)
             if made:
                 created.add(made)
@@ -250,7 +252,8 @@ def candidates(prepared: list[Prepared]) -> list[tuple[Prepared, Candidate]]:
                 continue
             for candidate in _statement(statement):
                 allowed = candidate.rule in migration.directives.allow or candidate.rule in statement.allow
-                if (candidate.kind, candidate.table) not in created and not allowed:
+                unknown = moved and "." not in candidate.table
+                if (candidate.kind, candidate.table) not in created and not allowed and not unknown:
                     found.append((item, candidate))
     return found
 

@@ -18,7 +18,8 @@ blocking reads; never weaker, so no statement waits again to upgrade. What the p
 show (tables a function or trigger touches, row locks an UPDATE waits for) is left to the
 statement's own lock_timeout. Tables that do not exist yet, and relations that are not tables,
 are skipped on the server. A file that opens with `SET TRANSACTION` gets no lock-ahead, since
-nothing may run in its transaction before that statement."""
+nothing may run in its transaction before that statement; after a file sets search_path, only
+schema-qualified names are taken ahead (the others would be looked up where the block runs)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from release_runner.nontransactional import node
-from release_runner.statements import Statement
+from release_runner.statements import Statement, sets_search_path
 
 ROW_EXCLUSIVE = "ROW EXCLUSIVE"
 SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
@@ -226,9 +227,11 @@ def needed(statements: list[Statement]) -> list[Lock]:
         # block is one: such a file takes its locks as its statements go.
         return []
     wanted: dict[tuple[tuple[str, ...], str, str | None, bool], list[str]] = {}
+    moved = False  # the file changed search_path: unqualified names no longer mean what they do now
     for statement in statements:
+        moved = moved or sets_search_path(statement)
         for lock in _statement_locks(statement):
-            if lock is not None:
+            if lock is not None and not (moved and len(lock.name) == 1):
                 wanted.setdefault((lock.name, lock.via, lock.detail, lock.only), []).append(lock.mode)
     locks = []
     for (name, via, detail, only), modes in wanted.items():

@@ -56,6 +56,16 @@ class Statement:
         return self.line + newlines, char_offset - before.rfind("\n")
 
 
+def sets_search_path(statement: Statement) -> bool:
+    """True for `SET [LOCAL] search_path`/`SET SCHEMA` and a `set_config('search_path', ...)`:
+    after it, an unqualified name in the file may mean another object than it does now."""
+    if statement.kind == "VariableSetStmt":
+        assert statement.node is not None
+        return bool(statement.node["VariableSetStmt"].get("name") == "search_path")
+    lowered = statement.text.lower()
+    return "set_config" in lowered and "search_path" in lowered
+
+
 class SqlSyntaxError(Exception):
     """The parser rejected a file: message and 1-based line/column in that file."""
 

@@ -325,3 +325,17 @@ def test_every_statement_kind_reads_without_failing(tmp_path: Path) -> None:
     for lock in prepared.locks_ahead:
         assert all(part and part != "None" for part in lock.name), lock
     assert lock_ahead.block(prepared.locks_ahead, 5000)
+
+
+def test_after_a_search_path_change_only_qualified_names_are_looked_up(tmp_path: Path) -> None:
+    """Once a file sets search_path, an unqualified name may mean another object than it does
+    where the runner looks it up: lock-ahead and the release-phase rules leave such names to
+    the server, and keep the names before the change and the qualified ones."""
+    prepared = _prepare(
+        tmp_path,
+        "ALTER TABLE before ADD b int;\nSET search_path = app;\nALTER TABLE t DROP COLUMN x;\n"
+        "ALTER TABLE app.t2 DROP COLUMN y;\nSELECT set_config('search_path', 'other', true);\n",
+    )
+    assert {lock.name for lock in prepared.locks_ahead} == {("before",), ("app", "t2")}
+    candidates = compatibility.candidates([prepared])
+    assert [candidate.table for _, candidate in candidates] == ["app.t2"]
