@@ -314,6 +314,8 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
     for object_type in sorted(set(expected) | set(actual)):
         want = expected.get(object_type, {})
         have = actual.get(object_type, {})
+        if want == have:  # the usual case, compared in C: no need to look name by name
+            continue
         missing = [name for name in want if name not in have]
         extra = [name for name in have if name not in want]
         if object_type in _RENAMEABLE:
