@@ -222,7 +222,7 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
                 f"migrate would refuse: {len(current.problems)} problem(s), listed above",
                 problems=len(current.problems),
             )
-        return {"pending": len(current.pending), "problems": 0}
+        return {"pending": len(current.pending), "deferred": len(current.deferred), "problems": 0}
 
     _finish("status", settings, body, document=True)
 
@@ -238,7 +238,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
             documents.print_plan(document)
         if document["refusals"] or document["errors"]:
             raise errors.RefusedError("migrate would refuse: see the findings above")
-        return {"pending": document["total"]}
+        return {"pending": document["total"], "deferred": len(document["deferred"])}
 
     _finish(command, settings, body, document=True)
 

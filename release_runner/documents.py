@@ -39,5 +39,6 @@ def print_plan(document: dict[str, Any]) -> None:
     for refusal in document["refusals"]:
         click.echo(f"!! {refusal}")
     click.echo(
-        f"{document['total']} pending, {document['errors']} error(s), {document['warnings']} warning(s)"
+        f"{document['total']} pending, {len(document['deferred'])} deferred, {document['errors']} error(s), "
+        f"{document['warnings']} warning(s)"
     )

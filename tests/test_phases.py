@@ -165,6 +165,14 @@ def test_rename_in_three_releases(
     admin.execute("INSERT INTO users VALUES (1, 'Ada')")
     assert _migrate(_release(tmp_path / "r2", RELEASE_2, server), url, release="img:2").code == 0
     r3 = _release(tmp_path / "r3", RELEASE_3, server)
+    plan = run_cli(
+        "plan", "--migrations", str(r3), "--format", "json", env=cli_env(url, FLY_IMAGE_REF="img:3")
+    )
+    assert plan.code == 0, plan.stderr
+    document = json.loads(plan.stdout)
+    assert [m["version"] for m in document["pending"]] == ["0003"]
+    assert [m["version"] for m in document["deferred"]] == ["0004"]
+    assert plan.named("release.finished")[0]["deferred"] == 1
     third = _migrate(r3, url, release="img:3")
     assert third.code == 0, third.stdout
     assert [e["version"] for e in third.named("migration.applied")] == ["0003"]
