@@ -4,6 +4,8 @@ migration never waits behind the runner while the runner waits for a later table
 
 from __future__ import annotations
 
+import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -226,3 +228,44 @@ def test_busy_table_ends_like_a_lock_timeout(
     assert admin.execute(
         "SELECT count(*) FROM pg_attribute WHERE attrelid = 'a'::regclass AND attname = 'x'"
     ).fetchone() == (0,)
+
+
+def test_signal_while_taking_locks_ahead_leaves_nothing(
+    tmp_path: Path, server: Server, database: str, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """SIGTERM while the block waits for a busy table: exit 143, the summary says the migration
+    was rolled back, nothing of it applied, and no session of the runner is left holding or
+    waiting for anything."""
+    admin.execute("CREATE TABLE a (id int); CREATE TABLE b (id int)")
+    write(tmp_path, {"0001_ab.sql": "ALTER TABLE a ADD x int;\nALTER TABLE b ADD x int;\n"})
+    ready = threading.Barrier(2)
+    holder = threading.Thread(target=_hold, args=(db.with_dbname(server.admin, database), "b", 6.0, ready))
+    holder.start()
+    ready.wait()
+    process = start_cli("migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s", url=url)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-runner'"
+                " AND wait_event_type = 'Lock' AND query LIKE '%release_runner_lock_ahead%'"
+            ).fetchone()
+            if row and row[0]:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+    finally:
+        holder.join()
+    assert process.returncode == 143, stdout
+    last = json.loads(stdout.strip().splitlines()[-1])
+    assert last["status"] == "interrupted" and "rolled back" in last["error"], last
+    assert history(admin) == []
+    columns = admin.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attname = 'x' AND attrelid IN ('a'::regclass, 'b'::regclass)"
+    )
+    assert columns.fetchone() == (0,)
+    left = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'release-runner%%'"
+    )
+    assert left.fetchone() == (0,)
