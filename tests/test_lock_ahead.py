@@ -8,6 +8,8 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,23 @@ def _hold(url: str, table: str, seconds: float, ready: threading.Barrier) -> Non
         conn.rollback()
 
 
+@contextmanager
+def _holding(server: Server, database: str, **tables: float) -> Iterator[None]:
+    """Sessions that read each table and hold its lock for the seconds given, from the moment
+    the block starts; the block ends once they all have."""
+    ready = threading.Barrier(len(tables) + 1)
+    url = db.with_dbname(server.admin, database)
+    holders = [threading.Thread(target=_hold, args=(url, t, s, ready)) for t, s in tables.items()]
+    for holder in holders:
+        holder.start()
+    ready.wait()
+    try:
+        yield
+    finally:
+        for holder in holders:
+            holder.join()
+
+
 def _read_until(url: str, done: threading.Event, waits: list[float]) -> None:
     """The app: reads of table `a` back to back, each timed."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -155,36 +174,27 @@ def test_reader_of_the_first_table_never_waits_for_a_later_one(
         {"0001_abc.sql": "ALTER TABLE a ADD x int;\nALTER TABLE b ADD x int;\nALTER TABLE c ADD x int;\n"},
     )
     trusted = db.with_dbname(server.admin, database)
-    ready = threading.Barrier(3)
-    holders = [
-        threading.Thread(target=_hold, args=(trusted, "b", 2.5, ready)),
-        threading.Thread(target=_hold, args=(trusted, "c", 5.0, ready)),
-    ]
-    for holder in holders:
-        holder.start()
-    ready.wait()
     done = threading.Event()
     waits: list[float] = []
-    reader = threading.Thread(target=_read_until, args=(trusted, done, waits))
-    reader.start()
-    process = start_cli(
-        "migrate",
-        "--migrations",
-        str(tmp_path),
-        "--lock-timeout",
-        "3s",
-        "--retries",
-        "5",
-        "--no-verify",
-        url=url,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        done.set()
-        reader.join()
-        for holder in holders:
-            holder.join()
+    with _holding(server, database, b=2.5, c=5.0):
+        reader = threading.Thread(target=_read_until, args=(trusted, done, waits))
+        reader.start()
+        process = start_cli(
+            "migrate",
+            "--migrations",
+            str(tmp_path),
+            "--lock-timeout",
+            "3s",
+            "--retries",
+            "5",
+            "--no-verify",
+            url=url,
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            done.set()
+            reader.join()
     assert process.returncode == 0, stdout + stderr
     assert [row[1] for row in history(admin)] == ["applied"]
     assert len(waits) > 20, "the reader was starved"
@@ -210,16 +220,10 @@ def test_busy_table_ends_like_a_lock_timeout(
     as the server's setting does, until the run's time budget cancels it (exit 4)."""
     admin.execute("CREATE TABLE a (id int)")
     write(tmp_path, {"0001_a.sql": "ALTER TABLE a ADD x int;\n"})
-    ready = threading.Barrier(2)
-    holder = threading.Thread(target=_hold, args=(db.with_dbname(server.admin, database), "a", 8.0, ready))
-    holder.start()
-    ready.wait()
-    try:
+    with _holding(server, database, a=8.0):
         result = run_cli(
             "migrate", "--migrations", str(tmp_path), "--retries", "1", "--no-verify", *options, url=url
         )
-    finally:
-        holder.join()
     assert result.code == code, result.stdout
     [failed] = result.named("migration.failed")
     assert failed["sqlstate"] == ("55P03" if code == 1 else "57014")
@@ -238,12 +242,8 @@ def test_signal_while_taking_locks_ahead_leaves_nothing(
     waiting for anything."""
     admin.execute("CREATE TABLE a (id int); CREATE TABLE b (id int)")
     write(tmp_path, {"0001_ab.sql": "ALTER TABLE a ADD x int;\nALTER TABLE b ADD x int;\n"})
-    ready = threading.Barrier(2)
-    holder = threading.Thread(target=_hold, args=(db.with_dbname(server.admin, database), "b", 6.0, ready))
-    holder.start()
-    ready.wait()
-    process = start_cli("migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s", url=url)
-    try:
+    with _holding(server, database, b=6.0):
+        process = start_cli("migrate", "--migrations", str(tmp_path), "--lock-timeout", "20s", url=url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             row = admin.execute(
@@ -255,8 +255,6 @@ def test_signal_while_taking_locks_ahead_leaves_nothing(
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         stdout, _ = process.communicate(timeout=30)
-    finally:
-        holder.join()
     assert process.returncode == 143, stdout
     last = json.loads(stdout.strip().splitlines()[-1])
     assert last["status"] == "interrupted" and "rolled back" in last["error"], last
