@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import LocalCluster, connect, fresh_database, median_of, paired_medians, table
 
-from release_runner import db, schema
+from release_runner import db, drift, schema
 from release_runner.scratch import find_bindir
 
 SIZES = [int(n) for n in sys.argv[1:]] or [200, 2000, 10000]
@@ -86,7 +86,7 @@ def ours(url: str, snapshot: Path) -> bool:
     expected = loaded.objects if loaded else None
     with connect(url) as conn:
         actual = schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner"))
-    return not [m for m in schema.compare(expected, actual) if m.fails]
+    return not [m for m in drift.compare(expected, actual) if m.fails]
 
 
 def main() -> None:

@@ -208,7 +208,7 @@ def snapshot(settings: Settings) -> Path:
 def check(settings: Settings) -> int:
     """CI gate: the directory reads, every migration applies from empty, and the committed
     snapshot matches what they produce. Returns how many migrations were replayed."""
-    from release_runner import schema
+    from release_runner import drift, schema
 
     found = refusals.load(settings)
     snapshot = schema.load(settings.snapshot_file)
@@ -229,7 +229,7 @@ def check(settings: Settings) -> int:
         replayed_before = phases.undone(actual, [replayed.post_deploy.get(version, {})])
         waiting = verification.compared(settings, recorded, replayed_before)
         if version not in snapshot.post_deploy or version not in replayed.post_deploy:
-            waiting = waiting or [schema.Mismatch("missing", "post-deploy state of", version)]
+            waiting = waiting or [drift.Mismatch("missing", "post-deploy state of", version)]
         differences += [m for m in waiting if m not in differences]
     mismatches = verification.report(differences, lambda _: True)
     if mismatches:

@@ -1,5 +1,5 @@
 """The expected schema: turn a catalog read (see queries/catalog.sql) into a plain, deterministic
-value; read and write the snapshot file; list every difference between two such values.
+value; read and write the snapshot file. drift.py lists the differences between two such values.
 
 Pure: the catalog is fetched by db.py.
 """
@@ -29,8 +29,6 @@ _IDENTITY = {"a": "always", "d": "by default"}
 _PERSISTENCE = {"p": None, "u": "unlogged"}  # permanent is the default and left out
 _REPLICA_IDENTITY = {"d": None, "n": "nothing", "f": "full", "i": "index"}
 _TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "always"}
-# Objects whose names PostgreSQL may generate: matched by meaning when the names differ.
-_RENAMEABLE = ("constraint", "index")
 
 
 def _drop_none(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -262,147 +260,3 @@ def load(path: Path) -> Snapshot | None:
             file=str(path),
         )
     return Snapshot(document["objects"], document.get("server_major"), document.get("post_deploy", {}))
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One difference: `kind` is missing, changed, extra, invalid (an INVALID index) or
-    unvalidated (a NOT VALID constraint the snapshot does not expect)."""
-
-    kind: str
-    object_type: str
-    name: str
-    expected: Any = None
-    actual: Any = None
-
-    @property
-    def fails(self) -> bool:
-        """Extras, unvalidated or hand-validated constraints and renames warn (`--strict` fails
-        them); the rest fail."""
-        return self.kind not in ("extra", "unvalidated", "validated", "renamed")
-
-    def describe(self) -> str:
-        if self.kind == "missing":
-            return f"missing {self.object_type} {self.name}"
-        if self.kind == "extra":
-            return f"extra {self.object_type} {self.name} (only in the database)"
-        if self.kind in ("invalid", "unvalidated"):
-            return f"{self.object_type} {self.name}: {self.actual}"
-        if self.kind == "renamed":
-            return (
-                f"renamed {self.object_type} {self.expected} to {self.actual} (same definition; "
-                "statements that name it, such as ON CONFLICT ON CONSTRAINT, break)"
-            )
-        if self.kind == "validated":
-            return f"{self.object_type} {self.name}: validated by hand, NOT VALID in the snapshot (stricter)"
-        expected, found = json.dumps(self.expected, sort_keys=True), json.dumps(self.actual, sort_keys=True)
-        return f"changed {self.object_type} {self.name}: expected {expected}, found {found}"
-
-    def as_event(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "object_type": self.object_type,
-            "name": self.name,
-            "expected": self.expected,
-            "actual": self.actual,
-        }
-
-
-def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
-    """Every difference between the expected and the live schema, in a stable order."""
-    found: list[Mismatch] = []
-    for object_type in sorted(set(expected) | set(actual)):
-        want = expected.get(object_type, {})
-        have = actual.get(object_type, {})
-        if want == have:  # the usual case, compared in C: no need to look name by name
-            continue
-        missing = [name for name in want if name not in have]
-        extra = [name for name in have if name not in want]
-        if object_type in _RENAMEABLE:
-            missing, extra, renamed = _pair_renamed(want, have, missing, extra)
-            found.extend(Mismatch("renamed", object_type, new, old, new) for old, new in renamed)
-        found.extend(Mismatch("missing", object_type, name, want[name]) for name in missing)
-        for name, wanted in want.items():
-            found_attrs = have.get(name)
-            if found_attrs is None or found_attrs == wanted:
-                continue
-            changed = {k for k in set(wanted) | set(found_attrs) if wanted.get(k) != found_attrs.get(k)}
-            if changed:
-                # A NOT VALID constraint someone validated by hand: stricter, not drift.
-                stricter = changed == {"validated"} and found_attrs.get("validated") is True
-                found.append(
-                    Mismatch(
-                        "validated" if stricter else "changed",
-                        object_type,
-                        name,
-                        {k: wanted.get(k) for k in sorted(changed)},
-                        {k: found_attrs.get(k) for k in sorted(changed)},
-                    )
-                )
-        found.extend(Mismatch("extra", object_type, name, None, have[name]) for name in extra)
-    return sorted(found, key=lambda m: (m.object_type, m.name, m.kind))
-
-
-def _pair_renamed(
-    want: dict[str, dict[str, Any]],
-    have: dict[str, dict[str, Any]],
-    missing: list[str],
-    extra: list[str],
-) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    """Pair missing and extra objects that differ only in their name: the names PostgreSQL
-    generates change between versions, so a pair is no failure, but it is reported (a warning),
-    since `ON CONFLICT ON CONSTRAINT name` and the like break on a rename."""
-    unmatched = list(extra)
-    still_missing = []
-    renamed = []
-    for name in missing:
-        twin = next((other for other in unmatched if have[other] == want[name]), None)
-        if twin is None:
-            still_missing.append(name)
-        else:
-            unmatched.remove(twin)
-            renamed.append((name, twin))
-    return still_missing, unmatched, renamed
-
-
-def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
-    """Checks that need no snapshot: an INVALID index (left by a failed CREATE INDEX
-    CONCURRENTLY) always fails. A NOT VALID constraint is flagged unless the snapshot expects
-    it; without a snapshot it only warns, since projects add constraints NOT VALID on purpose
-    (trigger.dev's history does) and nothing else tells intent from accident."""
-    found = []
-    for name, index in actual.get("index", {}).items():
-        if not index["valid"]:
-            found.append(
-                Mismatch(
-                    "invalid",
-                    "index",
-                    name,
-                    None,
-                    f"INVALID (a failed CREATE INDEX CONCURRENTLY?); DROP INDEX CONCURRENTLY {name} "
-                    "and rerun the migration that builds it",
-                )
-            )
-    expected_constraints = (expected or {}).get("constraint", {})
-    for name, constraint in actual.get("constraint", {}).items():
-        intended = expected_constraints.get(name, {}).get("validated") is False
-        if not constraint["validated"] and not intended:
-            found.append(
-                Mismatch(
-                    "unvalidated",
-                    "constraint",
-                    name,
-                    None,
-                    f"NOT VALID; ALTER TABLE {constraint['table']} VALIDATE CONSTRAINT "
-                    f"{name.rsplit('.', 1)[-1]}, or record it NOT VALID in the snapshot",
-                )
-            )
-    return found
-
-
-def compare(expected: Objects | None, actual: Objects) -> list[Mismatch]:
-    """diff() when there is a snapshot, plus health(), without reporting an object twice."""
-    found = diff(expected, actual) if expected is not None else []
-    reported = {(m.object_type, m.name) for m in found if m.fails}
-    found.extend(m for m in health(actual, expected) if (m.object_type, m.name) not in reported)
-    return found

@@ -15,7 +15,7 @@ from release_runner.refusals import preflight
 from release_runner.settings import Settings
 
 if TYPE_CHECKING:
-    from release_runner import schema
+    from release_runner import drift, schema
     from release_runner.db import Connection
     from release_runner.migrations import Migration
 
@@ -44,19 +44,19 @@ def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
 
 def compared(
     settings: Settings, expected: schema.Objects | None, actual: schema.Objects
-) -> list[schema.Mismatch]:
-    """schema.compare(), owners and privileges left out when the settings say so."""
-    from release_runner import schema
+) -> list[drift.Mismatch]:
+    """drift.compare(), owners and privileges left out when the settings say so."""
+    from release_runner import drift, schema
 
     if not settings.compare_privileges:
         actual = schema.without_privileges(actual)
         expected = None if expected is None else schema.without_privileges(expected)
-    return schema.compare(expected, actual)
+    return drift.compare(expected, actual)
 
 
 def report(
-    mismatches: list[schema.Mismatch], failing: Callable[[schema.Mismatch], bool]
-) -> list[schema.Mismatch]:
+    mismatches: list[drift.Mismatch], failing: Callable[[drift.Mismatch], bool]
+) -> list[drift.Mismatch]:
     """One `verify.mismatch` per difference, at level error where it fails the run; returns
     the failing ones."""
     for mismatch in mismatches:
@@ -69,7 +69,7 @@ def report(
     return [m for m in mismatches if failing(m)]
 
 
-def listing(mismatches: list[schema.Mismatch], most: int = 20) -> str:
+def listing(mismatches: list[drift.Mismatch], most: int = 20) -> str:
     """The first differences in words, for an error message; where owners or privileges
     differ, how to leave them out when roles differ between environments on purpose."""
     more = " ..." if len(mismatches) > most else ""
@@ -136,7 +136,7 @@ def _expected_now(
     return phases.expected_with_deferred(snapshot, deferred, str(settings.snapshot_file))
 
 
-def _rendered_here(conn: Connection, mismatches: list[schema.Mismatch]) -> tuple[list[schema.Mismatch], int]:
+def _rendered_here(conn: Connection, mismatches: list[drift.Mismatch]) -> tuple[list[drift.Mismatch], int]:
     """Drop the views whose definition alone differs and which this server renders, from the
     snapshot's text, exactly as it renders the live one; return what is left and how many
     were compared that way."""

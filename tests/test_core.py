@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from release_runner import adopt, interrupts, log, schema
+from release_runner import adopt, drift, interrupts, log, schema
 from release_runner.errors import Interrupted
 from release_runner.events import Event, Level, Progress, emit, listening
 from release_runner.history import HistoryRow, Mode, Status
@@ -120,7 +120,7 @@ INDEX = {
 )
 def test_schema_diff(expected: schema.Objects, actual: schema.Objects, kinds: list[str]) -> None:
     """diff() names each difference once, by kind; renamed generated names pair up and warn."""
-    found = schema.diff(expected, actual)
+    found = drift.diff(expected, actual)
     assert sorted(m.kind for m in found) == sorted(kinds)
     assert all(m.fails == (m.kind in ("missing", "changed")) for m in found)
 
@@ -138,7 +138,7 @@ def test_invalid_index_fails_without_a_snapshot() -> None:
             }
         },
     )
-    found = {m.kind: m.fails for m in schema.compare(None, actual)}
+    found = {m.kind: m.fails for m in drift.compare(None, actual)}
     assert found == {"invalid": True, "unvalidated": False}
 
 

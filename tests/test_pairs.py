@@ -11,7 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from release_runner import db, schema
+from release_runner import db, drift, schema
 from tests.conftest import Server
 
 TABLE = "CREATE TABLE t (id int PRIMARY KEY, note text);\n"
@@ -198,10 +198,10 @@ def test_a_pair_is_caught_both_ways_and_a_is_clean(
     """a vs a: no difference of any kind; a vs b and b vs a: a difference of `kind` reported,
     failing in at least one direction (an object only in the database is an extra, a warning)."""
     first, again, other = build(a), build(a), build(b)
-    assert schema.compare(first, again) == [], case
+    assert drift.compare(first, again) == [], case
     failing_somewhere = False
     for expected, actual in ((first, other), (other, first)):
-        found = schema.compare(expected, actual)
+        found = drift.compare(expected, actual)
         assert kind in {m.object_type for m in found}, (case, [m.describe() for m in found])
         failing_somewhere |= any(m.fails and m.object_type == kind for m in found)
     assert failing_somewhere, case
@@ -214,10 +214,10 @@ def test_a_constraint_validated_by_hand_warns_and_a_rename_is_named(
     with the same definition is reported naming both names, a warning."""
     base = TABLE + "ALTER TABLE t ADD CONSTRAINT positive CHECK (id > 0) NOT VALID;\n"
     expected = build(base)
-    validated = schema.compare(expected, build(base + "ALTER TABLE t VALIDATE CONSTRAINT positive;"))
+    validated = drift.compare(expected, build(base + "ALTER TABLE t VALIDATE CONSTRAINT positive;"))
     assert [(m.kind, m.fails) for m in validated] == [("validated", False)]
     valid = TABLE + "ALTER TABLE t ADD CONSTRAINT positive CHECK (id > 0);\n"
-    renamed = schema.compare(
+    renamed = drift.compare(
         build(valid), build(valid + "ALTER TABLE t RENAME CONSTRAINT positive TO id_positive;")
     )
     assert [(m.kind, m.fails) for m in renamed] == [("renamed", False)]
@@ -228,9 +228,9 @@ def test_privileges_can_be_left_out(build: Callable[[str], schema.Objects]) -> N
     """--ignore-privileges: owners and grants that differ are not compared; a GRANT undone by a
     REVOKE is no difference even when compared."""
     granted = build(TABLE + "GRANT SELECT ON t TO PUBLIC; ALTER TABLE t OWNER TO pg_monitor;")
-    assert schema.compare(schema.without_privileges(build(TABLE)), schema.without_privileges(granted)) == []
+    assert drift.compare(schema.without_privileges(build(TABLE)), schema.without_privileges(granted)) == []
     assert (
-        schema.compare(
+        drift.compare(
             build(TABLE), build(TABLE + "GRANT SELECT ON t TO PUBLIC; REVOKE SELECT ON t FROM PUBLIC;")
         )
         == []
