@@ -34,7 +34,7 @@ from release_runner.options import (
     option,
     with_options,
 )
-from release_runner.settings import Settings, libpq_url, prisma_schema
+from release_runner.settings import Settings, libpq_url
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
@@ -58,8 +58,7 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
     schema = None
     if url:
         try:
-            schema = prisma_schema(url)
-            url, dropped = libpq_url(url)
+            url, dropped, schema = libpq_url(url)
         except ValueError as error:
             raise click.UsageError(
                 f"the database URL cannot be read ({error}); check its brackets, and percent-encode "

@@ -38,19 +38,12 @@ _NOT_LIBPQ = {
 }
 
 
-def prisma_schema(url: str) -> str | None:
-    """The schema a Prisma URL names (`?schema=app`), if any."""
+def libpq_url(url: str) -> tuple[str, list[str], str | None]:
+    """A URL libpq accepts, the names of the parameters that were dropped for it, and the schema
+    a Prisma URL names (`?schema=app`), if any. That `schema=X` becomes `options=-c
+    search_path=X`, so unqualified names land where Prisma would put them."""
     if "://" not in url or "?" not in url:
-        return None
-    return dict(parse_qsl(urlsplit(url).query)).get("schema") or None
-
-
-def libpq_url(url: str) -> tuple[str, list[str]]:
-    """A URL libpq accepts, and the names of the parameters that were dropped for it. Prisma's
-    `schema=X` becomes `options=-c search_path=X`, so unqualified names land where Prisma would
-    put them."""
-    if "://" not in url or "?" not in url:
-        return url, []
+        return url, [], None
     parts = urlsplit(url)
     kept, dropped = [], []
     search_path = None
@@ -70,8 +63,8 @@ def libpq_url(url: str) -> tuple[str, list[str]]:
         else:
             kept.append(("options", options))
     if not dropped:
-        return url, []
-    return urlunsplit(parts._replace(query=urlencode(kept, safe="/:", quote_via=quote))), dropped
+        return url, [], None
+    return urlunsplit(parts._replace(query=urlencode(kept, safe="/:", quote_via=quote))), dropped, search_path
 
 
 # The runner's value classes skip the generated __eq__/__repr__ they do not use: each generated

@@ -196,8 +196,9 @@ def test_prisma_history_skips_rolled_back_and_refuses_unfinished() -> None:
     ],
 )
 def test_prisma_url_parameters_are_made_libpq_ready(url: str, kept: str, dropped: list[str]) -> None:
-    """Prisma's own parameters are dropped and named; schema= becomes search_path."""
-    assert libpq_url(url) == (kept, dropped)
+    """Prisma's own parameters are dropped and named; schema= becomes search_path, and is
+    returned as the schema the URL names."""
+    assert libpq_url(url) == (kept, dropped, "app" if "schema=app" in url else None)
 
 
 @pytest.mark.parametrize(
