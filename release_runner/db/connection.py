@@ -357,15 +357,21 @@ def index_state(conn: Connection, name: str) -> bool | None:
     return None if row is None else bool(row[0])
 
 
+def _quoted(name: str) -> str:
+    """SQL that quotes a "schema.name" or "name" text column part by part, as written in a
+    migration (already case-folded by the parser), for to_regclass and to_regtype."""
+    return (
+        f"CASE WHEN strpos({name}, '.') > 0 THEN quote_ident(split_part({name}, '.', 1)) || '.'"
+        f" || quote_ident(split_part({name}, '.', 2)) ELSE quote_ident({name}) END"
+    )
+
+
 def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:
     """Estimated rows and on-disk size of existing tables, for preflight warnings."""
     rows = conn.execute(
         "SELECT t.name, c.reltuples::bigint, pg_total_relation_size(c.oid)"
         " FROM unnest(%s::text[]) AS t(name)"
-        " JOIN pg_class c ON c.oid = to_regclass(CASE WHEN strpos(t.name, '.') > 0"
-        "   THEN quote_ident(split_part(t.name, '.', 1)) || '.'"
-        "        || quote_ident(split_part(t.name, '.', 2))"
-        "   ELSE quote_ident(t.name) END)",
+        f" JOIN pg_class c ON c.oid = to_regclass({_quoted('t.name')})",
         (tables,),
     ).fetchall()
     return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}
@@ -374,9 +380,7 @@ def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]
 _EXISTING = {
     "schema": "SELECT n FROM unnest(%s::text[]) AS n WHERE EXISTS"
     " (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = n)",
-    "type": "SELECT n FROM unnest(%s::text[]) AS n WHERE to_regtype(CASE WHEN strpos(n, '.') > 0"
-    " THEN quote_ident(split_part(n, '.', 1)) || '.' || quote_ident(split_part(n, '.', 2))"
-    " ELSE quote_ident(n) END) IS NOT NULL",
+    "type": f"SELECT n FROM unnest(%s::text[]) AS n WHERE to_regtype({_quoted('n')}) IS NOT NULL",
 }
 
 
@@ -390,9 +394,8 @@ def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple
     rows = conn.execute(
         "SELECT c.t, c.col, ty.typname, a.atttypmod"
         " FROM unnest(%s::text[], %s::text[]) AS c(t, col)"
-        " JOIN pg_attribute a ON a.attrelid = to_regclass(CASE WHEN strpos(c.t, '.') > 0"
-        "   THEN quote_ident(split_part(c.t, '.', 1)) || '.' || quote_ident(split_part(c.t, '.', 2))"
-        "   ELSE quote_ident(c.t) END) AND a.attname = c.col AND NOT a.attisdropped"
+        f" JOIN pg_attribute a ON a.attrelid = to_regclass({_quoted('c.t')})"
+        " AND a.attname = c.col AND NOT a.attisdropped"
         " JOIN pg_type ty ON ty.oid = a.atttypid",
         ([t for t, _ in columns], [c for _, c in columns]),
     ).fetchall()
