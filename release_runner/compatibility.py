@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from release_runner.nontransactional import node
-from release_runner.statements import Statement, sets_search_path
+from release_runner.preflight import required_without_default
+from release_runner.statements import Statement, dotted_name, node, relation_name, sets_search_path
 
 if TYPE_CHECKING:
     from release_runner.preflight import Prepared
@@ -99,13 +99,6 @@ class Candidate:
     kind: str = RELATION
 
 
-def _name(relation: dict[str, Any] | None) -> str | None:
-    if not relation or "relname" not in relation:
-        return None
-    schema = relation.get("schemaname")
-    return f"{schema}.{relation['relname']}" if schema else str(relation["relname"])
-
-
 def _type(type_name: dict[str, Any]) -> ColumnType | None:
     """typname and typmod as PostgreSQL would store them, for the types a widening involves."""
     name = str(type_name.get("names", [{}])[-1].get("String", {}).get("sval"))
@@ -153,41 +146,25 @@ def _alter(table: str, statement: Statement, body: dict[str, Any]) -> Iterator[C
             column_def = definition.get("ColumnDef", {})
             new_type = None if column_def.get("raw_default") else _type(column_def.get("typeName", {}))
             yield Candidate("change-column-type", table, statement, column, new_type)
-        elif subtype == "AT_AddColumn":
-            contypes = {
-                c.get("Constraint", {}).get("contype")
-                for c in definition.get("ColumnDef", {}).get("constraints", [])
-            }
-            if "CONSTR_NOTNULL" in contypes and not contypes & {
-                "CONSTR_DEFAULT",
-                "CONSTR_IDENTITY",
-                "CONSTR_GENERATED",
-            }:
-                yield Candidate("add-column-not-null-without-default", table, statement)
-
-
-def _dotted(items: list[dict[str, Any]]) -> str:
-    """A qualified name from its list of String nodes."""
-    return ".".join(
-        str(item["String"].get("sval")) for item in items if isinstance(item, dict) and "String" in item
-    )
+        elif subtype == "AT_AddColumn" and required_without_default(definition.get("ColumnDef", {})):
+            yield Candidate("add-column-not-null-without-default", table, statement)
 
 
 def _dropped(remove: str, item: dict[str, Any]) -> tuple[str, str, str] | None:
     """(rule, kind, name) for one object of a DROP."""
     if remove in _TABLES or remove in _VIEWS:
         rule = "drop-table" if remove in _TABLES else "drop-view"
-        return rule, RELATION, _dotted(item.get("List", {}).get("items", []))
+        return rule, RELATION, dotted_name(item.get("List", {}).get("items", []))
     if remove == "OBJECT_SCHEMA":
         return "drop-schema", SCHEMA, str(item.get("String", {}).get("sval"))
     if remove in _TYPES:
-        return "drop-type", TYPE, _dotted(item.get("TypeName", {}).get("names", []))
+        return "drop-type", TYPE, dotted_name(item.get("TypeName", {}).get("names", []))
     return None
 
 
 def _statement(statement: Statement) -> Iterator[Candidate]:
     kind, body = node(statement)
-    table = _name(body.get("relation"))
+    table = relation_name(body.get("relation"))
     rename = body.get("renameType")
     if kind == "AlterTableStmt" and body.get("objtype") == "OBJECT_TABLE" and table:
         yield from _alter(table, statement, body)
@@ -203,15 +180,15 @@ def _statement(statement: Statement) -> Iterator[Candidate]:
     elif kind == "RenameStmt" and rename == "OBJECT_SCHEMA":
         yield Candidate("rename-schema", str(body.get("subname")), statement, kind=SCHEMA)
     elif kind == "RenameStmt" and rename in _TYPES:
-        name = _dotted(body.get("object", {}).get("List", {}).get("items", []))
+        name = dotted_name(body.get("object", {}).get("List", {}).get("items", []))
         yield Candidate("rename-type", name, statement, kind=TYPE)
     elif kind == "AlterObjectSchemaStmt" and table and body.get("objectType") in (*_TABLES, *_VIEWS):
         yield Candidate("set-schema", table, statement)
     elif kind == "AlterObjectSchemaStmt" and body.get("objectType") in _TYPES:
-        name = _dotted(body.get("object", {}).get("List", {}).get("items", []))
+        name = dotted_name(body.get("object", {}).get("List", {}).get("items", []))
         yield Candidate("set-schema", name, statement, kind=TYPE)
     elif kind == "AlterEnumStmt" and body.get("oldVal"):
-        yield Candidate("rename-enum-value", _dotted(body.get("typeName", [])), statement, kind=TYPE)
+        yield Candidate("rename-enum-value", dotted_name(body.get("typeName", [])), statement, kind=TYPE)
 
 
 def _created(statement: Statement) -> tuple[str, str] | None:
@@ -219,17 +196,19 @@ def _created(statement: Statement) -> tuple[str, str] | None:
     kind, body = node(statement)
     if kind in ("CreateStmt", "CreateTableAsStmt", "ViewStmt"):
         name = (
-            _name(body.get("relation")) or _name(body.get("into", {}).get("rel")) or _name(body.get("view"))
+            relation_name(body.get("relation"))
+            or relation_name(body.get("into", {}).get("rel"))
+            or relation_name(body.get("view"))
         )
         return (RELATION, name) if name else None
     if kind == "CreateSchemaStmt":
         return SCHEMA, str(body.get("schemaname"))
     if kind == "CreateEnumStmt":
-        return TYPE, _dotted(body.get("typeName", []))
+        return TYPE, dotted_name(body.get("typeName", []))
     if kind == "CreateDomainStmt":  # its typeName is the base type
-        return TYPE, _dotted(body.get("domainname", []))
+        return TYPE, dotted_name(body.get("domainname", []))
     if kind == "CompositeTypeStmt":
-        name = _name(body.get("typevar"))
+        name = relation_name(body.get("typevar"))
         return (TYPE, name) if name else None
     return None
 

@@ -27,8 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from release_runner.nontransactional import node
-from release_runner.statements import Statement, sets_search_path
+from release_runner.statements import Statement, name_parts, node, relation_parts, sets_search_path
 
 ROW_EXCLUSIVE = "ROW EXCLUSIVE"
 SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
@@ -109,17 +108,6 @@ class Lock:
         return f"{where} ({self.mode})"
 
 
-def _range_var(relation: dict[str, Any] | None) -> tuple[str, ...] | None:
-    if not relation or "relname" not in relation:
-        return None
-    schema = relation.get("schemaname")
-    return (str(schema), str(relation["relname"])) if schema else (str(relation["relname"]),)
-
-
-def _names(items: list[dict[str, Any]]) -> tuple[str, ...]:
-    return tuple(str(item.get("String", {}).get("sval")) for item in items)
-
-
 def _foreign_keys(elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Foreign-key constraints among a CREATE TABLE's elements, column constraints included."""
     for element in elements:
@@ -131,7 +119,7 @@ def _foreign_keys(elements: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def _alter_table(body: dict[str, Any]) -> Iterator[Lock | None]:
-    table = _range_var(body.get("relation"))
+    table = relation_parts(body.get("relation"))
     if table is None:
         return
     only = not body["relation"].get("inh")  # the parse tree leaves false out
@@ -140,7 +128,7 @@ def _alter_table(body: dict[str, Any]) -> Iterator[Lock | None]:
         subtype = command.get("subtype")
         definition = command.get("def", {})
         constraint = definition.get("Constraint", {})
-        partition = _range_var(definition.get("PartitionCmd", {}).get("name"))
+        partition = relation_parts(definition.get("PartitionCmd", {}).get("name"))
         alone = only or bool(partition)  # ATTACH/DETACH lock the parent, not its partitions
         if subtype in _ALTER_SHARE_UPDATE_EXCLUSIVE:
             yield Lock(table, SHARE_UPDATE_EXCLUSIVE, only=alone)
@@ -148,12 +136,12 @@ def _alter_table(body: dict[str, Any]) -> Iterator[Lock | None]:
             yield Lock(table, SHARE_ROW_EXCLUSIVE, only=alone)
         elif subtype == "AT_AddConstraint" and constraint.get("contype") == "CONSTR_FOREIGN":
             yield Lock(table, SHARE_ROW_EXCLUSIVE, only=alone)
-            yield _lock(_range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE)
+            yield _lock(relation_parts(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE)
         else:
             yield Lock(table, ACCESS_EXCLUSIVE, only=alone)
         if subtype == "AT_AddColumn":  # an inline REFERENCES
             for foreign in _foreign_keys([definition]):
-                yield _lock(_range_var(foreign.get("pktable")), SHARE_ROW_EXCLUSIVE)
+                yield _lock(relation_parts(foreign.get("pktable")), SHARE_ROW_EXCLUSIVE)
         elif subtype == "AT_DropColumn" and command.get("name"):
             yield Lock(table, ACCESS_EXCLUSIVE, "references-column", str(command["name"]))
         elif subtype == "AT_DropConstraint" and command.get("name"):
@@ -168,7 +156,7 @@ def _lock(name: tuple[str, ...] | None, mode: str) -> Lock | None:
 
 def _statement_locks(statement: Statement) -> Iterator[Lock | None]:
     kind, body = node(statement)
-    relation = _range_var(body.get("relation"))
+    relation = relation_parts(body.get("relation"))
     if kind == "AlterTableStmt" and body.get("objtype") in _TABLES:
         yield from _alter_table(body)
     elif kind == "IndexStmt" and not body.get("concurrent"):
@@ -177,10 +165,10 @@ def _statement_locks(statement: Statement) -> Iterator[Lock | None]:
         yield _lock(relation, SHARE_ROW_EXCLUSIVE)
     elif kind == "CreateStmt":
         for constraint in _foreign_keys(body.get("tableElts", [])):
-            yield _lock(_range_var(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE)
+            yield _lock(relation_parts(constraint.get("pktable")), SHARE_ROW_EXCLUSIVE)
         if body.get("partbound"):
             for parent in body.get("inhRelations", []):
-                name = _range_var(parent.get("RangeVar"))
+                name = relation_parts(parent.get("RangeVar"))
                 if name:  # the parent alone, not its other partitions
                     yield Lock(name, ACCESS_EXCLUSIVE, only=True)
     elif kind == "RenameStmt" and (
@@ -190,7 +178,7 @@ def _statement_locks(statement: Statement) -> Iterator[Lock | None]:
     ):
         yield _lock(relation, ACCESS_EXCLUSIVE)
     elif kind == "DropStmt" and not body.get("concurrent"):
-        objects = [_names(item.get("List", {}).get("items", [])) for item in body.get("objects", [])]
+        objects = [name_parts(item.get("List", {}).get("items", [])) for item in body.get("objects", [])]
         remove = body.get("removeType")
         for name in objects:
             if remove in _TABLES:
@@ -202,11 +190,11 @@ def _statement_locks(statement: Statement) -> Iterator[Lock | None]:
                 yield Lock(name[:-1], ACCESS_EXCLUSIVE)
     elif kind == "TruncateStmt":
         for item in body.get("relations", []):
-            yield _lock(_range_var(item.get("RangeVar")), ACCESS_EXCLUSIVE)
+            yield _lock(relation_parts(item.get("RangeVar")), ACCESS_EXCLUSIVE)
     elif kind in _DML:
         yield _lock(relation, ROW_EXCLUSIVE)
     elif kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
-        yield _lock(_range_var(body.get("table")), ACCESS_EXCLUSIVE)
+        yield _lock(relation_parts(body.get("table")), ACCESS_EXCLUSIVE)
     elif kind == "RuleStmt" or (kind == "AlterObjectSchemaStmt" and body.get("objectType") in _TABLES):
         yield _lock(relation, ACCESS_EXCLUSIVE)
     elif kind == "ReindexStmt" and body.get("kind") == "REINDEX_OBJECT_TABLE":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from release_runner.statements import Statement
+from release_runner.statements import Statement, dotted_name, node
 
 # Refused in a transaction block whatever their options.
 _ALWAYS = {
@@ -32,14 +32,6 @@ _SUBSCRIPTION_REFRESH = {
     "ALTER_SUBSCRIPTION_ADD_PUBLICATION",
     "ALTER_SUBSCRIPTION_DROP_PUBLICATION",
 }
-
-
-def node(statement: Statement) -> tuple[str, dict[str, Any]]:
-    """The statement's parse-tree node name and body; `("?", {})` when it was not parsed."""
-    if not statement.node:
-        return "?", {}
-    kind, body = next(iter(statement.node.items()))
-    return kind, body
 
 
 def _option_names(options: list[dict[str, Any]] | None) -> set[str]:
@@ -74,10 +66,6 @@ def refuses_transaction_block(statement: Statement) -> bool:
     return False
 
 
-def _type_name(names: list[dict[str, Any]]) -> str:
-    return ".".join(str(item.get("String", {}).get("sval")) for item in names)
-
-
 def _string_constants(tree: Any) -> Iterator[str]:
     """Every string constant in a parse tree."""
     if isinstance(tree, dict):
@@ -103,9 +91,9 @@ def enum_values_used_too_soon(statements: list[Statement]) -> list[tuple[Stateme
     for statement in statements:
         kind, body = node(statement)
         if kind == "CreateEnumStmt":
-            created.add(_type_name(body.get("typeName", [])))
+            created.add(dotted_name(body.get("typeName", [])))
         elif kind == "AlterEnumStmt" and body.get("newVal") is not None and not body.get("oldVal"):
-            type_name = _type_name(body.get("typeName", []))
+            type_name = dotted_name(body.get("typeName", []))
             if type_name not in created:
                 added[str(body["newVal"])] = type_name
         elif added:

@@ -16,8 +16,8 @@ from typing import Any
 from release_runner import lock_ahead
 from release_runner.lock_ahead import Lock
 from release_runner.migrations import Migration
-from release_runner.nontransactional import enum_values_used_too_soon, node, refuses_transaction_block
-from release_runner.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement
+from release_runner.nontransactional import enum_values_used_too_soon, refuses_transaction_block
+from release_runner.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement, node, relation_name
 
 ERROR = "error"
 WARNING = "warning"
@@ -138,14 +138,6 @@ class Prepared:
 def _transaction_kind(statement: Statement) -> str | None:
     kind, body = node(statement)
     return str(body.get("kind")) if kind == "TransactionStmt" else None
-
-
-def _relation_name(relation: dict[str, Any] | None) -> str | None:
-    if not relation:
-        return None
-    name = str(relation.get("relname", ""))
-    schema = relation.get("schemaname")
-    return f"{schema}.{name}" if schema else name
 
 
 def _unwrap(statements: list[Statement]) -> tuple[list[Statement], bool]:
@@ -331,8 +323,14 @@ def _syntax_finding(error: SqlSyntaxError) -> Finding:
     )
 
 
-def _constraints(column_def: dict[str, Any]) -> set[str]:
-    return {str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])}
+def required_without_default(column_def: dict[str, Any]) -> bool:
+    """A column added NOT NULL with nothing to fill it: no DEFAULT, identity or generation."""
+    contypes = {str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])}
+    return "CONSTR_NOTNULL" in contypes and not contypes & {
+        "CONSTR_DEFAULT",
+        "CONSTR_IDENTITY",
+        "CONSTR_GENERATED",
+    }
 
 
 def _volatile_default(column_def: dict[str, Any]) -> bool:
@@ -350,10 +348,10 @@ def _statement_rules(statement: Statement, created: set[str]) -> list[tuple[str,
     """(rule, table) pairs for one statement; records tables this statement creates."""
     kind, body = node(statement)
     found: list[tuple[str, str | None]] = []
-    table = _relation_name(body.get("relation"))
+    table = relation_name(body.get("relation"))
     existing = table is not None and table not in created
     if kind in ("CreateStmt", "CreateTableAsStmt"):
-        name = table or _relation_name(body.get("into", {}).get("rel"))
+        name = table or relation_name(body.get("into", {}).get("rel"))
         if name:
             created.add(name)
     elif kind == "IndexStmt" and not body.get("concurrent") and existing:
@@ -379,13 +377,8 @@ def _alter_rules(command: dict[str, Any]) -> list[str]:
     definition = command.get("def", {})
     if subtype == "AT_AddColumn":
         column = definition.get("ColumnDef", {})
-        contypes = _constraints(column)
         rules = []
-        if "CONSTR_NOTNULL" in contypes and not contypes & {
-            "CONSTR_DEFAULT",
-            "CONSTR_IDENTITY",
-            "CONSTR_GENERATED",
-        }:
+        if required_without_default(column):
             rules.append("add-column-not-null-without-default")
         if _volatile_default(column):
             rules.append("volatile-default-rewrite")

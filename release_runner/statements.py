@@ -1,8 +1,9 @@
 """Pure: a migration's text cut into statements with the real PostgreSQL parser (libpg_query,
 through pglast), each with its file position, parse tree and the rules an `allow` comment
-right above it switches off. A text over 1 MiB (a data load) is first cut by a lexer, since the
-parse tree of a 50 MB INSERT takes gigabytes. pglast is imported only when statements are
-needed, so commands with nothing pending never load it."""
+right above it switches off; and the small readers of parse trees (node, names as written)
+that preflight, the release-phase rules and lock-ahead share. A text over 1 MiB (a data load)
+is first cut by a lexer, since the parse tree of a 50 MB INSERT takes gigabytes. pglast is
+imported only when statements are needed, so commands with nothing pending never load it."""
 
 from __future__ import annotations
 
@@ -54,6 +55,40 @@ class Statement:
         if newlines == 0:
             return self.line, self.column + char_offset
         return self.line + newlines, char_offset - before.rfind("\n")
+
+
+def node(statement: Statement) -> tuple[str, dict[str, Any]]:
+    """The statement's parse-tree node name and body; `("?", {})` when it was not parsed."""
+    if not statement.node:
+        return "?", {}
+    kind, body = next(iter(statement.node.items()))
+    return kind, body
+
+
+def relation_parts(relation: dict[str, Any] | None) -> tuple[str, ...] | None:
+    """A RangeVar's name as written: (schema, name) or (name,); None without one."""
+    if not relation or "relname" not in relation:
+        return None
+    schema = relation.get("schemaname")
+    return (str(schema), str(relation["relname"])) if schema else (str(relation["relname"]),)
+
+
+def relation_name(relation: dict[str, Any] | None) -> str | None:
+    """A RangeVar's name as written, dotted: "schema.name" or "name"."""
+    parts = relation_parts(relation)
+    return ".".join(parts) if parts else None
+
+
+def name_parts(items: list[dict[str, Any]]) -> tuple[str, ...]:
+    """A qualified name given as a list of String nodes (a type's, a dropped object's)."""
+    return tuple(
+        str(item["String"].get("sval")) for item in items if isinstance(item, dict) and "String" in item
+    )
+
+
+def dotted_name(items: list[dict[str, Any]]) -> str:
+    """name_parts() as one "schema.name" string."""
+    return ".".join(name_parts(items))
 
 
 def sets_search_path(statement: Statement) -> bool:
