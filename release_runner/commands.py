@@ -73,6 +73,7 @@ def _migrate_locked(
             return refusals.validated_plan(conn, settings, found, context)
 
         current = locked.read(validate)
+        context = replace(context, deferred=frozenset(current.deferred))
         phase = phases.choose(current, settings.post_deploy, settings.release_id)
         if expected is not None and phase.defer:
             # Refused before anything changes: verification could not be exact afterwards.

@@ -227,8 +227,8 @@ def apply(
 
 def _undefer(prepared: Prepared, context: RunContext) -> list[str]:
     """A deferred migration leaves the deferred table as its history row is written (whatever
-    its file says now: the directive may have been removed since)."""
-    return [context.undefer(prepared.migration)]
+    its file says now: the directive may have been removed since). Others have no row there."""
+    return [context.undefer(prepared.migration)] if prepared.migration.version in context.deferred else []
 
 
 def _record(

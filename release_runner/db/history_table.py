@@ -92,6 +92,8 @@ class RunContext:
     run_id: str
     fly: dict[str, str]
     applied_by: str = field(default_factory=lambda: f"{_os_user()}@{socket.gethostname()}")
+    deferred: frozenset[str] = frozenset()
+    """Versions in the deferred table when the run began: only their rows need deleting."""
 
     @cached_property
     def insert_prefix(self) -> str:
