@@ -22,12 +22,15 @@ deferred, the expected schema is the full snapshot with those changes undone, ne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from release_runner.errors import UsageError
 from release_runner.history import DeferredRow
 from release_runner.migrations import Migration
 from release_runner.plan import Plan, State
-from release_runner.schema import Objects, Snapshot
+
+if TYPE_CHECKING:
+    from release_runner.schema import Objects, Snapshot
 
 
 @dataclass(eq=False, repr=False)

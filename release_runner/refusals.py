@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from release_runner import compatibility
 from release_runner import migrations as migrations_module
 from release_runner import plan as plan_module
 from release_runner.errors import RefusedError, UsageError
@@ -16,6 +15,7 @@ from release_runner.settings import Settings
 from release_runner.statements import SqlSyntaxError
 
 if TYPE_CHECKING:
+    from release_runner import compatibility
     from release_runner.db import Connection, RunContext
     from release_runner.preflight import Prepared
 
@@ -116,6 +116,7 @@ def lint(
 ) -> list[Prepared]:
     """Parse every pending migration and report what preflight found, warnings with the
     table's estimated rows and size when connected."""
+    from release_runner import compatibility
     from release_runner.preflight import prepare_all
 
     prepared = prepare_all(pending, settings.strict_lint)
@@ -145,6 +146,7 @@ def lint(
 def _refuse_in_release_phase(item: Prepared, candidate: compatibility.Candidate) -> None:
     """The candidate's finding becomes an error (a lint warning of the same rule on the same
     statement gives way to it)."""
+    from release_runner import compatibility
     from release_runner.preflight import ERROR, Finding
 
     statement = candidate.statement
