@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 compileall.compile_dir(ROOT / "release_runner", quiet=1)
 
 from release_runner import db  # noqa: E402
-from release_runner.scratch import LocalCluster as LocalCluster  # noqa: E402  (the benchmarks use it)
+from release_runner.run.scratch import LocalCluster as LocalCluster  # noqa: E402  (the benchmarks use it)
 
 
 def fresh_database(cluster: LocalCluster, name: str) -> str:

@@ -11,8 +11,8 @@ import sys
 
 from common import CORPUS, LocalCluster, on_fresh_databases, run_runner, table
 
-from release_runner.migrations import read_directory
-from release_runner.scratch import find_bindir
+from release_runner.core.migrations import read_directory
+from release_runner.run.scratch import find_bindir
 
 SETS = sys.argv[1:] or ["prisma-triggerdev", "prisma-documenso", "drizzle-dokploy"]
 RUNS = 3

@@ -13,8 +13,8 @@ import time
 
 from common import CORPUS, table
 
-from release_runner.migrations import read_directory
-from release_runner.preflight import prepare_all
+from release_runner.core.migrations import read_directory
+from release_runner.core.preflight import prepare_all
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "prisma-triggerdev"
 

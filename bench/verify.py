@@ -20,8 +20,9 @@ from pathlib import Path
 
 from common import LocalCluster, connect, fresh_database, median_of, paired_medians, table
 
-from release_runner import db, drift, schema
-from release_runner.scratch import find_bindir
+from release_runner import db
+from release_runner.core import drift, schema
+from release_runner.run.scratch import find_bindir
 
 SIZES = [int(n) for n in sys.argv[1:]] or [200, 2000, 10000]
 RUNS = 5

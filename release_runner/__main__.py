@@ -5,16 +5,16 @@ with a summary line and no traceback."""
 import signal
 import sys
 
-from release_runner import interrupts
-from release_runner.errors import Interrupted
+from release_runner.core.errors import Interrupted
+from release_runner.run import interrupts
 
 
 def run() -> None:
     interrupts.install()
     try:
-        from release_runner.cli import main
+        from release_runner.cli.main import main
     except Interrupted as interrupted:
-        from release_runner import log
+        from release_runner.cli import log
 
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
         name = signal.Signals(interrupted.signum).name

@@ -12,18 +12,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from release_runner import phases, refusals, session, verification
-from release_runner import plan as plan_module
-from release_runner.errors import DriftError, ReleaseError, UnreachableError, UsageError
-from release_runner.events import Event, emit
-from release_runner.history import HistoryRow, Mode, Status
-from release_runner.log import fly_context
-from release_runner.settings import Settings
+from release_runner.cli.log import fly_context
+from release_runner.core import phases
+from release_runner.core import plan as plan_module
+from release_runner.core.errors import DriftError, ReleaseError, UnreachableError, UsageError
+from release_runner.core.events import Event, emit
+from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.settings import Settings
+from release_runner.run import gate as refusals
+from release_runner.run import session
+from release_runner.run import verify as verification
 
 if TYPE_CHECKING:
-    from release_runner import db, schema
-    from release_runner.migrations import MigrationSet
-    from release_runner.preflight import Prepared
+    from release_runner import db
+    from release_runner.core import schema
+    from release_runner.core.migrations import MigrationSet
+    from release_runner.core.preflight import Prepared
 
 
 def migrate(settings: Settings, run_id: str) -> None:
@@ -93,7 +97,7 @@ def _migrate_locked(
         )
         _defer(locked, context, phase, current)
         if prepared:
-            from release_runner import executor
+            from release_runner.run import executor
 
             executor.apply_all(locked, prepared, context, deadline)
         if not settings.verify:
@@ -196,7 +200,7 @@ def plan_report(settings: Settings) -> PlanReport:
 
 def snapshot(settings: Settings) -> Path:
     """Replay every migration into a scratch database and write the expected-schema file."""
-    from release_runner import schema
+    from release_runner.core import schema
 
     found = refusals.load(settings)
     replayed = verification.replay(settings, found.migrations)
@@ -209,7 +213,7 @@ def snapshot(settings: Settings) -> Path:
 def check(settings: Settings) -> int:
     """CI gate: the directory reads, every migration applies from empty, and the committed
     snapshot matches what they produce. Returns how many migrations were replayed."""
-    from release_runner import drift, schema
+    from release_runner.core import drift, schema
 
     found = refusals.load(settings)
     snapshot = schema.load(settings.snapshot_file)
@@ -308,7 +312,8 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
     """Adopt a database built without any history (`drizzle-kit push`, by hand): compare its
     schema with what the migrations up to `version` produce, and only if nothing is missing or
     changed record them as applied. Returns how many were recorded."""
-    from release_runner import db, schema
+    from release_runner import db
+    from release_runner.core import schema
 
     found = refusals.load(settings)
     versions = [m.version for m in found.migrations]
@@ -357,7 +362,7 @@ def new(settings: Settings, name: str) -> Path:
     import re
     from datetime import UTC, datetime
 
-    from release_runner import migrations
+    from release_runner.core import migrations
 
     directory = settings.migrations_dir
     directory.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from release_runner import db
-from release_runner.scratch import LocalCluster, find_bindir
+from release_runner.run.scratch import LocalCluster, find_bindir
 from tests.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +183,7 @@ def history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     if not db.history_exists(conn, "release_runner"):
         return []
     return conn.execute(
-        "SELECT version, status, transaction_mode FROM release_runner.history ORDER BY version"
+        "SELECT version, status, transaction_mode FROM release_runner.core.history ORDER BY version"
     ).fetchall()
 
 

@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 
-from release_runner import adopt, drift, interrupts, log, schema
-from release_runner.errors import Interrupted
-from release_runner.events import Event, Level, Progress, emit, listening
-from release_runner.history import HistoryRow, Mode, Status
-from release_runner.migrations import Directives, Migration
-from release_runner.plan import State, make_plan
-from release_runner.retry import backoff, with_retries
-from release_runner.settings import libpq_url, parse_duration
+from release_runner.cli import log
+from release_runner.core import adopt, drift, schema
+from release_runner.core.errors import Interrupted
+from release_runner.core.events import Event, Level, Progress, emit, listening
+from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.migrations import Directives, Migration
+from release_runner.core.plan import State, make_plan
+from release_runner.core.settings import libpq_url, parse_duration
+from release_runner.run import interrupts
+from release_runner.run.retry import backoff, with_retries
 from tests.conftest import ROOT
 
 

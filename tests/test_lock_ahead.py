@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from release_runner import db
-from release_runner import lock_ahead as lock_ahead_module
-from release_runner.lock_ahead import _CONFLICTS
-from release_runner.migrations import read_directory
+from release_runner.core import lock_ahead as lock_ahead_module
+from release_runner.core.lock_ahead import _CONFLICTS
+from release_runner.core.migrations import read_directory
 from tests.conftest import Server, history, run_cli, start_cli, write
 
 SETUP = """

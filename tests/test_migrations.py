@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from release_runner.errors import UsageError
-from release_runner.migrations import read_directory
-from release_runner.statements import SqlSyntaxError
+from release_runner.core.errors import UsageError
+from release_runner.core.migrations import read_directory
+from release_runner.core.statements import SqlSyntaxError
 from tests.conftest import write
 
 

@@ -72,7 +72,7 @@ def test_fly_toml_budget_is_below_the_release_timeout() -> None:
 def test_help_does_not_import_psycopg_or_pglast() -> None:
     """--help loads neither the driver nor the parser."""
     code = (
-        "import sys, click.testing; from release_runner.cli import cli;"
+        "import sys, click.testing; from release_runner.cli.main import cli;"
         "click.testing.CliRunner().invoke(cli, ['migrate', '--help']);"
         "print('psycopg' in sys.modules, 'pglast' in sys.modules)"
     )

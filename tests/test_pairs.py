@@ -11,7 +11,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from release_runner import db, drift, schema
+from release_runner import db
+from release_runner.core import drift, schema
 from tests.conftest import Server
 
 TABLE = "CREATE TABLE t (id int PRIMARY KEY, note text);\n"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from release_runner import compatibility, lock_ahead
-from release_runner.migrations import read_directory
-from release_runner.preflight import Prepared, prepare, prepare_all
+from release_runner.core import compatibility, lock_ahead
+from release_runner.core.migrations import read_directory
+from release_runner.core.preflight import Prepared, prepare, prepare_all
 from tests.conftest import CORPUS, ROOT, write
 
 EXISTING = "-- existing table t(a int, b int) is created elsewhere\n"

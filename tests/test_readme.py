@@ -67,7 +67,7 @@ def test_sql_snippets_parse(tmp_path: Path, index: int) -> None:
     """Each SQL snippet reads as a migration file would: its directives are known and its
     statements parse. (Those that name a file, `-- sql/…`, are also deployed by
     tests/test_phases.py.)"""
-    from release_runner.migrations import read_directory
+    from release_runner.core.migrations import read_directory
 
     (tmp_path / "0001_snippet.sql").write_text(_snippets("sql")[index])
     [migration] = read_directory(tmp_path).migrations

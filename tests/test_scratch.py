@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from release_runner import log, scratch
-from release_runner.errors import UsageError
+from release_runner.cli import log
+from release_runner.core.errors import UsageError
+from release_runner.run import scratch
 
 
 def _fake_bindir(directory: Path) -> Path:

@@ -8,16 +8,16 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from release_runner.errors import UnreachableError, UsageError
-from release_runner.log import redact
-from release_runner.retry import with_retries
+from release_runner.cli.log import redact
+from release_runner.core.errors import UnreachableError, UsageError
+from release_runner.run.retry import with_retries
 
 Connection = psycopg.Connection[Any]
 # What a lost connection raises outside a migration; the runner maps it to "unreachable".
@@ -77,12 +77,10 @@ KEEPALIVE = (
     "SET tcp_keepalives_count = 3",
 )
 
-_QUERIES = Path(__file__).parent.parent / "queries"
-
 
 def query(name: str) -> str:
-    """A query kept in `release_runner/queries/<name>.sql` (shipped as package data)."""
-    return (_QUERIES / f"{name}.sql").read_text()
+    """A query kept in `release_runner/db/queries/<name>.sql` (shipped as package data)."""
+    return resources.files(__package__).joinpath("queries", f"{name}.sql").read_text()
 
 
 def is_transient(error: BaseException) -> bool:

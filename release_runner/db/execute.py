@@ -12,16 +12,16 @@ from psycopg.generators import execute as execute_generator
 from psycopg.generators import fetch_many
 from psycopg.pq import ExecStatus, TransactionStatus
 
-from release_runner import lock_ahead as lock_ahead_module
-from release_runner import mask
+from release_runner.cli.log import redact
+from release_runner.core import lock_ahead as lock_ahead_module
+from release_runner.core import mask
+from release_runner.core.history import Mode, Status
+from release_runner.core.settings import pg_duration
 from release_runner.db.connection import KEEPALIVE, Connection
 from release_runner.db.history_table import RunContext, status_update
-from release_runner.history import Mode, Status
-from release_runner.log import redact
-from release_runner.settings import pg_duration
 
 if TYPE_CHECKING:
-    from release_runner.preflight import Prepared
+    from release_runner.core.preflight import Prepared
 
 # Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
 # terminated the backend): the transaction is gone, and whether COMMIT landed must be read back.

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from release_runner.core.history import DeferredRow, HistoryRow, Mode, Status
+from release_runner.core.migrations import Migration
 from release_runner.db.connection import Connection, query
-from release_runner.history import DeferredRow, HistoryRow, Mode, Status
-from release_runner.migrations import Migration
 
 
 def history_exists(conn: Connection, schema: str, table: str = "history") -> bool:

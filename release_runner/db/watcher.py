@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from release_runner import mask
+from release_runner.cli.log import redact
+from release_runner.core import mask
 from release_runner.db.connection import Connection, blockers, open_connection
-from release_runner.log import redact
 
 
 class Watcher:

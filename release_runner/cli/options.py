@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from release_runner.settings import parse_duration
+from release_runner.core.settings import parse_duration
 
 
 class Duration(click.ParamType[float]):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from release_runner.migrations import Migration
+    from release_runner.core.migrations import Migration
 
 DIRECTIVE = re.compile(r"^\s*--\s*release-runner:\s*(.*?)\s*$")
 # Rules a file may switch off; `parse-error` lets a statement the bundled parser rejects run.
@@ -43,7 +43,7 @@ class Statement:
     @property
     def head(self) -> str:
         """The statement's first words, to name it in messages, with its constants masked."""
-        from release_runner import mask
+        from release_runner.core import mask
 
         words = " ".join(mask.statement(self.text).split())
         return words if len(words) <= 60 else words[:57] + "..."

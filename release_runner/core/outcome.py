@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from release_runner.statements import Statement
+from release_runner.core.statements import Statement
 
 
 class Outcome(StrEnum):

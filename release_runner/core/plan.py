@@ -8,10 +8,10 @@ from datetime import UTC
 from enum import StrEnum
 from typing import Any
 
-from release_runner.history import DeferredRow, HistoryRow
-from release_runner.migrations import Migration
-from release_runner.outcome import advice
-from release_runner.statements import SqlSyntaxError, Statement
+from release_runner.core.history import DeferredRow, HistoryRow
+from release_runner.core.migrations import Migration
+from release_runner.core.outcome import advice
+from release_runner.core.statements import SqlSyntaxError, Statement
 
 
 class State(StrEnum):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from release_runner.statements import Statement, dotted_name, node
+from release_runner.core.statements import Statement, dotted_name, node
 
 # Refused in a transaction block whatever their options.
 _ALWAYS = {

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from release_runner.statements import Statement, name_parts, node, relation_parts, sets_search_path
+from release_runner.core.statements import Statement, name_parts, node, relation_parts, sets_search_path
 
 ROW_EXCLUSIVE = "ROW EXCLUSIVE"
 SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from release_runner.migrations import Migration
+from release_runner.core.migrations import Migration
 
 
 @dataclass(frozen=True)

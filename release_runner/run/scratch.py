@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from release_runner import interrupts
-from release_runner.errors import UsageError
+from release_runner.core.errors import UsageError
+from release_runner.run import interrupts
 
 # Every command here runs as printed. release-runner is on no package index, so its `server`
 # extra is installed from a checkout or a wheel of it; the example scratch URL is in key=value

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from release_runner.errors import UnreachableError, UsageError
-from release_runner.events import Event, emit
-from release_runner.log import redact
-from release_runner.settings import Settings
+from release_runner.cli.log import redact
+from release_runner.core.errors import UnreachableError, UsageError
+from release_runner.core.events import Event, emit
+from release_runner.core.settings import Settings
 
 if TYPE_CHECKING:
     from release_runner.db import Connection

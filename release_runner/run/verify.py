@@ -9,21 +9,21 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from release_runner.errors import DriftError, MigrationFailed, UsageError
-from release_runner.events import Event, Level, emit
-from release_runner.refusals import preflight
-from release_runner.settings import Settings
+from release_runner.core.errors import DriftError, MigrationFailed, UsageError
+from release_runner.core.events import Event, Level, emit
+from release_runner.core.settings import Settings
+from release_runner.run.gate import preflight
 
 if TYPE_CHECKING:
-    from release_runner import drift, schema
+    from release_runner.core import drift, schema
+    from release_runner.core.migrations import Migration
     from release_runner.db import Connection
-    from release_runner.migrations import Migration
 
 
 def expected_schema(settings: Settings) -> schema.Snapshot | None:
     """The snapshot file, read before anything is changed so that a missing (with
     --require-snapshot), truncated or unreadable file refuses the run up front."""
-    from release_runner import schema
+    from release_runner.core import schema
 
     expected = schema.load(settings.snapshot_file)
     if expected is None and settings.require_snapshot:
@@ -36,7 +36,8 @@ def expected_schema(settings: Settings) -> schema.Snapshot | None:
 
 
 def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
-    from release_runner import db, schema
+    from release_runner import db
+    from release_runner.core import schema
 
     objects = schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
     return schema.Snapshot(objects, conn.info.server_version // 10000)
@@ -46,7 +47,7 @@ def compared(
     settings: Settings, expected: schema.Objects | None, actual: schema.Objects
 ) -> list[drift.Mismatch]:
     """drift.compare(), owners and privileges left out when the settings say so."""
-    from release_runner import drift, schema
+    from release_runner.core import drift, schema
 
     if not settings.compare_privileges:
         actual = schema.without_privileges(actual)
@@ -126,7 +127,8 @@ def _expected_now(
     conn: Connection, settings: Settings, snapshot: schema.Snapshot | None
 ) -> schema.Objects | None:
     """The snapshot's schema, less what the post-deploy migrations still deferred would change."""
-    from release_runner import db, phases
+    from release_runner import db
+    from release_runner.core import phases
 
     if snapshot is None:
         return None
@@ -160,7 +162,8 @@ def _rendered_here(conn: Connection, mismatches: list[drift.Mismatch]) -> tuple[
 def scratch_database(settings: Settings) -> Iterator[str]:
     """A URL of an empty database that is dropped (and its local cluster removed) afterwards.
     With a Prisma `?schema=`, its connections put unqualified names there, as the target's do."""
-    from release_runner import db, scratch
+    from release_runner import db
+    from release_runner.run import scratch
 
     with scratch.server(settings.scratch_url) as server_url, scratch.database(server_url) as url:
         emit(Event.SCRATCH_READY, source="--scratch-url" if settings.scratch_url else "local cluster")
@@ -182,9 +185,11 @@ def ensure_prisma_schema(conn: Connection, settings: Settings) -> None:
 def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
     """Apply every migration from empty into a scratch database; return its schema, with what
     each post-deploy migration changed (read before and after it)."""
-    from release_runner import db, executor, phases
-    from release_runner import schema as schema_module
-    from release_runner.session import Session
+    from release_runner import db
+    from release_runner.core import phases
+    from release_runner.core import schema as schema_module
+    from release_runner.run import executor
+    from release_runner.run.session import Session
 
     prepared = preflight(migrations, settings, None)
     with scratch_database(settings) as url:

@@ -15,9 +15,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from release_runner.errors import UsageError
-from release_runner.settings import parse_duration
-from release_runner.statements import DIRECTIVE, LineIndex, Statement, rule_names, split_statements
+from release_runner.core.errors import UsageError
+from release_runner.core.settings import parse_duration
+from release_runner.core.statements import DIRECTIVE, LineIndex, Statement, rule_names, split_statements
 
 NATIVE_NAME = re.compile(r"^(\d+)_([^/]+)\.sql$")
 DRIZZLE_BREAKPOINT = "--> statement-breakpoint"

@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from release_runner.events import Event, Level
-from release_runner.log import Writer, redact_value
+from release_runner.cli.log import Writer, redact_value
+from release_runner.core.events import Event, Level
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
 # Events a person does not need on a terminal: the summary and the lines around them say it.

@@ -9,20 +9,20 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from release_runner import interrupts
-from release_runner import outcome as outcome_module
-from release_runner.errors import Interrupted, MigrationFailed, UnreachableError
-from release_runner.events import Event, emit
-from release_runner.history import HistoryRow, Status
-from release_runner.outcome import Outcome
-from release_runner.retry import with_retries
-from release_runner.session import Session, require_url
+from release_runner.core import outcome as outcome_module
+from release_runner.core.errors import Interrupted, MigrationFailed, UnreachableError
+from release_runner.core.events import Event, emit
+from release_runner.core.history import HistoryRow, Status
+from release_runner.core.outcome import Outcome
+from release_runner.run import interrupts
+from release_runner.run.retry import with_retries
+from release_runner.run.session import Session, require_url
 
 if TYPE_CHECKING:
+    from release_runner.core.migrations import Migration
+    from release_runner.core.preflight import Prepared
+    from release_runner.core.statements import Statement
     from release_runner.db import Connection, MigrationError, RunContext, Watcher
-    from release_runner.migrations import Migration
-    from release_runner.preflight import Prepared
-    from release_runner.statements import Statement
 
 
 def apply_all(

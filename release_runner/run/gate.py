@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from release_runner import migrations as migrations_module
-from release_runner import plan as plan_module
-from release_runner.errors import RefusedError, UsageError
-from release_runner.events import Event, emit
-from release_runner.history import HistoryRow, Mode, Status
-from release_runner.settings import Settings
-from release_runner.statements import SqlSyntaxError
+from release_runner.core import migrations as migrations_module
+from release_runner.core import plan as plan_module
+from release_runner.core.errors import RefusedError, UsageError
+from release_runner.core.events import Event, emit
+from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.settings import Settings
+from release_runner.core.statements import SqlSyntaxError
 
 if TYPE_CHECKING:
-    from release_runner import compatibility
+    from release_runner.core import compatibility
+    from release_runner.core.preflight import Prepared
     from release_runner.db import Connection, RunContext
-    from release_runner.preflight import Prepared
 
 
 def load(settings: Settings) -> migrations_module.MigrationSet:
@@ -52,7 +52,7 @@ def history(
     rows = db.read_history(conn, settings.history_schema)
     if found.source_format not in ("drizzle", "prisma"):
         return rows, [], []
-    from release_runner import adopt
+    from release_runner.core import adopt
 
     table = settings.drizzle_history if found.source_format == "drizzle" else "_prisma_migrations"
     foreign = db.read_foreign_history(conn, found.source_format, table)
@@ -116,8 +116,8 @@ def lint(
 ) -> list[Prepared]:
     """Parse every pending migration and report what preflight found, warnings with the
     table's estimated rows and size when connected."""
-    from release_runner import compatibility
-    from release_runner.preflight import prepare_all
+    from release_runner.core import compatibility
+    from release_runner.core.preflight import prepare_all
 
     prepared = prepare_all(pending, settings.strict_lint)
     candidates = [] if settings.post_deploy else compatibility.candidates(prepared)
@@ -146,8 +146,8 @@ def lint(
 def _refuse_in_release_phase(item: Prepared, candidate: compatibility.Candidate) -> None:
     """The candidate's finding becomes an error (a lint warning of the same rule on the same
     statement gives way to it)."""
-    from release_runner import compatibility
-    from release_runner.preflight import ERROR, Finding
+    from release_runner.core import compatibility
+    from release_runner.core.preflight import ERROR, Finding
 
     statement = candidate.statement
     message, fix = compatibility.MESSAGES[candidate.rule], compatibility.fix(candidate.rule)
@@ -209,8 +209,8 @@ def _settle_unresolved(conn: Connection, settings: Settings, current: plan_modul
     proves (a concurrent index build or drop that the run did not see end) is settled before
     refusing;
     returns whether any row changed."""
-    from release_runner.executor import settle
-    from release_runner.outcome import Outcome
+    from release_runner.core.outcome import Outcome
+    from release_runner.run.executor import settle
 
     changed = False
     for entry in current.entries:

@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 import click
 
-from release_runner import __version__, documents, errors, interrupts, log
-from release_runner.events import Event, Level, Progress, emit, listening
-from release_runner.options import (
+from release_runner import __version__
+from release_runner.cli import documents, log
+from release_runner.cli.options import (
     APPLY,
     COMMON,
     FORMAT,
@@ -34,7 +34,10 @@ from release_runner.options import (
     option,
     with_options,
 )
-from release_runner.settings import Settings, libpq_url
+from release_runner.core import errors
+from release_runner.core.events import Event, Level, Progress, emit, listening
+from release_runner.core.settings import Settings, libpq_url
+from release_runner.run import interrupts
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
@@ -95,7 +98,7 @@ def _register_secrets(url: str | None) -> None:
 
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
     """Run one command under the common contract: events, summary line, exit code."""
-    from release_runner import mask
+    from release_runner.core import mask
 
     mask.show_values(settings.log_sql_values)
     run_id = log.new_run_id()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from release_runner.errors import UsageError
+from release_runner.core.errors import UsageError
 
 FORMAT = "release-runner/schema-snapshot"
 # 2: definitions are rendered with search_path = pg_catalog (every name schema-qualified),

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from release_runner import lock_ahead
-from release_runner.lock_ahead import Lock
-from release_runner.migrations import Migration
-from release_runner.nontransactional import enum_values_used_too_soon, refuses_transaction_block
-from release_runner.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement, node, relation_name
+from release_runner.core import lock_ahead
+from release_runner.core.lock_ahead import Lock
+from release_runner.core.migrations import Migration
+from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
+from release_runner.core.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement, node, relation_name
 
 ERROR = "error"
 WARNING = "warning"
@@ -294,7 +294,7 @@ def _finding(
 
 
 def _syntax_finding(error: SqlSyntaxError) -> Finding:
-    from release_runner import mask
+    from release_runner.core import mask
 
     migration = error.migration
     source_line = migration.text.splitlines()[error.line - 1] if migration.text else ""

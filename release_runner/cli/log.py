@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from release_runner.events import Event, Level
+from release_runner.core.events import Event, Level
 
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -109,7 +109,7 @@ class JsonLines(Writer):
 def early_summary(command: str | None, status: str, code: int, message: str) -> JsonLines:
     """The `release.finished` line of a run that never started (a usage error, a signal during
     start-up), for log searches; returns the writer, which knows whether stdout was lost."""
-    from release_runner.events import Progress
+    from release_runner.core.events import Progress
 
     writer = JsonLines(sys.stdout, new_run_id())
     writer(Event.RELEASE_FINISHED, Level.ERROR, Progress().summary(command, status, code, error=message))
@@ -119,7 +119,7 @@ def early_summary(command: str | None, status: str, code: int, message: str) -> 
 def renderer(log_format: str, stream: TextIO, run_id: str, no_color: bool = False) -> Writer:
     """The renderer for `--log-format`: `auto` is the console on a terminal, JSON lines elsewhere."""
     if log_format == "console" or (log_format == "auto" and stream.isatty()):
-        from release_runner.console import Console, colour_wanted
+        from release_runner.cli.console import Console, colour_wanted
 
         return Console(stream, colour_wanted(stream, no_color))
     return JsonLines(stream, run_id)

@@ -30,11 +30,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from release_runner.preflight import required_without_default
-from release_runner.statements import Statement, dotted_name, node, relation_name, sets_search_path
+from release_runner.core.preflight import required_without_default
+from release_runner.core.statements import Statement, dotted_name, node, relation_name, sets_search_path
 
 if TYPE_CHECKING:
-    from release_runner.preflight import Prepared
+    from release_runner.core.preflight import Prepared
 
 MOVE = (
     "Make it a contract step: put it in a migration whose header says "
