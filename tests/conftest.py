@@ -183,7 +183,7 @@ def history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     if not db.history_exists(conn, "release_runner"):
         return []
     return conn.execute(
-        "SELECT version, status, transaction_mode FROM release_runner.core.history ORDER BY version"
+        "SELECT version, status, transaction_mode FROM release_runner.history ORDER BY version"
     ).fetchall()
 
 

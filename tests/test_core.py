@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tenacity
 
 from release_runner.cli import log
 from release_runner.core import adopt, drift, schema
@@ -21,8 +23,7 @@ from release_runner.core.history import HistoryRow, Mode, Status
 from release_runner.core.migrations import Directives, Migration
 from release_runner.core.plan import State, make_plan
 from release_runner.core.settings import libpq_url, parse_duration
-from release_runner.run import interrupts
-from release_runner.run.retry import backoff, with_retries
+from release_runner.run import interrupts, retrying
 from tests.conftest import ROOT
 
 
@@ -227,12 +228,15 @@ def test_durations(text: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize("draw", [0.0, 0.5, 1.0])
-def test_backoff_grows_is_capped_and_jittered(draw: float) -> None:
+def test_backoff_grows_is_capped_and_jittered(draw: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """Waits double from `initial`, never exceed `maximum`, and are at least half the base."""
-    delays = [backoff(attempt, 0.25, 5.0, lambda: draw) for attempt in range(1, 10)]
-    bases = [min(5.0, 0.25 * 2**n) for n in range(9)]
-    for delay, base in zip(delays, bases, strict=True):
-        assert base / 2 <= delay <= base
+    monkeypatch.setattr(random, "uniform", lambda low, high: low + draw * (high - low))
+    wait = retrying.equal_jitter(0.25, 5.0)
+    for attempt in range(1, 10):
+        base = min(5.0, 0.25 * 2 ** (attempt - 1))
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        state.attempt_number = attempt
+        assert base / 2 <= wait(state) <= base
 
 
 class _Clock:
@@ -247,9 +251,14 @@ class _Clock:
         self.now += seconds
 
 
-def test_retries_never_wait_past_the_deadline() -> None:
-    """With a deadline, the waits add up to at most the time left, and the error of the last
-    attempt is raised as it is."""
+def _never_reported(_: tenacity.RetryCallState) -> None:
+    pass
+
+
+@pytest.mark.parametrize("reserve", [0.0, 1.5])
+def test_retries_never_wait_past_the_deadline(reserve: float) -> None:
+    """With a deadline, the waits add up to at most the time left, no attempt starts with less
+    than `reserve` left, and the error of the last attempt is raised as it is."""
     clock = _Clock()
     attempts: list[float] = []
 
@@ -257,43 +266,57 @@ def test_retries_never_wait_past_the_deadline() -> None:
         attempts.append(clock.now)
         raise TimeoutError("still down")
 
+    deadline = retrying.Deadline(9.0, reserve=reserve, clock=lambda: clock.now)
+    policy = retrying.policy(
+        lambda _: True,
+        _never_reported,
+        wait=retrying.equal_jitter(1.0, 4.0),
+        deadline=deadline,
+        sleep=clock.sleep,
+    )
     with pytest.raises(TimeoutError, match="still down"):
-        with_retries(
-            fail,
-            lambda _: True,
-            lambda *_: None,
-            initial=1.0,
-            maximum=4.0,
-            deadline=9.0,
-            sleep=clock.sleep,
-            clock=lambda: clock.now,
-        )
-    assert sum(clock.sleeps) <= 9.0 + 1e-9
-    assert max(attempts) <= 9.0 + 1e-9
+        policy(fail)
+    assert len(attempts) > 2
+    assert sum(clock.sleeps) <= 9.0 - reserve + 1e-9
+    assert max(attempts) <= 9.0 - reserve + 1e-9
 
 
 def test_retries_stop_at_the_attempt_count_and_on_other_errors() -> None:
-    """`attempts` bounds the runs; an error that is not retryable is raised at once."""
+    """`attempts` bounds the runs; an error that is not retryable is raised at once; each retry
+    is reported before its wait with the attempt number and the delay."""
     clock = _Clock()
     calls = []
+    reported: list[tuple[int, float]] = []
 
     def fail() -> None:
         calls.append(1)
         raise TimeoutError
 
+    def report(state: tenacity.RetryCallState) -> None:
+        assert isinstance(retrying.failure(state), TimeoutError)
+        reported.append((state.attempt_number, retrying.delay(state)))
+
+    no_deadline = retrying.Deadline(None)
+    policy = retrying.policy(
+        lambda _: True,
+        report,
+        wait=retrying.equal_jitter(0.1, 1),
+        deadline=no_deadline,
+        attempts=3,
+        sleep=clock.sleep,
+    )
     with pytest.raises(TimeoutError):
-        with_retries(
-            fail, lambda _: True, lambda *_: None, initial=0.1, maximum=1, attempts=3, sleep=clock.sleep
-        )
+        policy(fail)
     assert len(calls) == 3 and len(clock.sleeps) == 2
+    assert [number for number, _ in reported] == [1, 2] and [d for _, d in reported] == clock.sleeps
+    other = retrying.policy(
+        lambda e: isinstance(e, TimeoutError),
+        report,
+        wait=retrying.equal_jitter(0.1, 1),
+        deadline=no_deadline,
+    )
     with pytest.raises(KeyError):
-        with_retries(
-            lambda: {"a": 1}["x"],
-            lambda e: isinstance(e, TimeoutError),
-            lambda *_: None,
-            initial=0.1,
-            maximum=1,
-        )
+        other(lambda: {"a": 1}["x"])
 
 
 def test_progress_counts_the_target_only() -> None:

@@ -105,7 +105,7 @@ def test_commit_whose_reply_is_lost_is_not_applied_twice(
 
     def committed() -> bool:
         row = admin.execute(
-            "SELECT count(*) FROM release_runner.core.history WHERE version = '0002'"
+            "SELECT count(*) FROM release_runner.history WHERE version = '0002'"
         ).fetchone()
         return row == (1,)
 
@@ -228,7 +228,7 @@ def test_no_transaction_migration_lost_before_its_statement_is_retried(
     assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
     write(tmp_path, {"0002_idx.sql": "CREATE INDEX CONCURRENTLY a_id ON a (id);\n"})
     blocker = psycopg.connect(url)
-    blocker.execute("LOCK TABLE release_runner.core.history IN SHARE MODE")
+    blocker.execute("LOCK TABLE release_runner.history IN SHARE MODE")
     process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
 
     _wait_for(lambda: _waiting_on_lock(admin))

@@ -59,7 +59,7 @@ def test_history_row_records_who_and_fly_context(
     result = run_cli("migrate", "--migrations", str(tmp_path), env=env)
     assert result.code == 0
     row = admin.execute(
-        "SELECT checksum, duration_ms, applied_by, run_id, app, machine, image FROM release_runner.core.history"
+        "SELECT checksum, duration_ms, applied_by, run_id, app, machine, image FROM release_runner.history"
     ).fetchone()
     assert row is not None
     assert len(row[0]) == 64 and row[1] is not None and row[2]
@@ -320,7 +320,7 @@ def test_status_and_plan_write_nothing(tmp_path: Path, url: str, admin: psycopg.
     assert json.loads(plan.stdout)["total"] == 3
     dry = run_cli("migrate", "--dry-run", "--migrations", str(tmp_path), url=url)
     assert dry.code == 0
-    assert not table_exists(admin, "release_runner.core.history")
+    assert not table_exists(admin, "release_runner.history")
     assert not table_exists(admin, "a")
 
 
@@ -512,7 +512,7 @@ def test_custom_history_schema(tmp_path: Path, url: str, admin: psycopg.Connecti
         )
         assert result.code == 0, result.stdout
     assert admin.execute('SELECT version FROM "Deploy_History".history').fetchall() == [("0001",)]
-    assert not table_exists(admin, "release_runner.core.history")
+    assert not table_exists(admin, "release_runner.history")
 
 
 def test_applied_by_for_a_uid_without_a_name(monkeypatch: pytest.MonkeyPatch) -> None:

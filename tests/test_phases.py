@@ -227,7 +227,7 @@ def test_post_deploy_phase_and_runs_without_a_release_id(
     assert [e["version"] for e in post.named("migration.applied")] == ["0004"]
     assert post.named("verify.passed")
     assert _columns(admin, "users") == ["id", "name"]
-    order = admin.execute("SELECT version FROM release_runner.core.history ORDER BY applied_at").fetchall()
+    order = admin.execute("SELECT version FROM release_runner.history ORDER BY applied_at").fetchall()
     assert [row[0] for row in order] == ["0001", "0002", "0003", "0004"]
 
 

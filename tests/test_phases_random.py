@@ -69,7 +69,7 @@ def _release_files(
 
 
 def _check(admin: psycopg.Connection[psycopg.rows.TupleRow], model: Model, where: str) -> None:
-    applied = {row[0] for row in admin.execute("SELECT version FROM release_runner.core.history").fetchall()}
+    applied = {row[0] for row in admin.execute("SELECT version FROM release_runner.history").fetchall()}
     deferred: dict[str, str | None] = dict(
         admin.execute("SELECT version, release_id FROM release_runner.deferred").fetchall()
     )

@@ -93,7 +93,7 @@ def _fault_and_rerun(
         recorded = (
             _one(
                 admin,
-                "SELECT count(*) FROM release_runner.core.history WHERE run_id = %s AND status = 'applied'",
+                "SELECT count(*) FROM release_runner.history WHERE run_id = %s AND status = 'applied'",
                 summary["run_id"],
             )
             if db.history_exists(admin, "release_runner")
@@ -130,7 +130,7 @@ def _fault_and_rerun(
     counts = dict(admin.execute("SELECT version, count(*) FROM counter GROUP BY version").fetchall())
     assert counts == {version: 1 for version in COUNTED}, f"{story}: counter {counts}"
     statuses = admin.execute(
-        "SELECT version, status FROM release_runner.core.history ORDER BY version"
+        "SELECT version, status FROM release_runner.history ORDER BY version"
     ).fetchall()
     assert statuses == [(f"000{n}", "applied") for n in range(1, 7)], f"{story}: {statuses}"
     assert _one(admin, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0, story

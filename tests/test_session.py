@@ -71,7 +71,7 @@ def test_an_old_failed_row_can_be_repaired(tmp_path: Path, url: str, admin: psyc
     reported as missing privileges)."""
     write(tmp_path, {"0001_idx.sql": "CREATE INDEX CONCURRENTLY i ON missing_table (id);\n"})
     assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 1
-    admin.execute("UPDATE release_runner.core.history SET applied_at = now() - interval '30 days'")
+    admin.execute("UPDATE release_runner.history SET applied_at = now() - interval '30 days'")
     result = run_cli(
         "repair", "--applied", "0001", "--reason", "built by hand", "--migrations", str(tmp_path), url=url
     )
@@ -85,7 +85,7 @@ def test_a_server_error_that_is_not_configuration_is_not_called_privileges(
     """An error in the runner's own step that is not about privileges says what it is."""
     write(tmp_path, {"0001_a.sql": "SELECT 1;\n"})
     admin.execute("CREATE SCHEMA release_runner")
-    admin.execute("CREATE TABLE release_runner.core.history (version int)")  # not ours: wrong columns
+    admin.execute("CREATE TABLE release_runner.history (version int)")  # not ours: wrong columns
     result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert result.code != 2, result.stdout
     assert "privileges" not in result.finished["error"]

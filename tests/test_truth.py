@@ -38,7 +38,7 @@ def _index(admin: psycopg.Connection[Any]) -> bool | None:
 
 def _applied_by(admin: psycopg.Connection[Any], run_id: str) -> int:
     row = admin.execute(
-        "SELECT count(*) FROM release_runner.core.history WHERE run_id = %s AND status = 'applied'", (run_id,)
+        "SELECT count(*) FROM release_runner.history WHERE run_id = %s AND status = 'applied'", (run_id,)
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -74,8 +74,8 @@ def test_a_row_left_started_by_a_vanished_runner_is_settled_on_the_next_deploy(
     deploy settles it from the catalog instead of refusing until a human runs repair."""
     write(tmp_path, SLOW_INDEX)
     assert run_cli("migrate", "--migrations", str(tmp_path), url=url).code == 0
-    admin.execute("UPDATE release_runner.core.history SET status = 'started' WHERE version = '0002'")
-    admin.execute("DELETE FROM release_runner.core.history WHERE version = '0003'")
+    admin.execute("UPDATE release_runner.history SET status = 'started' WHERE version = '0002'")
+    admin.execute("DELETE FROM release_runner.history WHERE version = '0003'")
     admin.execute("DROP TABLE after_index")
     result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert result.code == 0, result.stdout

@@ -5,19 +5,12 @@ and the catalog reads that are one query each."""
 from __future__ import annotations
 
 import hashlib
-import math
-import time
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
-
-from release_runner.cli.log import redact
-from release_runner.core.errors import UnreachableError, UsageError
-from release_runner.run.retry import with_retries
 
 Connection = psycopg.Connection[Any]
 # What a lost connection raises outside a migration; the runner maps it to "unreachable".
@@ -127,72 +120,21 @@ def open_connection(url: str, application_name: str, connect_timeout: int = 10) 
     )
 
 
-def connect(
-    url: str,
-    budget: float,
-    application_name: str,
-    on_retry: Callable[[int, str, float], None],
-) -> Connection:
-    """Connect, retrying transient failures with exponential backoff and jitter until `budget`
-    seconds have passed. libpq's own connect_timeout is capped at the time left, so one hung
-    attempt cannot eat the budget.
-
-    Raises UnreachableError when the budget is spent, UsageError for failures that never heal
-    (wrong password, missing database, malformed URL)."""
-    deadline = time.monotonic() + budget
-
-    def attempt() -> Connection:
-        # libpq counts whole seconds and treats anything under 2 as 2: round down, so that an
-        # attempt started with the time left ends by the deadline.
-        left = deadline - time.monotonic()
-        conn = open_connection(url, application_name, max(2, min(10, math.floor(left))))
-        conn.execute(";".join(KEEPALIVE))
-        return conn
-
-    try:
-        return with_retries(
-            attempt,
-            is_transient,
-            lambda number, error, delay: on_retry(number, redact(str(error).strip()), delay),
-            initial=0.25,
-            maximum=5.0,
-            deadline=deadline,
-            reserve=1.0,  # an attempt takes up to 2 s (libpq's least): end within a second of the deadline
-        )
-    except psycopg.Error as error:
-        message = redact(str(error).strip())
-        if pool_exhausted(error):
-            raise UnreachableError(POOL_EXHAUSTED, reason=message) from None
-        if is_transient(error):
-            raise UnreachableError(
-                f"database unreachable within {budget:g}s: {message}; check the URL's host and "
-                "port, or raise --connect-timeout",
-                reason=message,
-            ) from None
-        raise UsageError(
-            f"cannot connect: {message}; check the database URL (user, password, database name)",
-            reason=message,
-        ) from None
+def connect(url: str, application_name: str, connect_timeout: int) -> Connection:
+    """One attempt at the runner's own connection: keepalives set on the server side too.
+    (Retrying is the caller's policy: see run/session.py.)"""
+    conn = open_connection(url, application_name, connect_timeout)
+    conn.execute(";".join(KEEPALIVE))
+    return conn
 
 
-def probe(url: str, first: Connection, application_name: str, budget: float) -> tuple[bool, bool]:
-    """(transaction_pooler, read_only) for the server behind `url`, before the lock is taken.
+def probe(first: Connection, second: Connection) -> tuple[bool, bool]:
+    """(transaction_pooler, read_only) for the server behind two connections of one URL,
+    before the lock is taken.
 
     Pooler: two idle client connections that report the same backend pid share a server
     connection, and a pid that changes between two queries of one client means the same.
-    Read-only: a hot standby, or a server set to read-only transactions. A role limited to
-    one connection is refused plainly: the runner needs two at once (this probe, and the
-    watcher that names blockers)."""
-    try:
-        second = connect(url, budget, application_name, lambda *_: None)
-    except UsageError as error:
-        if "too many connections for role" not in str(error.fields.get("reason")):
-            raise
-        raise UsageError(
-            "the role may open only one connection (CONNECTION LIMIT 1); release-runner needs two "
-            "at the same time: one applies, one watches for blockers. ALTER ROLE ... CONNECTION "
-            "LIMIT 3 (or more, for concurrent deploys), or run it as another role"
-        ) from None
+    Read-only: a hot standby, or a server set to read-only transactions."""
     with second:
         row = first.execute(
             "SELECT pg_backend_pid(), pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"

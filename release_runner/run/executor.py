@@ -9,13 +9,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from tenacity import RetryCallState
+
 from release_runner.core import outcome as outcome_module
 from release_runner.core.errors import Interrupted, MigrationFailed, UnreachableError
 from release_runner.core.events import Event, emit
 from release_runner.core.history import HistoryRow, Status
 from release_runner.core.outcome import Outcome
-from release_runner.run import interrupts
-from release_runner.run.retry import with_retries
+from release_runner.run import interrupts, retrying
+from release_runner.run.retrying import Deadline
 from release_runner.run.session import Session, require_url
 
 if TYPE_CHECKING:
@@ -183,30 +185,29 @@ def _apply_one(
             and (item.transactional or not error.statement_sent or _forgotten(session, item))
         )
 
-    def on_retry(number: int, error: BaseException, delay: float) -> None:
+    def before_sleep(retry_state: RetryCallState) -> None:
+        error = retrying.failure(retry_state)
         assert isinstance(error, db.MigrationError)
         state.statement_unsent = not error.statement_sent
         emit(
             Event.MIGRATION_RETRY,
             **facts,
-            attempt=number,
+            attempt=retry_state.attempt_number,
             sqlstate=error.sqlstate,
             reason=error.retry_reason,
             error=error.message,
-            delay_ms=round(delay * 1000),
+            delay_ms=round(retrying.delay(retry_state) * 1000),
             blockers=watcher.last_blockers or None,
         )
 
     try:
-        with_retries(
-            attempt,
+        retrying.policy(
             retryable,
-            on_retry,
-            initial=0.5,
-            maximum=10.0,
+            before_sleep,
+            wait=retrying.equal_jitter(0.5, 10.0),
+            deadline=Deadline(deadline),
             attempts=settings.retries,
-            deadline=deadline,
-        )
+        )(attempt)
         applied()
     except db.MigrationError as error:
         _fail(error, item, watcher, facts, state.count, settings.time_budget)

@@ -5,15 +5,21 @@ run, exactly one connection is closed and the lock goes with it."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import tenacity
+from tenacity import RetryCallState
+
 from release_runner.cli.log import redact
 from release_runner.core.errors import UnreachableError, UsageError
 from release_runner.core.events import Event, emit
 from release_runner.core.settings import Settings
+from release_runner.run import retrying
+from release_runner.run.retrying import Deadline
 
 if TYPE_CHECKING:
     from release_runner.db import Connection
@@ -30,18 +36,60 @@ def require_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def open_connection(url: str, application_name: str, budget: float, report: bool = True) -> Connection:
+    """Connect with retries of transient failures (equal-jitter backoff from 0.25 s to 5 s)
+    until `budget` seconds have passed; `db.connect_retry` reports each retry when `report`.
+    libpq's own connect_timeout is capped at the time left, so one hung attempt cannot eat the
+    budget.
+
+    Raises UnreachableError when the budget is spent, UsageError for failures that never heal
+    (wrong password, missing database, malformed URL)."""
+    from release_runner import db
+
+    # An attempt takes up to 2 s (libpq's least): none starts with less than a second left.
+    deadline = Deadline(time.monotonic() + budget, reserve=1.0)
+
+    def attempt() -> Connection:
+        # libpq counts whole seconds and treats anything under 2 as 2: round down, so that an
+        # attempt started with the time left ends by the deadline.
+        left = budget if deadline.at is None else deadline.at - time.monotonic()
+        return db.connect(url, application_name, max(2, min(10, math.floor(left))))
+
+    def before_sleep(state: RetryCallState) -> None:
+        if report:
+            reason = redact(str(retrying.failure(state)).strip())
+            delay_ms = round(retrying.delay(state) * 1000)
+            emit(Event.DB_CONNECT_RETRY, attempt=state.attempt_number, reason=reason, delay_ms=delay_ms)
+
+    try:
+        return retrying.policy(
+            db.is_transient, before_sleep, wait=retrying.equal_jitter(0.25, 5.0), deadline=deadline
+        )(attempt)
+    except db.DatabaseError as error:
+        message = redact(str(error).strip())
+        if db.pool_exhausted(error):
+            raise UnreachableError(db.POOL_EXHAUSTED, reason=message) from None
+        if db.is_transient(error):
+            raise UnreachableError(
+                f"database unreachable within {budget:g}s: {message}; check the URL's host and "
+                "port, or raise --connect-timeout",
+                reason=message,
+            ) from None
+        raise UsageError(
+            f"cannot connect: {message}; check the database URL (user, password, database name)",
+            reason=message,
+        ) from None
+
+
 def connect(settings: Settings, deadline: float | None = None) -> Connection:
     """Connect to the target with bounded retries, within --connect-timeout and the run's
     `deadline` (time budget); emits `db.connect_retry` and `db.connected`."""
     from release_runner import db
 
-    def on_retry(attempt: int, reason: str, delay: float) -> None:
-        emit(Event.DB_CONNECT_RETRY, attempt=attempt, reason=reason, delay_ms=round(delay * 1000))
-
     budget = settings.connect_timeout
     if deadline is not None:
         budget = min(budget, max(deadline - time.monotonic(), 0.0))
-    conn = db.connect(require_url(settings), budget, settings.application_name, on_retry)
+    conn = open_connection(require_url(settings), settings.application_name, budget)
     dropped = settings.database_url_dropped
     emit(
         Event.DB_CONNECTED,
@@ -51,6 +99,27 @@ def connect(settings: Settings, deadline: float | None = None) -> Connection:
         **({"url_parameters_dropped": list(dropped)} if dropped else {}),
     )
     return conn
+
+
+def probe(settings: Settings, first: Connection) -> tuple[bool, bool]:
+    """(transaction_pooler, read_only), from a second connection beside `first` (db.probe). A
+    role limited to one connection is refused plainly: the runner needs two at once (this
+    probe, and the watcher that names blockers)."""
+    from release_runner import db
+
+    try:
+        second = open_connection(
+            require_url(settings), settings.application_name, settings.connect_timeout, report=False
+        )
+    except UsageError as error:
+        if "too many connections for role" not in str(error.fields.get("reason")):
+            raise
+        raise UsageError(
+            "the role may open only one connection (CONNECTION LIMIT 1); release-runner needs two "
+            "at the same time: one applies, one watches for blockers. ALTER ROLE ... CONNECTION "
+            "LIMIT 3 (or more, for concurrent deploys), or run it as another role"
+        ) from None
+    return db.probe(first, second)
 
 
 @contextmanager
@@ -87,46 +156,54 @@ class Session:
 
     def take_lock(self) -> None:
         """Poll pg_try_advisory_lock (never a blocking lock: it can deadlock against CREATE
-        INDEX CONCURRENTLY) until --lock-wait or the time budget runs out, saying who holds it.
-        A holder that is provably not working is taken over; a connection lost while waiting
-        is replaced."""
+        INDEX CONCURRENTLY) every 50 ms doubling to 1 s, until --lock-wait or the time budget
+        runs out, saying who holds it every 5 s. A holder that is provably not working is
+        taken over; a connection lost while waiting is replaced."""
         from release_runner import db
 
         lock_wait_ends = time.monotonic() + self.settings.lock_wait
-        deadline = min(lock_wait_ends, self.deadline or lock_wait_ends)
-        delay = 0.05
-        last_report: float | None = None
-        while True:
+        deadline = Deadline(min(lock_wait_ends, self.deadline or lock_wait_ends))
+        holders: list[dict[str, Any]] = []
+        reported: list[float] = []
+
+        def attempt() -> bool:
+            nonlocal holders
             try:
                 if db.try_lock(self.conn, self.key):
-                    break
+                    return True
                 holders = db.lock_holders(self.conn, self.key)
-                if self._take_over(holders):
-                    continue
-                now = time.monotonic()
-                if now >= deadline:
-                    spent = (
-                        "the time budget was spent"
-                        if deadline < lock_wait_ends
-                        else (f"not acquired within {self.settings.lock_wait:g}s")
-                    )
-                    raise UnreachableError(
-                        f"runner lock {spent}: another release-runner is still working on this "
-                        "database; rerun when it is done, or raise --lock-wait",
-                        holders=holders,
-                    )
-                if last_report is None or now - last_report >= 5.0:
-                    emit(Event.LOCK_WAITING, holders=holders, key=str(self.key))
-                    last_report = now
+                return self._take_over(holders) and db.try_lock(self.conn, self.key)
             except db.OperationalError:
                 if not db.broken(self.conn):
                     raise
                 self.conn.close()
                 self.conn = connect(self.settings, self.deadline)
                 self.reconnects += 1
-                continue
-            time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
-            delay = min(delay * 2, 1.0)
+                return False
+
+        def before_sleep(state: RetryCallState) -> None:
+            if not reported or time.monotonic() - reported[-1] >= 5.0:
+                emit(Event.LOCK_WAITING, holders=holders, key=str(self.key))
+                reported.append(time.monotonic())
+
+        waiting = tenacity.Retrying(
+            stop=deadline.stop(),
+            wait=deadline.clip(tenacity.wait_exponential(multiplier=0.05, max=1.0)),
+            retry=tenacity.retry_if_result(lambda acquired: not acquired),
+            before_sleep=before_sleep,
+            retry_error_callback=lambda _: False,
+        )
+        if not waiting(attempt):
+            spent = (
+                "the time budget was spent"
+                if deadline.at is not None and deadline.at < lock_wait_ends
+                else f"not acquired within {self.settings.lock_wait:g}s"
+            )
+            raise UnreachableError(
+                f"runner lock {spent}: another release-runner is still working on this "
+                "database; rerun when it is done, or raise --lock-wait",
+                holders=holders,
+            )
         emit(Event.LOCK_ACQUIRED, key=str(self.key))
 
     def read(self, step: Callable[[Connection], T]) -> T:
@@ -181,8 +258,7 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
 
     session = Session(settings, connect(settings, deadline), deadline)
     try:
-        url, name, budget = require_url(settings), settings.application_name, settings.connect_timeout
-        pooled, read_only = session.read(lambda conn: db.probe(url, conn, name, budget))
+        pooled, read_only = session.read(lambda conn: probe(settings, conn))
         if pooled:
             raise UsageError(
                 "the database URL goes through a transaction-mode pooler (PgBouncer "

@@ -189,14 +189,13 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
     from release_runner.core import phases
     from release_runner.core import schema as schema_module
     from release_runner.run import executor
-    from release_runner.run.session import Session
+    from release_runner.run.session import Session, open_connection
 
     prepared = preflight(migrations, settings, None)
     with scratch_database(settings) as url:
         target = replace(settings, database_url=url, database_url_source="scratch", time_budget=None)
-        session = Session(
-            target, db.connect(url, settings.connect_timeout, settings.application_name, _quiet)
-        )
+        conn = open_connection(url, settings.application_name, settings.connect_timeout, report=False)
+        session = Session(target, conn)
         try:
             ensure_prisma_schema(session.conn, settings)
             db.ensure_history(session.conn, settings.history_schema)
@@ -226,7 +225,3 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
             return schema_module.Snapshot(final.objects, final.server_major, changes)
         finally:
             session.close()
-
-
-def _quiet(*_: object) -> None:
-    """Connecting to a scratch database that was just created: nothing worth reporting."""
