@@ -12,16 +12,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from release_runner.cli.log import fly_context
 from release_runner.core import phases
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import DriftError, ReleaseError, UnreachableError, UsageError
-from release_runner.core.events import Event, emit
+from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Mode, Status
-from release_runner.core.settings import Settings
+from release_runner.core.settings import Settings, fly_context
 from release_runner.run import gate as refusals
 from release_runner.run import session
 from release_runner.run import verify as verification
+from release_runner.run.log import emit
 
 if TYPE_CHECKING:
     from release_runner import db

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import tenacity
 
-from release_runner.cli import log
-from release_runner.core import adopt, drift, schema
+from release_runner.cli.progress import Progress
+from release_runner.core import adopt, drift, redact, schema
 from release_runner.core.errors import Interrupted
-from release_runner.core.events import Event, Level, Progress, emit, listening
+from release_runner.core.events import Event, Level
 from release_runner.core.history import HistoryRow, Mode, Status
 from release_runner.core.migrations import Directives, Migration
 from release_runner.core.plan import State, make_plan
 from release_runner.core.settings import libpq_url, parse_duration
 from release_runner.run import interrupts, retrying
+from release_runner.run.log import emit
 from tests.conftest import ROOT
 
 
@@ -214,9 +216,9 @@ def test_prisma_url_parameters_are_made_libpq_ready(url: str, kept: str, dropped
 )
 def test_redaction(text: str, secret_free: str) -> None:
     """URLs, password= pairs and registered secrets never survive redact()."""
-    log.add_secret("hunter22")
-    assert log.redact(text) == secret_free
-    assert log.redact_value({"a": [text]}) == {"a": [secret_free]}
+    redact.add_secret("hunter22")
+    assert redact.redact(text) == secret_free
+    assert redact.redact_value({"a": [text]}) == {"a": [secret_free]}
 
 
 @pytest.mark.parametrize(
@@ -323,24 +325,27 @@ def test_progress_counts_the_target_only() -> None:
     """The summary's counts come from the events: a scratch replay before history.validated is
     not counted, the target's migrations are."""
     progress = Progress()
-    with listening(progress):
-        emit(Event.MIGRATION_APPLIED, version="1")  # a scratch replay
-        emit(Event.HISTORY_VALIDATED, applied=0, pending=2)
-        emit(Event.MIGRATION_STARTED, file="sql/2_b.sql", version="2")
-        emit(Event.MIGRATION_APPLIED, version="2")
-        emit(Event.MIGRATION_STARTED, file="sql/3_c.sql", version="3")
+    events: list[dict[str, Any]] = [
+        {"event": Event.MIGRATION_APPLIED, "version": "1"},  # a scratch replay
+        {"event": Event.HISTORY_VALIDATED, "applied": 0, "pending": 2},
+        {"event": Event.MIGRATION_STARTED, "file": "sql/2_b.sql", "version": "2"},
+        {"event": Event.MIGRATION_APPLIED, "version": "2"},
+        {"event": Event.MIGRATION_STARTED, "file": "sql/3_c.sql", "version": "3"},
+    ]
+    for event in events:
+        assert progress(None, "info", event) is event
     assert (progress.applied, progress.pending, progress.migration) == (["2"], 1, "sql/3_c.sql")
 
 
 def test_levels() -> None:
     """Failures are errors, retries warnings, progress info; an emitter may override."""
-    seen: list[tuple[Event, Level]] = []
-    with listening(lambda event, level, _: seen.append((event, level))):
+    with structlog.testing.capture_logs() as seen:
         emit(Event.MIGRATION_FAILED)
         emit(Event.MIGRATION_RETRY)
         emit(Event.MIGRATION_APPLIED)
         emit(Event.VERIFY_MISMATCH, Level.WARNING)
-    assert [level for _, level in seen] == [Level.ERROR, Level.WARNING, Level.INFO, Level.WARNING]
+    assert [entry["log_level"] for entry in seen] == ["error", "warning", "info", "warning"]
+    assert seen[0]["event"] == "migration.failed"
 
 
 def test_every_event_is_documented_and_every_documented_event_exists() -> None:

@@ -104,9 +104,7 @@ def test_commit_whose_reply_is_lost_is_not_applied_twice(
     proxy.swallowing = True
 
     def committed() -> bool:
-        row = admin.execute(
-            "SELECT count(*) FROM release_runner.history WHERE version = '0002'"
-        ).fetchone()
+        row = admin.execute("SELECT count(*) FROM release_runner.history WHERE version = '0002'").fetchone()
         return row == (1,)
 
     _wait_for(committed)

@@ -129,9 +129,7 @@ def _fault_and_rerun(
     assert rerun.code == 0, f"{story}: rerun exit {rerun.code}\n{rerun.stdout}"
     counts = dict(admin.execute("SELECT version, count(*) FROM counter GROUP BY version").fetchall())
     assert counts == {version: 1 for version in COUNTED}, f"{story}: counter {counts}"
-    statuses = admin.execute(
-        "SELECT version, status FROM release_runner.history ORDER BY version"
-    ).fetchall()
+    statuses = admin.execute("SELECT version, status FROM release_runner.history ORDER BY version").fetchall()
     assert statuses == [(f"000{n}", "applied") for n in range(1, 7)], f"{story}: {statuses}"
     assert _one(admin, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0, story
     assert _one(admin, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0, story

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from release_runner.cli import log
+from release_runner.core import redact
 from release_runner.core.errors import UsageError
 from release_runner.run import scratch
 
@@ -51,6 +51,6 @@ def test_no_binaries_says_what_to_install(tmp_path: Path, monkeypatch: pytest.Mo
         scratch.LocalCluster()
     assert "--scratch-url" in raised.value.message
     # As printed (after redaction): the example stays readable, the extra installs from a path.
-    printed = log.redact(raised.value.message)
+    printed = redact.redact(raised.value.message)
     assert "--scratch-url 'host=HOST user=USER dbname=postgres'" in printed
     assert "pip install './release-runner[server]'" in printed

@@ -10,10 +10,11 @@ from typing import Any
 
 import psycopg
 import pytest
+import structlog
 
 from release_runner import commands, db
 from release_runner.core.errors import MigrationFailed, ReleaseError
-from release_runner.core.events import Event, listening
+from release_runner.core.events import Event
 from release_runner.core.migrations import read_directory
 from release_runner.core.preflight import prepare_all
 from release_runner.core.settings import Settings
@@ -47,11 +48,12 @@ def test_a_replaced_connection_is_closed_when_the_run_fails(
     failure: list[BaseException] = []
 
     def run() -> None:
-        with listening(lambda event, _, __: events.append(event)):
+        with structlog.testing.capture_logs() as captured:
             try:
                 commands.migrate(settings, "library")
             except ReleaseError as error:
                 failure.append(error)
+        events.extend(Event(entry["event"]) for entry in captured)
 
     worker = threading.Thread(target=run)
     worker.start()

@@ -3,19 +3,26 @@ per migration with its duration, a live counter (`[250/500]`, with the running m
 elapsed time redrawn while it runs), blockers named while it waits, the problems in full, and a
 closing summary in words. Colour on a terminal unless NO_COLOR is set or --no-color is given.
 
-Chosen by `--log-format console`, and by `auto` when stdout is a terminal. Every string passes
-through the same redaction as the JSON lines."""
+Chosen by `--log-format console`, and by `auto` when stdout is a terminal. It is both the final
+structlog processor (an event in, its line out) and the logger structlog wraps (it writes the
+line, then redraws the live one), so the ticker thread and the lines never interleave. Every
+value has passed the same redaction processor as the JSON lines."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-from release_runner.cli.log import Writer, redact_value
+import structlog
+
+from release_runner.cli.log import LineWriter
 from release_runner.core.events import Event, Level
 
+# What every event carries for the JSON lines; a person does not need it on each line.
+_CONTEXT = {"event", "level", "timestamp", "run_id", "app", "machine", "image"}
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
 # Events a person does not need on a terminal: the summary and the lines around them say it.
 _QUIET = {
@@ -36,7 +43,7 @@ def _seconds(milliseconds: float) -> str:
     return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
 
 
-class Console(Writer):
+class Console(LineWriter):
     """Renders events as lines a person reads; see the module docstring."""
 
     def __init__(self, stream: TextIO, colour: bool) -> None:
@@ -87,8 +94,10 @@ class Console(Writer):
                     return
                 self.redraw()
 
-    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
-        facts = redact_value(facts)
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
+        """The final processor: the event's line, or DropEvent for an event with none."""
+        event, level = Event(event_dict["event"]), Level(event_dict["level"])
+        facts = {key: value for key, value in event_dict.items() if key not in _CONTEXT}
         with self.lock:
             if event is Event.MIGRATION_STARTED:
                 self.running = (str(facts.get("file")), time.monotonic())
@@ -96,17 +105,24 @@ class Console(Writer):
                 if self.live and self.ticker is None:
                     self.ticker = threading.Thread(target=self.tick, daemon=True)
                     self.ticker.start()
-                return
+                raise structlog.DropEvent
             text = self.render(event, level, facts)
-            ends = event in (Event.MIGRATION_APPLIED, Event.MIGRATION_FAILED, Event.MIGRATION_ALREADY_APPLIED)
-            if text is not None or ends:
+            if event in (Event.MIGRATION_APPLIED, Event.MIGRATION_FAILED, Event.MIGRATION_ALREADY_APPLIED):
                 self.clear_live()
-            if ends:
                 self.running = None
                 self.done += event is not Event.MIGRATION_FAILED
-            if text is not None:
-                self.line(text)
+            if text is None:
+                raise structlog.DropEvent
+            return text
+
+    def msg(self, message: str) -> None:
+        """The wrapped logger: the line in place of the live one, then the live one again."""
+        with self.lock:
+            self.clear_live()
+            self.line(message)
             self.redraw()
+
+    info = warning = error = msg
 
     def render(self, event: Event, level: Level, facts: dict[str, Any]) -> str | None:
         """The line for one event; None for events that need none."""

@@ -1,71 +1,39 @@
-"""Rendering events for people and machines, and keeping secrets out of what is rendered.
+"""structlog, configured once per run: the run's context bound in contextvars (run id, Fly
+context), the level, the run's Progress, redaction of every value, a timestamp, and the final
+renderer: JSON lines off a terminal (what Fly's log and `jq` read), the console view on one.
 
-`JsonLines` writes one JSON object per event (what Fly's log and `jq` read); console.py writes
-lines a person reads. Both scrub every string of URLs, `password=...` pairs and registered
-secrets. Written without a logging library: an event is a name, a level and a dict of facts,
-and importing structlog (and the asyncio it pulls in) cost a no-op deploy 26 ms of its start.
+The wrapped logger is a `LineWriter`: when stdout goes away (`migrate | head`) later lines go
+to stderr, so the run goes on and its summary still reaches somebody.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
+import structlog
+
+from release_runner.cli.progress import Progress
 from release_runner.core.events import Event, Level
+from release_runner.core.redact import redact_value
+from release_runner.core.settings import FLY_CONTEXT, fly_context
 
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
-_PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-_FLY_CONTEXT = {"app": "FLY_APP_NAME", "machine": "FLY_MACHINE_ID", "image": "FLY_IMAGE_REF"}
+# The fields every JSON line starts with, in this order; the event's own facts follow.
+_LEADING = ("timestamp", "level", "event", "run_id", *FLY_CONTEXT)
 
-_secrets: set[str] = set()
-
-
-def add_secret(value: str | None) -> None:
-    """Register a literal that must never be printed (e.g. the password in the database URL)."""
-    if value and len(value) >= 3:
-        _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    """Remove URLs, `password=...` pairs and registered secrets from a string."""
-    # Every string of every event passes here: skip the regular expressions when they cannot match.
-    if "://" in text:
-        text = _URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://[redacted]", text)
-    if "=" in text:
-        text = _PASSWORD_KV.sub(r"\1[redacted]", text)
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
-def redact_value(value: Any) -> Any:
-    """redact() through nested dicts and lists."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: redact_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_value(item) for item in value]
-    return value
-
-
-def fly_context() -> dict[str, str]:
-    """App, machine and image from Fly's environment, for log lines and history rows."""
-    return {key: os.environ[var] for key, var in _FLY_CONTEXT.items() if os.environ.get(var)}
+EventDict = MutableMapping[str, Any]
+Processor = Callable[[Any, str, EventDict], Any]
 
 
 def new_run_id() -> str:
     return os.urandom(8).hex()  # not uuid: importing it costs a no-op deploy 1.5 ms
 
 
-class Writer:
-    """Writes whole lines to a stream. If the stream goes away (`migrate | head`), later lines
-    go to stderr instead: the run goes on, and its summary still reaches somebody."""
+class LineWriter:
+    """The logger structlog wraps: writes each rendered line whole and flushes it."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -82,44 +50,60 @@ class Writer:
             self.stream = sys.stderr
             self.line(text)
 
-    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
-        """Render one event (a listener, see events.py)."""
-        raise NotImplementedError
+    def msg(self, message: str) -> None:
+        self.line(message)
+
+    info = warning = error = msg
 
 
-class JsonLines(Writer):
-    """One JSON object per event: timestamp (RFC 3339, UTC), level, event, run_id, the Fly
-    context, then the event's facts."""
-
-    def __init__(self, stream: TextIO, run_id: str) -> None:
-        super().__init__(stream)
-        self.context = {"run_id": run_id, **fly_context()}
-
-    def __call__(self, event: Event, level: Level, facts: dict[str, Any]) -> None:
-        record = {
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "level": str(level),
-            "event": str(event),
-            **self.context,
-            **{key: redact_value(value) for key, value in facts.items()},
-        }
-        self.line(json.dumps(record, default=str, ensure_ascii=False))
+def redact_facts(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """A processor: no URL, password or registered secret survives in any value."""
+    return {key: redact_value(value) for key, value in event_dict.items()}
 
 
-def early_summary(command: str | None, status: str, code: int, message: str) -> JsonLines:
-    """The `release.finished` line of a run that never started (a usage error, a signal during
-    start-up), for log searches; returns the writer, which knows whether stdout was lost."""
-    from release_runner.core.events import Progress
+def _json_line(event_dict: EventDict, **_: Any) -> str:
+    """The serializer of structlog's JSONRenderer: the leading fields first, then the facts."""
+    ordered = {key: event_dict[key] for key in _LEADING if key in event_dict}
+    ordered.update(event_dict)
+    return json.dumps(ordered, default=str, ensure_ascii=False)
 
-    writer = JsonLines(sys.stdout, new_run_id())
-    writer(Event.RELEASE_FINISHED, Level.ERROR, Progress().summary(command, status, code, error=message))
+
+def configure(
+    log_format: str, stream: TextIO, run_id: str, progress: Progress, no_color: bool = False
+) -> LineWriter:
+    """Configure structlog for this run and return the writer (which knows whether its stream
+    was lost). `--log-format auto` is the console on a terminal, JSON lines elsewhere."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(run_id=run_id, **fly_context())
+    writer: LineWriter
+    renderer: Processor
+    if log_format == "console" or (log_format == "auto" and stream.isatty()):
+        from release_runner.cli.console import Console, colour_wanted  # only a terminal needs it
+
+        writer = renderer = Console(stream, colour_wanted(stream, no_color))
+    else:
+        writer = LineWriter(stream)
+        renderer = structlog.processors.JSONRenderer(serializer=_json_line)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            progress,
+            redact_facts,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            renderer,
+        ],
+        logger_factory=lambda *_: writer,
+        cache_logger_on_first_use=False,
+    )
     return writer
 
 
-def renderer(log_format: str, stream: TextIO, run_id: str, no_color: bool = False) -> Writer:
-    """The renderer for `--log-format`: `auto` is the console on a terminal, JSON lines elsewhere."""
-    if log_format == "console" or (log_format == "auto" and stream.isatty()):
-        from release_runner.cli.console import Console, colour_wanted
+def early_summary(command: str | None, status: str, code: int, message: str) -> LineWriter:
+    """The `release.finished` line of a run that never started (a usage error, a signal during
+    start-up), for log searches; returns the writer, which knows whether stdout was lost."""
+    from release_runner.run.log import emit
 
-        return Console(stream, colour_wanted(stream, no_color))
-    return JsonLines(stream, run_id)
+    writer = configure("json", sys.stdout, new_run_id(), Progress())
+    emit(Event.RELEASE_FINISHED, Level.ERROR, **Progress().summary(command, status, code, error=message))
+    return writer

@@ -34,10 +34,13 @@ from release_runner.cli.options import (
     option,
     with_options,
 )
+from release_runner.cli.progress import Progress
 from release_runner.core import errors
-from release_runner.core.events import Event, Level, Progress, emit, listening
+from release_runner.core.events import Event, Level
+from release_runner.core.redact import add_secret
 from release_runner.core.settings import Settings, libpq_url
 from release_runner.run import interrupts
+from release_runner.run.log import emit
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
@@ -91,9 +94,9 @@ def _register_secrets(url: str | None) -> None:
     for match in re.finditer(r"[^\s:/@]*:([^\s/]+)@", url):
         password = match.group(1)
         for piece in {password, unquote(password), *password.split("@")}:
-            log.add_secret(piece)
+            add_secret(piece)
     for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url, re.IGNORECASE):
-        log.add_secret(match.group(1).strip("'"))
+        add_secret(match.group(1).strip("'"))
 
 
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
@@ -102,13 +105,10 @@ def _finish(command: str, settings: Settings, body: Callable[[str], Any], docume
 
     mask.show_values(settings.log_sql_values)
     run_id = log.new_run_id()
-    renderer = log.renderer(
-        settings.log_format, sys.stderr if document else sys.stdout, run_id, settings.no_color
-    )
     progress = Progress()
-    with listening(renderer, progress):
-        code = _run(command, settings, body, run_id, progress)
-    _exit(code, renderer)
+    stream = sys.stderr if document else sys.stdout
+    writer = log.configure(settings.log_format, stream, run_id, progress, settings.no_color)
+    _exit(_run(command, settings, body, run_id, progress), writer)
 
 
 def _run(
@@ -166,7 +166,7 @@ def _where(error: BaseException) -> str:
     return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
 
 
-def _exit(code: int, writer: log.Writer | None = None) -> NoReturn:
+def _exit(code: int, writer: log.LineWriter | None = None) -> NoReturn:
     if writer is not None and writer.lost:
         # stdout is gone (`migrate | head`): keep Python from failing to flush it at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

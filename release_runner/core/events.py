@@ -1,19 +1,14 @@
-"""The events the core emits, as one typed vocabulary, and the listeners that receive them.
+"""The events a run reports, as one typed vocabulary: the names are the contract with log
+searches and dashboards (documented in the README; a test holds the two lists together), and
+each has a default level.
 
-The core never prints: it calls `emit(Event.X, **facts)`. The CLI subscribes a renderer (JSON
-lines or the console) and a `Progress` that the summary line is built from; a library caller
-subscribes whatever it wants, or nothing. Every name here is documented in the README, and a
-test holds the two lists together.
+Pure: the run reports through structlog (`run/log.py`), the CLI configures how events are
+rendered (`cli/log.py`). This module only names them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 
 class Event(StrEnum):
@@ -88,69 +83,7 @@ _DEFAULT_LEVEL = {
     Event.BASELINE_FORCED: Level.WARNING,
 }
 
-Listener = Callable[[Event, Level, dict[str, Any]], None]
-_listeners: list[Listener] = []
 
-
-def emit(event: Event, level: Level | None = None, /, **facts: Any) -> None:
-    """Hand one event to every listener, in the order they subscribed."""
-    chosen = level or _DEFAULT_LEVEL.get(event, Level.INFO)
-    for listener in list(_listeners):
-        listener(event, chosen, facts)
-
-
-@contextmanager
-def listening(*listeners: Listener) -> Iterator[None]:
-    """Subscribe listeners for the duration of a block."""
-    _listeners.extend(listeners)
-    try:
-        yield
-    finally:
-        for listener in listeners:
-            _listeners.remove(listener)
-
-
-@dataclass(eq=False, repr=False)
-class Progress:
-    """How far a run got, derived from its events: what the summary line reports whatever
-    happened, including after an interruption. It counts the migrations of the target database
-    only, from the moment `history.validated` announced its plan: a scratch replay's
-    (`check`, `snapshot`, `baseline`) are not what a summary's `applied` means."""
-
-    applied: list[str] = field(default_factory=list)
-    pending: int = 0
-    deferred: int = 0
-    migration: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    target: bool = False
-
-    def summary(self, command: str | None, status: str, code: int, **facts: Any) -> dict[str, Any]:
-        """The facts of `release.finished`."""
-        return {
-            "command": command,
-            "status": status,
-            "exit_code": code,
-            "applied": len(self.applied),
-            "pending": self.pending,
-            "deferred": self.deferred,
-            "migration": self.migration,
-            "duration_ms": round((time.monotonic() - self.started) * 1000),
-            **facts,
-        }
-
-    def __call__(self, event: Event, _: Level, facts: dict[str, Any]) -> None:
-        if event is Event.HISTORY_VALIDATED:
-            self.pending = int(facts["pending"])
-            self.target = True
-        elif not self.target:
-            return
-        elif event is Event.MIGRATION_DEFERRED:
-            self.deferred += 1
-        elif event is Event.MIGRATION_STARTED:
-            self.migration = str(facts["file"])  # named in the summary if it fails or is cut short
-        elif event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED):
-            # Counted as applied by this run only if this run's COMMIT did it.
-            if event is Event.MIGRATION_APPLIED or facts.get("ours"):
-                self.applied.append(str(facts["version"]))
-            self.pending -= 1
-            self.migration = None
+def level_of(event: Event) -> Level:
+    """The level an event is reported at unless its emitter says otherwise."""
+    return _DEFAULT_LEVEL.get(event, Level.INFO)

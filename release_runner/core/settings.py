@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,14 @@ def libpq_url(url: str) -> tuple[str, list[str], str | None]:
     if not dropped:
         return url, [], None
     return urlunsplit(parts._replace(query=urlencode(kept, safe="/:", quote_via=quote))), dropped, search_path
+
+
+FLY_CONTEXT = {"app": "FLY_APP_NAME", "machine": "FLY_MACHINE_ID", "image": "FLY_IMAGE_REF"}
+
+
+def fly_context() -> dict[str, str]:
+    """App, machine and image from Fly's environment, for log lines and history rows."""
+    return {key: os.environ[var] for key, var in FLY_CONTEXT.items() if os.environ.get(var)}
 
 
 # The runner's value classes skip the generated __eq__/__repr__ they do not use: each generated

@@ -12,10 +12,10 @@ from psycopg.generators import execute as execute_generator
 from psycopg.generators import fetch_many
 from psycopg.pq import ExecStatus, TransactionStatus
 
-from release_runner.cli.log import redact
 from release_runner.core import lock_ahead as lock_ahead_module
 from release_runner.core import mask
 from release_runner.core.history import Mode, Status
+from release_runner.core.redact import redact
 from release_runner.core.settings import pg_duration
 from release_runner.db.connection import KEEPALIVE, Connection
 from release_runner.db.history_table import RunContext, status_update

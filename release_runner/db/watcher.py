@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
-from release_runner.cli.log import redact
 from release_runner.core import mask
+from release_runner.core.redact import redact
 from release_runner.db.connection import Connection, blockers, open_connection
 
 

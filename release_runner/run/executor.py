@@ -13,10 +13,11 @@ from tenacity import RetryCallState
 
 from release_runner.core import outcome as outcome_module
 from release_runner.core.errors import Interrupted, MigrationFailed, UnreachableError
-from release_runner.core.events import Event, emit
+from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Status
 from release_runner.core.outcome import Outcome
 from release_runner.run import interrupts, retrying
+from release_runner.run.log import emit
 from release_runner.run.retrying import Deadline
 from release_runner.run.session import Session, require_url
 

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from release_runner.core import migrations as migrations_module
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import RefusedError, UsageError
-from release_runner.core.events import Event, emit
+from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Mode, Status
 from release_runner.core.settings import Settings
 from release_runner.core.statements import SqlSyntaxError
+from release_runner.run.log import emit
 
 if TYPE_CHECKING:
     from release_runner.core import compatibility

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tenacity
 from tenacity import RetryCallState
 
-from release_runner.cli.log import redact
 from release_runner.core.errors import UnreachableError, UsageError
-from release_runner.core.events import Event, emit
+from release_runner.core.events import Event
+from release_runner.core.redact import redact
 from release_runner.core.settings import Settings
 from release_runner.run import retrying
+from release_runner.run.log import emit
 from release_runner.run.retrying import Deadline
 
 if TYPE_CHECKING:

@@ -10,9 +10,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from release_runner.core.errors import DriftError, MigrationFailed, UsageError
-from release_runner.core.events import Event, Level, emit
+from release_runner.core.events import Event, Level
 from release_runner.core.settings import Settings
 from release_runner.run.gate import preflight
+from release_runner.run.log import emit
 
 if TYPE_CHECKING:
     from release_runner.core import drift, schema

@@ -1,0 +1,59 @@
+"""How far a run got, derived from its events: what the summary line reports whatever happened,
+including after an interruption. A structlog processor: it sees every event on its way to the
+renderer and passes it on unchanged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from release_runner.core.events import Event
+
+
+@dataclass(eq=False, repr=False)
+class Progress:
+    """Counts the migrations of the target database only, from the moment `history.validated`
+    announced its plan: a scratch replay's (`check`, `snapshot`, `baseline`) are not what a
+    summary's `applied` means."""
+
+    applied: list[str] = field(default_factory=list)
+    pending: int = 0
+    deferred: int = 0
+    migration: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    target: bool = False
+
+    def summary(self, command: str | None, status: str, code: int, **facts: Any) -> dict[str, Any]:
+        """The facts of `release.finished`."""
+        return {
+            "command": command,
+            "status": status,
+            "exit_code": code,
+            "applied": len(self.applied),
+            "pending": self.pending,
+            "deferred": self.deferred,
+            "migration": self.migration,
+            "duration_ms": round((time.monotonic() - self.started) * 1000),
+            **facts,
+        }
+
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event = event_dict.get("event")
+        if event == Event.HISTORY_VALIDATED:
+            self.pending = int(event_dict["pending"])
+            self.target = True
+        elif not self.target:
+            pass
+        elif event == Event.MIGRATION_DEFERRED:
+            self.deferred += 1
+        elif event == Event.MIGRATION_STARTED:
+            self.migration = str(event_dict["file"])  # named in the summary if it fails or is cut short
+        elif event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED):
+            # Counted as applied by this run only if this run's COMMIT did it.
+            if event == Event.MIGRATION_APPLIED or event_dict.get("ours"):
+                self.applied.append(str(event_dict["version"]))
+            self.pending -= 1
+            self.migration = None
+        return event_dict
