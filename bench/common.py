@@ -25,15 +25,15 @@ sys.path.insert(0, str(ROOT))
 # package from source, 20 ms that no deployed runner pays.
 compileall.compile_dir(ROOT / "release_runner", quiet=1)
 
-from release_runner import db  # noqa: E402
+from release_runner.db import connection  # noqa: E402
 from release_runner.run.scratch import LocalCluster as LocalCluster  # noqa: E402  (the benchmarks use it)
 
 
 def fresh_database(cluster: LocalCluster, name: str) -> str:
     """Drop and recreate `name` on the cluster; return a trusted URL to it."""
-    db.drop_database(cluster.url(), name)
-    db.create_database(cluster.url(), name)
-    return db.with_dbname(cluster.url(), name)
+    connection.drop_database(cluster.url(), name)
+    connection.create_database(cluster.url(), name)
+    return connection.with_dbname(cluster.url(), name)
 
 
 def median_of(runs: int, work: Callable[[], object]) -> float:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from common import LocalCluster, connect, fresh_database, median_of, paired_medians, table
 
-from release_runner import db
 from release_runner.core import drift, schema
+from release_runner.db import catalog
 from release_runner.run.scratch import find_bindir
 
 SIZES = [int(n) for n in sys.argv[1:]] or [200, 2000, 10000]
@@ -86,7 +86,7 @@ def ours(url: str, snapshot: Path) -> bool:
     loaded = schema.load(snapshot)
     expected = loaded.objects if loaded else None
     with connect(url) as conn:
-        actual = schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner"))
+        actual = schema.objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
     return not [m for m in drift.compare(expected, actual) if m.fails]
 
 
@@ -104,7 +104,7 @@ def main() -> None:
                 snapshot.write_text(
                     schema.dump(
                         schema.Snapshot(
-                            schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner")), None
+                            schema.objects_from_catalog(catalog.fetch_catalog(conn, "release_runner")), None
                         )
                     )
                 )

@@ -12,7 +12,7 @@ from release_runner.run import interrupts
 def run() -> None:
     interrupts.install()
     try:
-        from release_runner.cli.main import main
+        from release_runner.cli.main import main  # after the signals are ours: see above
     except Interrupted as interrupted:
         from release_runner.cli import log
 

@@ -7,27 +7,26 @@ migrate: read the files -> connect and lock -> validate history -> preflight -> 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from release_runner.core import phases
+from release_runner.core import drift, migrations, phases, schema
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import DriftError, ReleaseError, UnreachableError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.migrations import MigrationSet
+from release_runner.core.preflight import Prepared
 from release_runner.core.settings import Settings, fly_context
+from release_runner.db.connection import Connection, DatabaseError
+from release_runner.db.history import RunContext
 from release_runner.run import gate as refusals
 from release_runner.run import session
 from release_runner.run import verify as verification
 from release_runner.run.log import emit
-
-if TYPE_CHECKING:
-    from release_runner import db
-    from release_runner.core import schema
-    from release_runner.core.migrations import MigrationSet
-    from release_runner.core.preflight import Prepared
 
 
 def migrate(settings: Settings, run_id: str) -> None:
@@ -47,12 +46,10 @@ def migrate(settings: Settings, run_id: str) -> None:
 def _pending_without_lock(settings: Settings, found: MigrationSet) -> int | None:
     """How many migrations this release phase would apply, read without the lock (None when
     that cannot be read either)."""
-    from release_runner import db
-
     try:
         with session.connected(settings) as conn:
             current = refusals.current_plan(conn, settings, found)
-    except (ReleaseError, db.DatabaseError):
+    except (ReleaseError, DatabaseError):
         return None
     return len(phases.choose(current, settings.post_deploy, settings.release_id).apply)
 
@@ -64,16 +61,14 @@ def _migrate_locked(
     expected: schema.Snapshot | None,
     deadline: float | None,
 ) -> None:
-    from release_runner import db
-
     with session.locked(settings, deadline) as locked:
-        context = db.RunContext(settings.history_schema, run_id, fly_context())
+        context = RunContext(locked.history, run_id, fly_context())
 
-        def validate(conn: db.Connection) -> plan_module.Plan:
+        def validate(conn: Connection) -> plan_module.Plan:
             # Safe to run again after a lost connection: it creates what is missing, imports
             # what is not imported yet, and reads the rest.
             verification.ensure_prisma_schema(conn, settings)
-            db.ensure_history(conn, settings.history_schema)
+            locked.history.ensure(conn)
             return refusals.validated_plan(conn, settings, found, context)
 
         current = locked.read(validate)
@@ -107,14 +102,14 @@ def _migrate_locked(
 
 
 def _defer(
-    locked: session.Session, context: db.RunContext, phase: phases.Phase, current: plan_module.Plan
+    locked: session.Session, context: RunContext, phase: phases.Phase, current: plan_module.Plan
 ) -> None:
     """Record the post-deploy migrations this run leaves for later, and say why each waits;
     say why each post-deploy migration it applies runs now."""
-    from release_runner import db
-
     if phase.defer:
-        locked.read(lambda conn: db.defer(conn, context, phase.defer, locked.settings.release_id))
+        locked.read(
+            lambda conn: locked.history.defer(conn, context.run_id, phase.defer, locked.settings.release_id)
+        )
     for migration in phase.defer:
         emit(
             Event.MIGRATION_DEFERRED,
@@ -200,7 +195,6 @@ def plan_report(settings: Settings) -> PlanReport:
 
 def snapshot(settings: Settings) -> Path:
     """Replay every migration into a scratch database and write the expected-schema file."""
-    from release_runner.core import schema
 
     found = refusals.load(settings)
     replayed = verification.replay(settings, found.migrations)
@@ -213,7 +207,6 @@ def snapshot(settings: Settings) -> Path:
 def check(settings: Settings) -> int:
     """CI gate: the directory reads, every migration applies from empty, and the committed
     snapshot matches what they produce. Returns how many migrations were replayed."""
-    from release_runner.core import drift, schema
 
     found = refusals.load(settings)
     snapshot = schema.load(settings.snapshot_file)
@@ -253,8 +246,6 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
     unfinished no-transaction migration done, `forget` deletes its row so the next migrate runs
     it again, `accept-checksum` records the text of a deliberately edited applied file (only
     once the live schema matches the snapshot)."""
-    from release_runner import db
-
     if action not in ("applied", "forget", "accept-checksum"):
         raise UsageError(f"repair takes `applied`, `forget` or `accept-checksum`, not {action!r}")
     # Accepting an edit is checked against the snapshot, which must exist; read before locking.
@@ -265,7 +256,7 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
     )
     with session.locked(settings) as locked:
         conn = locked.conn
-        row = db.history_row(conn, settings.history_schema, version)
+        row = locked.history.row(conn, version)
         if action == "accept-checksum":
             _accept_checksum(locked, row, version, expected)
         elif row is None or row.applied:
@@ -274,9 +265,9 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
                 "those (see `release-runner status`)"
             )
         elif action == "applied":
-            db.resolve(conn, settings.history_schema, version, Status.APPLIED)
+            locked.history.resolve(conn, version, Status.APPLIED)
         else:
-            db.delete_row(conn, settings.history_schema, version)
+            locked.history.delete_row(conn, version)
         assert row is not None
         emit(
             Event.HISTORY_REPAIRED,
@@ -284,7 +275,7 @@ def repair(settings: Settings, version: str, action: str, reason: str, run_id: s
             action=action,
             reason=reason,
             previous_status=str(row.status),
-            by=db.RunContext(settings.history_schema, run_id, {}).applied_by,
+            by=RunContext(locked.history, run_id, {}).applied_by,
         )
 
 
@@ -293,8 +284,6 @@ def _accept_checksum(
 ) -> None:
     """Re-record an applied file's checksum, after checking the live schema against the
     snapshot: accepting an edit must not hide a database that lacks what the file now says."""
-    from release_runner import db
-
     settings = locked.settings
     migration = next((m for m in refusals.load(settings).migrations if m.version == version), None)
     if row is None or not row.applied or migration is None:
@@ -305,15 +294,13 @@ def _accept_checksum(
     if migration.checksum == row.checksum:
         raise UsageError(f"{migration.label}: its checksum already matches the history; nothing to accept")
     verification.verify_live(locked.conn, settings, expected)
-    db.set_checksum(locked.conn, settings.history_schema, version, migration.checksum)
+    locked.history.set_checksum(locked.conn, version, migration.checksum)
 
 
 def baseline(settings: Settings, version: str | None, force: bool, run_id: str) -> int:
     """Adopt a database built without any history (`drizzle-kit push`, by hand): compare its
     schema with what the migrations up to `version` produce, and only if nothing is missing or
     changed record them as applied. Returns how many were recorded."""
-    from release_runner import db
-    from release_runner.core import schema
 
     found = refusals.load(settings)
     versions = [m.version for m in found.migrations]
@@ -327,7 +314,7 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
         expected = verification.replay(settings, upto)
     with session.locked(settings) as locked:
         conn = locked.conn
-        if db.read_history(conn, settings.history_schema):
+        if locked.history.read(conn):
             raise UsageError(
                 "this database already has release-runner history; baseline is only for a "
                 "database built without it (use `migrate`)"
@@ -348,9 +335,8 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
                 differences=len(failing),
                 reason="--force: recording migrations as applied although the schema differs",
             )
-        db.ensure_history(conn, settings.history_schema)
-        context = db.RunContext(settings.history_schema, run_id, fly_context())
-        db.record_rows(conn, context, upto, Mode.BASELINE)
+        locked.history.ensure(conn)
+        RunContext(locked.history, run_id, fly_context()).record(conn, upto, Mode.BASELINE)
         emit(Event.BASELINE_RECORDED, count=len(upto), version=upto[-1].version, forced=bool(failing))
     return len(upto)
 
@@ -359,10 +345,7 @@ def new(settings: Settings, name: str) -> Path:
     """Create the next native migration file, `<version>_<name>.sql`: the next number in the
     width the directory uses, or a UTC timestamp where its versions are timestamps. drizzle-kit
     and Prisma folders have generators of their own."""
-    import re
     from datetime import UTC, datetime
-
-    from release_runner.core import migrations
 
     directory = settings.migrations_dir
     directory.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from release_runner import db
+from release_runner.db import connection
+from release_runner.db.history import HistoryStore
 from release_runner.run.scratch import LocalCluster, find_bindir
 from tests.proxy import Proxy
 
@@ -82,9 +83,9 @@ def server() -> Iterator[Server]:
 def database(server: Server) -> Iterator[str]:
     """A fresh empty database; yields its name."""
     name = f"t_{secrets.token_hex(6)}"
-    db.create_database(server.admin, name)
+    connection.create_database(server.admin, name)
     yield name
-    db.drop_database(server.admin, name)
+    connection.drop_database(server.admin, name)
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def url(server: Server, database: str) -> str:
 @pytest.fixture
 def admin(server: Server, database: str) -> Iterator[psycopg.Connection[Any]]:
     """A trusted autocommit connection to the test's database, for asserting what is there."""
-    with psycopg.connect(db.with_dbname(server.admin, database), autocommit=True) as conn:
+    with psycopg.connect(connection.with_dbname(server.admin, database), autocommit=True) as conn:
         yield conn
 
 
@@ -180,7 +181,7 @@ def write(directory: Path, files: dict[str, str]) -> Path:
 
 
 def history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-    if not db.history_exists(conn, "release_runner"):
+    if not HistoryStore("release_runner").exists(conn):
         return []
     return conn.execute(
         "SELECT version, status, transaction_mode FROM release_runner.history ORDER BY version"

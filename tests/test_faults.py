@@ -202,11 +202,11 @@ def test_connection_lost_while_waiting_for_the_runner_lock(
     tmp_path: Path, proxy: Proxy, server: Server, database: str, url: str
 ) -> None:
     """The connection dies while another runner holds the lock: reconnect, keep waiting, finish."""
-    from release_runner import db
+    from release_runner.db.lock import RunnerLock
 
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
     with psycopg.connect(url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (db.lock_key("release_runner"),))
+        holder.execute("SELECT pg_advisory_lock(%s)", (RunnerLock.of("release_runner").key,))
         process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
         time.sleep(1.5)
         proxy.cut()

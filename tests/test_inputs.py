@@ -17,13 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from release_runner import db
+from release_runner.db import connection
+from release_runner.db.history import HistoryStore
 from tests.conftest import ROOT, Server, cli_env, history, run_cli, table_exists, write
 
 
 def _untouched(admin: psycopg.Connection[Any]) -> bool:
     """Nothing of a run is in the database: no history table, no table of the migrations."""
-    return not db.history_exists(admin, "release_runner") and not table_exists(admin, "a")
+    return not HistoryStore("release_runner").exists(admin) and not table_exists(admin, "a")
 
 
 def test_a_nul_byte_is_refused_with_its_line(
@@ -121,7 +122,7 @@ def latin1(server: Server) -> Iterator[str]:
             f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
         )
     yield name
-    db.drop_database(server.admin, name)
+    connection.drop_database(server.admin, name)
 
 
 def test_text_the_database_encoding_cannot_hold_is_refused_up_front(
@@ -137,7 +138,7 @@ def test_text_the_database_encoding_cannot_hold_is_refused_up_front(
     assert result.code == 2, result.stdout
     assert "0002_b.sql:2:13: the character '€' cannot be stored" in result.finished["error"]
     assert "Traceback" not in result.stdout
-    with psycopg.connect(db.with_dbname(server.admin, latin1), autocommit=True) as conn:
+    with psycopg.connect(connection.with_dbname(server.admin, latin1), autocommit=True) as conn:
         assert not table_exists(conn, "a")
 
 

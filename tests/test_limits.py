@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 
-from release_runner import db
+from release_runner.db.lock import RunnerLock
 from tests.conftest import PASSWORD, ROLE, Server, history, run_cli, write
 
-KEY = db.lock_key("release_runner")
+KEY = RunnerLock.of("release_runner").key
 
 
 def test_a_vanished_runner_s_lock_is_taken_over(

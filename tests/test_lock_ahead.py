@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from release_runner import db
 from release_runner.core import lock_ahead as lock_ahead_module
 from release_runner.core.lock_ahead import _CONFLICTS
 from release_runner.core.migrations import read_directory
+from release_runner.db import connection
 from tests.conftest import Server, history, run_cli, start_cli, write
 
 SETUP = """
@@ -138,7 +138,7 @@ def _holding(server: Server, database: str, **tables: float) -> Iterator[None]:
     """Sessions that read each table and hold its lock for the seconds given, from the moment
     the block starts; the block ends once they all have."""
     ready = threading.Barrier(len(tables) + 1)
-    url = db.with_dbname(server.admin, database)
+    url = connection.with_dbname(server.admin, database)
     holders = [threading.Thread(target=_hold, args=(url, t, s, ready)) for t, s in tables.items()]
     for holder in holders:
         holder.start()
@@ -173,7 +173,7 @@ def test_reader_of_the_first_table_never_waits_for_a_later_one(
         tmp_path,
         {"0001_abc.sql": "ALTER TABLE a ADD x int;\nALTER TABLE b ADD x int;\nALTER TABLE c ADD x int;\n"},
     )
-    trusted = db.with_dbname(server.admin, database)
+    trusted = connection.with_dbname(server.admin, database)
     done = threading.Event()
     waits: list[float] = []
     with _holding(server, database, b=2.5, c=5.0):

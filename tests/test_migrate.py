@@ -233,11 +233,11 @@ def test_secrets_never_reach_output_even_on_failure(tmp_path: Path, url: str) ->
 def test_lock_held_by_another_session_waits_then_exits_4(tmp_path: Path, url: str) -> None:
     """While another session holds the runner lock: lock.waiting names it, then exit 4 with
     the pending count read without the lock (it was 0 before)."""
-    from release_runner import db
+    from release_runner.db.lock import RunnerLock
 
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n", "0002_b.sql": "CREATE TABLE b ();\n"})
     with psycopg.connect(url, autocommit=True, application_name="other-deploy") as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (db.lock_key("release_runner"),))
+        holder.execute("SELECT pg_advisory_lock(%s)", (RunnerLock.of("release_runner").key,))
         result = run_cli("migrate", "--migrations", str(tmp_path), "--lock-wait", "1s", url=url)
         pid = holder.info.backend_pid
     assert result.code == 4
@@ -439,7 +439,7 @@ def test_non_utf8_database_gets_text_in_its_encoding(tmp_path: Path, server: Ser
     """A LATIN1 database: the migration's non-ASCII text arrives intact."""
     import secrets
 
-    from release_runner import db
+    from release_runner.db import connection
 
     name = f"latin_{secrets.token_hex(4)}"
     with psycopg.connect(server.admin, autocommit=True) as conn:
@@ -450,10 +450,10 @@ def test_non_utf8_database_gets_text_in_its_encoding(tmp_path: Path, server: Ser
         write(tmp_path, {"0001_a.sql": "CREATE TABLE t (note text);\nINSERT INTO t VALUES ('café');\n"})
         result = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(name))
         assert result.code == 0, result.stdout
-        with psycopg.connect(db.with_dbname(server.admin, name)) as conn:
+        with psycopg.connect(connection.with_dbname(server.admin, name)) as conn:
             assert conn.execute("SELECT note, octet_length(note) FROM t").fetchone() == ("café", 4)
     finally:
-        db.drop_database(server.admin, name)
+        connection.drop_database(server.admin, name)
 
 
 @pytest.mark.parametrize(
@@ -519,13 +519,13 @@ def test_applied_by_for_a_uid_without_a_name(monkeypatch: pytest.MonkeyPatch) ->
     """A container run as a bare uid (docker run --user 12345) has no user name to record."""
     import getpass
 
-    from release_runner import db
+    from release_runner.db.history import HistoryStore, RunContext
 
     def nameless() -> str:
         raise KeyError("getpwuid(): uid not found: 12345")
 
     monkeypatch.setattr(getpass, "getuser", nameless)
-    assert db.RunContext("release_runner", "r", {}).applied_by.startswith(f"uid {os.getuid()}@")
+    assert RunContext(HistoryStore("release_runner"), "r", {}).applied_by.startswith(f"uid {os.getuid()}@")
 
 
 def test_an_applied_file_edited_on_purpose_is_accepted_after_verification(

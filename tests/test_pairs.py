@@ -11,8 +11,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from release_runner import db
 from release_runner.core import drift, schema
+from release_runner.db import catalog, connection
 from tests.conftest import Server
 
 TABLE = "CREATE TABLE t (id int PRIMARY KEY, note text);\n"
@@ -180,14 +180,14 @@ def build(server: Server) -> Callable[[str], schema.Objects]:
 
     def objects(sql: str) -> schema.Objects:
         name = f"pair_{secrets.token_hex(5)}"
-        db.create_database(server.admin, name)
+        connection.create_database(server.admin, name)
         try:
-            with psycopg.connect(db.with_dbname(server.admin, name), autocommit=True) as conn:
+            with psycopg.connect(connection.with_dbname(server.admin, name), autocommit=True) as conn:
                 if sql:
                     conn.execute(sql)
-                return schema.objects_from_catalog(db.fetch_catalog(conn, "release_runner"))
+                return schema.objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
         finally:
-            db.drop_database(server.admin, name)
+            connection.drop_database(server.admin, name)
 
     return objects
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from release_runner import db
+from release_runner.db import connection
 from tests.conftest import Server, cli_env, run_cli, write
 
 TRIALS = 3
@@ -82,10 +82,10 @@ def test_random_release_histories_follow_the_rules(tmp_path: Path, server: Serve
     rng = random.Random(seed)
     for trial in range(TRIALS):
         name = f"phases_{trial}_{secrets.token_hex(3)}"
-        db.create_database(server.admin, name)
+        connection.create_database(server.admin, name)
         url = server.url(name)
         try:
-            with psycopg.connect(db.with_dbname(server.admin, name), autocommit=True) as admin:
+            with psycopg.connect(connection.with_dbname(server.admin, name), autocommit=True) as admin:
                 model = Model()
                 files: dict[str, str] = {}
                 posts: dict[str, bool] = {}
@@ -117,4 +117,4 @@ def test_random_release_histories_follow_the_rules(tmp_path: Path, server: Serve
                         model.post_deploy_phase(posts)
                         _check(admin, model, where + ", then --post-deploy")
         finally:
-            db.drop_database(server.admin, name)
+            connection.drop_database(server.admin, name)

@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from release_runner import db
+from release_runner.db import connection
+from release_runner.db.history import HistoryStore
 from tests.conftest import Server, run_cli, start_cli, write
 from tests.proxy import Proxy
 from tests.test_faults import _events
@@ -53,12 +54,12 @@ def _one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
 
 def _trial(rng: random.Random, tmp_path: Path, server: Server, proxy: Proxy, trial: int) -> str:
     name = f"fault_{trial}_{secrets.token_hex(3)}"
-    db.create_database(server.admin, name)
+    connection.create_database(server.admin, name)
     try:
-        with psycopg.connect(db.with_dbname(server.admin, name), autocommit=True) as admin:
+        with psycopg.connect(connection.with_dbname(server.admin, name), autocommit=True) as admin:
             return _fault_and_rerun(rng, tmp_path, server, proxy, name, admin)
     finally:
-        db.drop_database(server.admin, name)
+        connection.drop_database(server.admin, name)
 
 
 def _fault_and_rerun(
@@ -96,7 +97,7 @@ def _fault_and_rerun(
                 "SELECT count(*) FROM release_runner.history WHERE run_id = %s AND status = 'applied'",
                 summary["run_id"],
             )
-            if db.history_exists(admin, "release_runner")
+            if HistoryStore("release_runner").exists(admin)
             else 0
         )
         assert summary["applied"] == recorded, f"{story}: summary {summary} vs {recorded} rows"

@@ -12,19 +12,22 @@ import psycopg
 import pytest
 import structlog
 
-from release_runner import commands, db
+from release_runner import commands
 from release_runner.core.errors import MigrationFailed, ReleaseError
 from release_runner.core.events import Event
 from release_runner.core.migrations import read_directory
 from release_runner.core.preflight import prepare_all
 from release_runner.core.settings import Settings
+from release_runner.db import execute
+from release_runner.db.history import HistoryStore, RunContext
+from release_runner.db.lock import RunnerLock
 from tests.conftest import Server, history, run_cli, write
 from tests.proxy import Proxy
 from tests.test_faults import _running, _wait_for
 
 
 def _lock_is_free(admin: psycopg.Connection[Any]) -> bool:
-    key = db.lock_key("release_runner")
+    key = RunnerLock.of("release_runner").key
     row = admin.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     if row and row[0]:
         admin.execute("SELECT pg_advisory_unlock(%s)", (key,))
@@ -108,8 +111,8 @@ def test_a_migration_leaves_no_session_state(url: str, tmp_path: Path, transacti
     (prepared,) = prepare_all(read_directory(tmp_path).migrations)
     with psycopg.connect(url, autocommit=True) as conn:
         before = conn.execute(_STATE).fetchone()
-        db.ensure_history(conn, "release_runner")
-        db.apply(conn, prepared, db.RunContext("release_runner", "test", {}), 5.0, 7.0)
+        HistoryStore("release_runner").ensure(conn)
+        execute.apply(conn, prepared, RunContext(HistoryStore("release_runner"), "test", {}), 5.0, 7.0)
         assert conn.execute(_STATE).fetchone() == before
         assert conn.execute("SELECT to_regclass('pg_temp.leftover')").fetchone() == (None,)
 

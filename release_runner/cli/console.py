@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from release_runner.cli.log import LineWriter
+from release_runner.cli.lines import LineWriter
 from release_runner.core.events import Event, Level
 
 # What every event carries for the JSON lines; a person does not need it on each line.

@@ -1,9 +1,6 @@
 """structlog, configured once per run: the run's context bound in contextvars (run id, Fly
 context), the level, the run's Progress, redaction of every value, a timestamp, and the final
 renderer: JSON lines off a terminal (what Fly's log and `jq` read), the console view on one.
-
-The wrapped logger is a `LineWriter`: when stdout goes away (`migrate | head`) later lines go
-to stderr, so the run goes on and its summary still reaches somebody.
 """
 
 from __future__ import annotations
@@ -16,10 +13,13 @@ from typing import Any, TextIO
 
 import structlog
 
+from release_runner.cli.console import Console, colour_wanted
+from release_runner.cli.lines import LineWriter
 from release_runner.cli.progress import Progress
 from release_runner.core.events import Event, Level
 from release_runner.core.redact import redact_value
 from release_runner.core.settings import FLY_CONTEXT, fly_context
+from release_runner.run.log import emit
 
 # The fields every JSON line starts with, in this order; the event's own facts follow.
 _LEADING = ("timestamp", "level", "event", "run_id", *FLY_CONTEXT)
@@ -30,30 +30,6 @@ Processor = Callable[[Any, str, EventDict], Any]
 
 def new_run_id() -> str:
     return os.urandom(8).hex()  # not uuid: importing it costs a no-op deploy 1.5 ms
-
-
-class LineWriter:
-    """The logger structlog wraps: writes each rendered line whole and flushes it."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.lost = False
-
-    def line(self, text: str) -> None:
-        try:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            if self.stream is sys.stderr:
-                return
-            self.lost = True
-            self.stream = sys.stderr
-            self.line(text)
-
-    def msg(self, message: str) -> None:
-        self.line(message)
-
-    info = warning = error = msg
 
 
 def redact_facts(_: Any, __: str, event_dict: EventDict) -> EventDict:
@@ -78,8 +54,6 @@ def configure(
     writer: LineWriter
     renderer: Processor
     if log_format == "console" or (log_format == "auto" and stream.isatty()):
-        from release_runner.cli.console import Console, colour_wanted  # only a terminal needs it
-
         writer = renderer = Console(stream, colour_wanted(stream, no_color))
     else:
         writer = LineWriter(stream)
@@ -102,7 +76,6 @@ def configure(
 def early_summary(command: str | None, status: str, code: int, message: str) -> LineWriter:
     """The `release.finished` line of a run that never started (a usage error, a signal during
     start-up), for log searches; returns the writer, which knows whether stdout was lost."""
-    from release_runner.run.log import emit
 
     writer = configure("json", sys.stdout, new_run_id(), Progress())
     emit(Event.RELEASE_FINISHED, Level.ERROR, **Progress().summary(command, status, code, error=message))

@@ -4,6 +4,7 @@ with one `release.finished` line, whatever ends it: success, an error, a signal,
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -12,12 +13,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import click
 
 from release_runner import __version__
 from release_runner.cli import documents, log
+from release_runner.cli.lines import LineWriter
 from release_runner.cli.options import (
     APPLY,
     COMMON,
@@ -35,7 +38,7 @@ from release_runner.cli.options import (
     with_options,
 )
 from release_runner.cli.progress import Progress
-from release_runner.core import errors
+from release_runner.core import errors, mask
 from release_runner.core.events import Event, Level
 from release_runner.core.redact import add_secret
 from release_runner.core.settings import Settings, libpq_url
@@ -99,9 +102,15 @@ def _register_secrets(url: str | None) -> None:
         add_secret(match.group(1).strip("'"))
 
 
+def _commands() -> ModuleType:
+    """The commands module, loaded once a command runs: it brings psycopg, whose import takes
+    about 100 ms (python -X importtime), which `--help` and a usage error do not need to pay.
+    The one import of another wing made inside a function, for that measured reason."""
+    return importlib.import_module("release_runner.commands")
+
+
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
     """Run one command under the common contract: events, summary line, exit code."""
-    from release_runner.core import mask
 
     mask.show_values(settings.log_sql_values)
     run_id = log.new_run_id()
@@ -166,7 +175,7 @@ def _where(error: BaseException) -> str:
     return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
 
 
-def _exit(code: int, writer: log.LineWriter | None = None) -> NoReturn:
+def _exit(code: int, writer: LineWriter | None = None) -> NoReturn:
     if writer is not None and writer.lost:
         # stdout is gone (`migrate | head`): keep Python from failing to flush it at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -197,9 +206,8 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
     settings = replace(_settings(ctx, options), verify=not skip_verify)
     if dry_run:
         _plan(settings, "migrate", output)
-    from release_runner import commands
 
-    _finish("migrate", settings, lambda run_id: commands.migrate(settings, run_id))
+    _finish("migrate", settings, lambda run_id: _commands().migrate(settings, run_id))
 
 
 @cli.command()
@@ -209,10 +217,9 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
     settings = _settings(ctx, options)
-    from release_runner import commands
 
     def body(_: str) -> dict[str, Any]:
-        current = commands.status(settings)
+        current = _commands().status(settings)
         entries = [entry.as_dict() for entry in current.entries]
         if output == "json":
             click.echo(json.dumps({"migrations": entries, "problems": current.problems}, indent=2))
@@ -230,10 +237,9 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
 
 
 def _plan(settings: Settings, command: str, output: str) -> NoReturn:
-    from release_runner import commands
 
     def body(_: str) -> dict[str, Any]:
-        document = commands.plan_report(settings).as_dict()
+        document = _commands().plan_report(settings).as_dict()
         if output == "json":
             click.echo(json.dumps(document, indent=2))
         else:
@@ -260,9 +266,8 @@ def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
 def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
     settings = _settings(ctx, options)
-    from release_runner import commands
 
-    _finish("verify", settings, lambda _: commands.verify(settings))
+    _finish("verify", settings, lambda _: _commands().verify(settings))
 
 
 @cli.command()
@@ -271,9 +276,8 @@ def verify(ctx: click.Context, /, **options: Any) -> None:
 def snapshot(ctx: click.Context, /, **options: Any) -> None:
     """Replay every migration into a scratch database and write the expected-schema file."""
     settings = _settings(ctx, options)
-    from release_runner import commands
 
-    _finish("snapshot", settings, lambda _: {"file": str(commands.snapshot(settings))})
+    _finish("snapshot", settings, lambda _: {"file": str(_commands().snapshot(settings))})
 
 
 @cli.command()
@@ -283,9 +287,8 @@ def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,
     and compare with the committed snapshot."""
     settings = _settings(ctx, options)
-    from release_runner import commands
 
-    _finish("check", settings, lambda _: {"replayed": commands.check(settings)})
+    _finish("check", settings, lambda _: {"replayed": _commands().check(settings)})
 
 
 @cli.command()
@@ -321,10 +324,9 @@ def repair(
     if len(given) != 1:
         raise click.UsageError("give exactly one of --applied, --forget or --accept-checksum VERSION")
     settings = _settings(ctx, options)
-    from release_runner import commands
 
     ((action, version),) = given.items()
-    _finish("repair", settings, lambda run_id: commands.repair(settings, version, action, reason, run_id))
+    _finish("repair", settings, lambda run_id: _commands().repair(settings, version, action, reason, run_id))
 
 
 @cli.command()
@@ -346,12 +348,11 @@ def repair(
 def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
     """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""
     settings = _settings(ctx, options)
-    from release_runner import commands
 
     _finish(
         "baseline",
         settings,
-        lambda run_id: {"recorded": commands.baseline(settings, target_version, force, run_id)},
+        lambda run_id: {"recorded": _commands().baseline(settings, target_version, force, run_id)},
     )
 
 
@@ -362,9 +363,8 @@ def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **o
 def new(ctx: click.Context, /, name: str, **options: Any) -> None:
     """Create the next migration file in a native directory: NAME says what it does."""
     settings = _settings(ctx, options)
-    from release_runner import commands
 
-    _finish("new", settings, lambda _: {"file": str(commands.new(settings, name))})
+    _finish("new", settings, lambda _: {"file": str(_commands().new(settings, name))})
 
 
 def main() -> None:

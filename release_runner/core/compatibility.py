@@ -28,13 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from release_runner.core.preflight import required_without_default
+from release_runner.core.preflight import Prepared, required_without_default
 from release_runner.core.statements import Statement, dotted_name, node, relation_name, sets_search_path
-
-if TYPE_CHECKING:
-    from release_runner.core.preflight import Prepared
 
 MOVE = (
     "Make it a contract step: put it in a migration whose header says "

@@ -17,7 +17,14 @@ from typing import Any
 
 from release_runner.core.errors import UsageError
 from release_runner.core.settings import parse_duration
-from release_runner.core.statements import DIRECTIVE, LineIndex, Statement, rule_names, split_statements
+from release_runner.core.statements import (
+    ALLOW_PARSE_ERROR,
+    DIRECTIVE,
+    LineIndex,
+    Statement,
+    rule_names,
+    split_statements,
+)
 
 NATIVE_NAME = re.compile(r"^(\d+)_([^/]+)\.sql$")
 DRIZZLE_BREAKPOINT = "--> statement-breakpoint"
@@ -68,7 +75,9 @@ class Migration:
         statements: list[Statement] = []
         offset = 0
         for chunk in chunks:
-            statements.extend(split_statements(chunk, offset, lines, self))
+            statements.extend(
+                split_statements(chunk, offset, lines, ALLOW_PARSE_ERROR in self.directives.allow)
+            )
             offset += len(chunk.encode()) + len(DRIZZLE_BREAKPOINT)
         return statements
 

@@ -22,15 +22,12 @@ deferred, the expected schema is the full snapshot with those changes undone, ne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from release_runner.core.errors import UsageError
 from release_runner.core.history import DeferredRow
 from release_runner.core.migrations import Migration
 from release_runner.core.plan import Plan, State
-
-if TYPE_CHECKING:
-    from release_runner.core.schema import Objects, Snapshot
+from release_runner.core.schema import Objects, Snapshot
 
 
 @dataclass(eq=False, repr=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from release_runner.core import lock_ahead
+from release_runner.core import lock_ahead, mask
 from release_runner.core.lock_ahead import Lock
 from release_runner.core.migrations import Migration
 from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
@@ -169,7 +169,7 @@ def prepare(
     try:
         statements = migration.statements
     except SqlSyntaxError as error:
-        return Prepared(migration, [], True, [_syntax_finding(error)])
+        return Prepared(migration, [], True, [_syntax_finding(migration, error)])
     unwrapped = False
     if migration.source_format in ("prisma", "drizzle"):
         statements, unwrapped = _unwrap(statements)
@@ -293,10 +293,7 @@ def _finding(
     )
 
 
-def _syntax_finding(error: SqlSyntaxError) -> Finding:
-    from release_runner.core import mask
-
-    migration = error.migration
+def _syntax_finding(migration: Migration, error: SqlSyntaxError) -> Finding:
     source_line = migration.text.splitlines()[error.line - 1] if migration.text else ""
     shown_line = mask.statement(source_line.strip())[:60]  # a line may hold a password
     if source_line.lstrip().startswith("\\"):

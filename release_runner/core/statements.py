@@ -13,10 +13,9 @@ import json
 import re
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from release_runner.core.migrations import Migration
+from release_runner.core import mask
 
 DIRECTIVE = re.compile(r"^\s*--\s*release-runner:\s*(.*?)\s*$")
 # Rules a file may switch off; `parse-error` lets a statement the bundled parser rejects run.
@@ -43,8 +42,6 @@ class Statement:
     @property
     def head(self) -> str:
         """The statement's first words, to name it in messages, with its constants masked."""
-        from release_runner.core import mask
-
         words = " ".join(mask.statement(self.text).split())
         return words if len(words) <= 60 else words[:57] + "..."
 
@@ -104,9 +101,8 @@ def sets_search_path(statement: Statement) -> bool:
 class SqlSyntaxError(Exception):
     """The parser rejected a file: message and 1-based line/column in that file."""
 
-    def __init__(self, migration: Migration, message: str, line: int, column: int) -> None:
+    def __init__(self, message: str, line: int, column: int) -> None:
         super().__init__(message)
-        self.migration = migration
         self.message = message
         self.line = line
         self.column = column
@@ -144,23 +140,25 @@ def rule_names(directive: str) -> list[str]:
 
 
 def split_statements(
-    chunk: str, chunk_offset: int, lines: LineIndex, migration: Migration
+    chunk: str, chunk_offset: int, lines: LineIndex, allow_parse_error: bool = False
 ) -> list[Statement]:
-    """Split one chunk of a file with libpg_query; `chunk_offset` is its byte offset in the file."""
+    """Split one chunk of a file with libpg_query; `chunk_offset` is its byte offset in the file.
+    Raises SqlSyntaxError where the parser rejects it, unless `allow_parse_error` (the file's
+    `allow parse-error`) has the scanner alone cut it."""
     from pglast import parser
 
     if len(chunk) > LARGE:
-        return _split_large(chunk, chunk_offset, lines, migration)
+        return _split_large(chunk, chunk_offset, lines, allow_parse_error)
     data = chunk.encode()
     try:
         parsed = json.loads(parser.parse_sql_json(chunk))["stmts"]
         spans = [(item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed]
     except parser.ParseError as error:
-        if ALLOW_PARSE_ERROR not in migration.directives.allow:
+        if not allow_parse_error:
             # libpg_query reports the error position in characters, not bytes.
             message, index = error.args
             line, column = lines.locate(chunk_offset + len(chunk[:index].encode()))
-            raise SqlSyntaxError(migration, str(message), line, column) from None
+            raise SqlSyntaxError(str(message), line, column) from None
         spans = [(start, end - start, None) for start, end in _scan_spans(chunk)]
     statements = []
     previous_end = 0
@@ -202,7 +200,7 @@ def _lexemes() -> tuple[re.Pattern[str], re.Pattern[str]]:
 _LARGE_KINDS = {"INSERT": "InsertStmt", "UPDATE": "UpdateStmt", "DELETE": "DeleteStmt", "MERGE": "MergeStmt"}
 
 
-def _split_large(chunk: str, chunk_offset: int, lines: LineIndex, migration: Migration) -> list[Statement]:
+def _split_large(chunk: str, chunk_offset: int, lines: LineIndex, allow_parse_error: bool) -> list[Statement]:
     lexemes, leading = _lexemes()
     cuts = [m.end() for m in lexemes.finditer(chunk) if m.lastgroup == "semicolon"]
     statements: list[Statement] = []
@@ -212,7 +210,7 @@ def _split_large(chunk: str, chunk_offset: int, lines: LineIndex, migration: Mig
         piece = chunk[start:end]
         size = len(piece.encode())
         if len(piece) <= LARGE:
-            statements.extend(split_statements(piece, byte_offset, lines, migration))
+            statements.extend(split_statements(piece, byte_offset, lines, allow_parse_error))
         else:
             lead = leading.match(piece)
             skipped = lead.end() if lead else 0

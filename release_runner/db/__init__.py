@@ -1,101 +1,13 @@
-"""The database layer, the only code that imports psycopg. `connection` reaches the server and
-holds the runner lock, `history_table` reads and writes the history, `execute` runs one
-migration, `watcher` watches it from a second connection. The names callers use are here."""
+"""The database: the only wing that imports psycopg, and it holds no policy (what to retry, what
+to refuse, what to report is run/'s). Small objects and functions the session uses, each module
+imported by name where it is used:
 
-from release_runner.db.connection import (
-    POOL_EXHAUSTED,
-    Connection,
-    DatabaseError,
-    OperationalError,
-    alive,
-    broken,
-    column_types,
-    configuration_problem,
-    connect,
-    create_database,
-    drop_database,
-    existing,
-    fetch_catalog,
-    in_transaction,
-    index_state,
-    is_transient,
-    lock_holders,
-    lock_key,
-    pool_exhausted,
-    probe,
-    render_view,
-    server_version,
-    table_sizes,
-    terminate,
-    try_lock,
-    with_dbname,
-    with_search_path,
-)
-from release_runner.db.execute import IncompleteRun, MigrationError, UnrecordedOutcome, apply, drain
-from release_runner.db.history_table import (
-    RunContext,
-    defer,
-    delete_row,
-    ensure_history,
-    ensure_schema,
-    history_exists,
-    history_row,
-    read_deferred,
-    read_foreign_history,
-    read_history,
-    record_outcome,
-    record_rows,
-    resolve,
-    set_checksum,
-)
-from release_runner.db.watcher import Watcher
-
-__all__ = [
-    "POOL_EXHAUSTED",
-    "Connection",
-    "DatabaseError",
-    "IncompleteRun",
-    "MigrationError",
-    "OperationalError",
-    "RunContext",
-    "UnrecordedOutcome",
-    "Watcher",
-    "alive",
-    "apply",
-    "broken",
-    "column_types",
-    "configuration_problem",
-    "connect",
-    "create_database",
-    "defer",
-    "delete_row",
-    "drain",
-    "drop_database",
-    "ensure_history",
-    "ensure_schema",
-    "existing",
-    "fetch_catalog",
-    "history_exists",
-    "history_row",
-    "in_transaction",
-    "index_state",
-    "is_transient",
-    "lock_holders",
-    "lock_key",
-    "pool_exhausted",
-    "probe",
-    "read_deferred",
-    "read_foreign_history",
-    "read_history",
-    "record_outcome",
-    "record_rows",
-    "render_view",
-    "resolve",
-    "server_version",
-    "set_checksum",
-    "table_sizes",
-    "terminate",
-    "try_lock",
-    "with_dbname",
-    "with_search_path",
-]
+- `connection`: open one connection, probe for poolers and read-only servers, classify errors
+  (transient, a pool exhausted, the role's or the server's configuration).
+- `lock`: the runner lock (`RunnerLock`), and the sessions that hold it or block a migration.
+- `history`: the runner's history and deferred tables (`HistoryStore`), the rows a run writes
+  (`RunContext`), and drizzle-kit's or Prisma's own history.
+- `catalog`: the catalog reads, one query each.
+- `execute`: the message that applies one migration with its history row.
+- `watcher`: a second connection that names blockers and enforces the time budget.
+"""

@@ -4,7 +4,6 @@ and the catalog reads that are one query each."""
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from typing import Any
 
@@ -173,45 +172,6 @@ def in_transaction(conn: Connection) -> bool:
     return conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 
-# ---------------------------------------------------------------------------- the runner lock
-
-
-def lock_key(history_schema: str) -> int:
-    """A stable signed 64-bit advisory-lock key derived from the history table's name."""
-    digest = hashlib.sha256(f"release-runner:{history_schema}.history".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def try_lock(conn: Connection, key: int) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    return bool(row and row[0])
-
-
-def terminate(conn: Connection, pid: int) -> bool:
-    """End another backend (a vanished runner's); False when this role may not."""
-    try:
-        row = conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (pid,)).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
-        return False
-    return bool(row and row[0])
-
-
-def lock_holders(conn: Connection, key: int) -> list[dict[str, Any]]:
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
-    params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        rows = cur.execute(query("lock_holder"), params).fetchall()
-    return rows
-
-
-def blockers(conn: Connection, pid: int) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(query("blockers"), {"pid": pid}).fetchall()
-
-
-# ---------------------------------------------------------------------------- scratch databases
-
-
 def with_dbname(url: str, dbname: str) -> str:
     """The same connection settings, another database."""
     return psycopg.conninfo.make_conninfo(url, dbname=dbname)
@@ -230,113 +190,3 @@ def create_database(server_url: str, name: str) -> None:
 def drop_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-# ---------------------------------------------------------------------------- catalog reads
-
-
-# The settings that change how the catalog functions render a definition: names relative to
-# search_path (pg_catalog alone: every other name comes out schema-qualified), constants in
-# defaults and checks through the date, interval, float, bytea and time zone formats. Fixed for
-# the catalog read, so that what a role, PGOPTIONS, the URL's options or a migration set for
-# the session never changes the snapshot or the comparison.
-_CATALOG_SETTINGS = {
-    "search_path": "pg_catalog",
-    "DateStyle": "ISO, MDY",
-    "IntervalStyle": "postgres",
-    "TimeZone": "UTC",
-    "extra_float_digits": "1",
-    "bytea_output": "hex",
-    "quote_all_identifiers": "off",
-    "standard_conforming_strings": "on",
-}
-_CATALOG_SETUP = "".join(
-    f"SELECT pg_catalog.set_config('{name}', '{value}', true);" for name, value in _CATALOG_SETTINGS.items()
-)
-
-
-def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
-    """The live schema as raw rows (see queries/catalog.sql), read in a transaction whose
-    rendering settings are fixed (_CATALOG_SETTINGS), whatever the session's are."""
-    with conn.transaction():
-        conn.execute(_CATALOG_SETUP)
-        row = conn.execute(query("catalog"), {"history": history_schema}).fetchone()
-    assert row is not None
-    result: dict[str, Any] = row[0]
-    return result
-
-
-def render_view(conn: Connection, definition: str) -> str | None:
-    """`definition` (a view's query, as another server rendered it) as this server renders it,
-    with the catalog read's settings: a temporary view made and rolled back. None when this
-    server cannot make it (an object it names is missing, no TEMP privilege)."""
-    try:
-        with conn.transaction() as transaction:
-            conn.execute(_CATALOG_SETUP)
-            conn.execute(
-                sql.SQL("CREATE TEMP VIEW release_runner_render AS {}").format(
-                    sql.SQL(definition.strip().removesuffix(";"))
-                )
-            )
-            row = conn.execute(
-                "SELECT pg_catalog.pg_get_viewdef('release_runner_render'::pg_catalog.regclass, true)"
-            ).fetchone()
-            raise psycopg.Rollback(transaction)
-    except psycopg.Error:
-        return None
-    return str(row[0]).strip() if row else None
-
-
-def index_state(conn: Connection, name: str) -> bool | None:
-    """Whether the index `name` (schema-qualified or found through search_path) is valid;
-    None when there is no such index."""
-    row = conn.execute(
-        "SELECT i.indisvalid FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass(%s)",
-        (name,),
-    ).fetchone()
-    return None if row is None else bool(row[0])
-
-
-def _quoted(name: str) -> str:
-    """SQL that quotes a "schema.name" or "name" text column part by part, as written in a
-    migration (already case-folded by the parser), for to_regclass and to_regtype."""
-    return (
-        f"CASE WHEN strpos({name}, '.') > 0 THEN quote_ident(split_part({name}, '.', 1)) || '.'"
-        f" || quote_ident(split_part({name}, '.', 2)) ELSE quote_ident({name}) END"
-    )
-
-
-def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:
-    """Estimated rows and on-disk size of existing tables, for preflight warnings."""
-    rows = conn.execute(
-        "SELECT t.name, c.reltuples::bigint, pg_total_relation_size(c.oid)"
-        " FROM unnest(%s::text[]) AS t(name)"
-        f" JOIN pg_class c ON c.oid = to_regclass({_quoted('t.name')})",
-        (tables,),
-    ).fetchall()
-    return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}
-
-
-_EXISTING = {
-    "schema": "SELECT n FROM unnest(%s::text[]) AS n WHERE EXISTS"
-    " (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = n)",
-    "type": f"SELECT n FROM unnest(%s::text[]) AS n WHERE to_regtype({_quoted('n')}) IS NOT NULL",
-}
-
-
-def existing(conn: Connection, kind: str, names: list[str]) -> set[str]:
-    """Which of these schemas or types (`kind`) exist, for the release-phase rules."""
-    return {row[0] for row in conn.execute(_EXISTING[kind], (names,)).fetchall()}
-
-
-def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
-    """typname and atttypmod of existing (table, column) pairs, for the widening rule."""
-    rows = conn.execute(
-        "SELECT c.t, c.col, ty.typname, a.atttypmod"
-        " FROM unnest(%s::text[], %s::text[]) AS c(t, col)"
-        f" JOIN pg_attribute a ON a.attrelid = to_regclass({_quoted('c.t')})"
-        " AND a.attname = c.col AND NOT a.attisdropped"
-        " JOIN pg_type ty ON ty.oid = a.atttypid",
-        ([t for t, _ in columns], [c for _, c in columns]),
-    ).fetchall()
-    return {(table, column): (typname, typmod) for table, column, typname, typmod in rows}

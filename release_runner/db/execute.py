@@ -4,7 +4,7 @@ statement, its file position)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -15,13 +15,11 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from release_runner.core import lock_ahead as lock_ahead_module
 from release_runner.core import mask
 from release_runner.core.history import Mode, Status
+from release_runner.core.preflight import Prepared
 from release_runner.core.redact import redact
 from release_runner.core.settings import pg_duration
 from release_runner.db.connection import KEEPALIVE, Connection
-from release_runner.db.history_table import RunContext, status_update
-
-if TYPE_CHECKING:
-    from release_runner.core.preflight import Prepared
+from release_runner.db.history import RunContext
 
 # Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
 # terminated the backend): the transaction is gone, and whether COMMIT landed must be read back.
@@ -241,7 +239,7 @@ def _record(
 ) -> None:
     """Reset the session (its SET timeouts included), then record the outcome of the statement;
     UnrecordedOutcome when the connection is lost on the way."""
-    update = status_update(context.schema, prepared.migration.version, status, error)
+    update = context.history.status_update(prepared.migration.version, status, error)
     try:
         _guarded(conn, prepared, [*SESSION_RESET, update], None)
     except MigrationError as lost:

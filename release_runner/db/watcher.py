@@ -13,7 +13,8 @@ import psycopg
 
 from release_runner.core import mask
 from release_runner.core.redact import redact
-from release_runner.db.connection import Connection, blockers, open_connection
+from release_runner.db.connection import Connection, open_connection
+from release_runner.db.lock import blockers
 
 
 class Watcher:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from tenacity import RetryCallState
 
@@ -15,17 +15,19 @@ from release_runner.core import outcome as outcome_module
 from release_runner.core.errors import Interrupted, MigrationFailed, UnreachableError
 from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Status
+from release_runner.core.migrations import Migration
 from release_runner.core.outcome import Outcome
+from release_runner.core.preflight import Prepared
+from release_runner.core.statements import Statement
+from release_runner.db import catalog, execute
+from release_runner.db.connection import Connection, DatabaseError, broken, in_transaction
+from release_runner.db.execute import MigrationError
+from release_runner.db.history import HistoryStore, RunContext
+from release_runner.db.watcher import Watcher
 from release_runner.run import interrupts, retrying
 from release_runner.run.log import emit
 from release_runner.run.retrying import Deadline
 from release_runner.run.session import Session, require_url
-
-if TYPE_CHECKING:
-    from release_runner.core.migrations import Migration
-    from release_runner.core.preflight import Prepared
-    from release_runner.core.statements import Statement
-    from release_runner.db import Connection, MigrationError, RunContext, Watcher
 
 
 def apply_all(
@@ -38,23 +40,19 @@ def apply_all(
     `deadline` (a time.monotonic() value) ends the run: no migration starts after it, and one
     still running is cancelled. After a reconnect the history is read again, since another
     runner may have taken the lock meanwhile and applied what was pending."""
-    from release_runner import db
-
     settings = session.settings
 
     def report(version: str, blockers: list[dict[str, Any]]) -> None:
         emit(Event.MIGRATION_WAITING, version=version, blockers=blockers)
 
-    watcher = db.Watcher(require_url(settings), settings.application_name, deadline, report)
+    watcher = Watcher(require_url(settings), settings.application_name, deadline, report)
     seen_reconnects = session.reconnects
     applied: dict[str, HistoryRow] = {}
     try:
         for done, item in enumerate(prepared):
             if session.reconnects != seen_reconnects:
                 seen_reconnects = session.reconnects
-                applied = {
-                    r.version: r for r in db.read_history(session.conn, settings.history_schema) if r.applied
-                }
+                applied = {r.version: r for r in session.history.read(session.conn) if r.applied}
             row = applied.get(item.migration.version)
             if row is not None:
                 _already_applied(item, context, row.run_id)
@@ -98,8 +96,6 @@ def _apply_one(
     session: Session, item: Prepared, context: RunContext, watcher: Watcher, deadline: float | None
 ) -> None:
     """One migration with its retries."""
-    from release_runner import db
-
     settings = session.settings
     migration = item.migration
     facts = {"version": migration.version, "name": migration.name, "file": migration.label}
@@ -138,9 +134,9 @@ def _apply_one(
 
     def attempt() -> None:
         state.count += 1
-        if db.broken(session.conn):
+        if broken(session.conn):
             current = session.reconnect()
-            row = db.history_row(current, settings.history_schema, migration.version)
+            row = session.history.row(current, migration.version)
             if row is not None and row.applied:
                 # Applied already (our COMMIT landed, or another runner did it): never twice.
                 with interrupts.deferred():
@@ -150,22 +146,21 @@ def _apply_one(
             if row is not None and state.statement_unsent:
                 # A no-transaction migration whose `started` row committed, but whose statement
                 # never left this process: nothing ran, so the row can go.
-                db.delete_row(current, settings.history_schema, migration.version)
+                session.history.delete_row(current, migration.version)
         try:
             with watcher.watching(migration.version, session.conn, lock_timeout):
-                db.apply(session.conn, item, context, lock_timeout, statement_timeout)
-        except db.UnrecordedOutcome as unrecorded:
+                execute.apply(session.conn, item, context, lock_timeout, statement_timeout)
+        except execute.UnrecordedOutcome as unrecorded:
             # The statement's outcome is known; only writing it down was cut short.
-            db.record_outcome(
+            session.history.record_outcome(
                 session.reconnect(),
-                settings.history_schema,
                 migration.version,
                 unrecorded.status,
                 unrecorded.error,
             )
             if unrecorded.failure is not None:
                 raise unrecorded.failure from None
-        except db.MigrationError as error:
+        except MigrationError as error:
             if item.transactional or not (error.connection_lost and error.statement_sent):
                 raise
             # The connection died while the statement ran: ask the catalog what it did.
@@ -181,14 +176,14 @@ def _apply_one(
         # A no-transaction statement is never retried blindly: only when it was never sent,
         # or when the catalog proved it never took effect (its row is gone then).
         return (
-            isinstance(error, db.MigrationError)
+            isinstance(error, MigrationError)
             and error.retry_reason is not None
             and (item.transactional or not error.statement_sent or _forgotten(session, item))
         )
 
     def before_sleep(retry_state: RetryCallState) -> None:
         error = retrying.failure(retry_state)
-        assert isinstance(error, db.MigrationError)
+        assert isinstance(error, MigrationError)
         state.statement_unsent = not error.statement_sent
         emit(
             Event.MIGRATION_RETRY,
@@ -210,16 +205,16 @@ def _apply_one(
             attempts=settings.retries,
         )(attempt)
         applied()
-    except db.MigrationError as error:
+    except MigrationError as error:
         _fail(error, item, watcher, facts, state.count, settings.time_budget)
-    except db.IncompleteRun as error:
+    except execute.IncompleteRun as error:
         emit(Event.MIGRATION_FAILED, **facts, error=str(error), attempt=state.count)
         raise MigrationFailed(f"{migration.label}: {error}; deploy again once the file is fixed") from None
     except KeyboardInterrupt as interrupted:
         if isinstance(interrupted, Interrupted):
             try:
                 interrupted.outcome = _after_interrupt(session, item, state.reported, applied)
-            except db.DatabaseError:
+            except DatabaseError:
                 # The signal came between sending a statement and reading its result: the
                 # connection cannot answer now. Say so rather than crash with its error.
                 interrupted.outcome = (
@@ -231,36 +226,32 @@ def _apply_one(
 
 def _forgotten(session: Session, item: Prepared) -> bool:
     """True when settling removed the row of a no-transaction migration (it never took effect)."""
-    from release_runner import db
-
-    return db.history_row(session.conn, session.settings.history_schema, item.migration.version) is None
+    return session.history.row(session.conn, item.migration.version) is None
 
 
 def _settle(session: Session, item: Prepared, conn: Connection, why: str) -> Outcome:
-    return settle(conn, session.settings.history_schema, item.migration, item.statements, why)
+    return settle(conn, session.history, item.migration, item.statements, why)
 
 
 def settle(
-    conn: Connection, schema: str, migration: Migration, statements: list[Statement], why: str
+    conn: Connection, history: HistoryStore, migration: Migration, statements: list[Statement], why: str
 ) -> Outcome:
     """A no-transaction migration whose end was not seen: judge it from the catalog, write what
     the catalog proves into its row (or remove the row when it never took effect), and say so
     in `migration.reconciled`. An unknown outcome leaves the row as it is."""
-    from release_runner import db
-
     version = migration.version
     judged = outcome_module.judged_index(statements)
     verdict = (
         Outcome.UNKNOWN
         if judged is None
-        else outcome_module.judge(judged[0], db.index_state(conn, judged[1]))
+        else outcome_module.judge(judged[0], catalog.index_state(conn, judged[1]))
     )
     if verdict is Outcome.APPLIED:
-        db.record_outcome(conn, schema, version, Status.APPLIED, None)
+        history.record_outcome(conn, version, Status.APPLIED, None)
     elif verdict is Outcome.NOT_APPLIED:
-        db.delete_row(conn, schema, version)
+        history.delete_row(conn, version)
     elif verdict is Outcome.INVALID:
-        db.record_outcome(conn, schema, version, Status.FAILED, "left an INVALID index")
+        history.record_outcome(conn, version, Status.FAILED, "left an INVALID index")
     emit(
         Event.MIGRATION_RECONCILED,
         version=version,
@@ -274,23 +265,21 @@ def settle(
 def _after_interrupt(session: Session, item: Prepared, reported: bool, applied: Any) -> str:
     """What the interrupted migration left, read from the server, so the summary says exactly
     that; a migration that committed before the signal is reported applied."""
-    from release_runner import db
-
     label = item.migration.label
     conn = session.conn
     if reported:
         return f"{label} had been applied; no migration was left half-done"
-    if not db.broken(conn):
-        db.drain(conn)  # the signal may have come between sending the message and reading it
-    if db.broken(conn):
+    if not broken(conn):
+        execute.drain(conn)  # the signal may have come between sending the message and reading it
+    if broken(conn):
         return (
             f"{label} was running and the connection is gone: it was rolled back unless it had "
             "committed; `release-runner status` shows which"
         )
     if item.transactional:
-        if db.in_transaction(conn):
+        if in_transaction(conn):
             return f"{label} was cancelled and rolled back"
-        row = db.history_row(conn, session.settings.history_schema, item.migration.version)
+        row = session.history.row(conn, item.migration.version)
         if row is not None and row.applied:
             applied()
             return f"{label} had committed before the signal and is counted as applied"
@@ -305,9 +294,7 @@ def _after_interrupt(session: Session, item: Prepared, reported: bool, applied: 
         return (
             f"{label} was cancelled and left an INVALID index; recorded failed.{_no_transaction_advice(item)}"
         )
-    db.record_outcome(
-        conn, session.settings.history_schema, item.migration.version, Status.FAILED, "interrupted"
-    )
+    session.history.record_outcome(conn, item.migration.version, Status.FAILED, "interrupted")
     return (
         f"{label} ran without a transaction and was cancelled; recorded failed.{_no_transaction_advice(item)}"
     )

@@ -4,21 +4,23 @@ history that does not match), and preflight's findings. Emits the events that na
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from release_runner.core import adopt, compatibility
 from release_runner.core import migrations as migrations_module
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import RefusedError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.outcome import Outcome
+from release_runner.core.preflight import ERROR, Finding, Prepared, prepare_all
 from release_runner.core.settings import Settings
 from release_runner.core.statements import SqlSyntaxError
+from release_runner.db import catalog
+from release_runner.db.connection import Connection
+from release_runner.db.history import HistoryStore, RunContext, read_foreign_history
+from release_runner.run.executor import settle
 from release_runner.run.log import emit
-
-if TYPE_CHECKING:
-    from release_runner.core import compatibility
-    from release_runner.core.preflight import Prepared
-    from release_runner.db import Connection, RunContext
 
 
 def load(settings: Settings) -> migrations_module.MigrationSet:
@@ -48,15 +50,12 @@ def history(
     """Our history rows, plus what drizzle-kit's or Prisma's own history says was applied and
     ours does not know yet (to import), and the foreign rows that match no file (problems that
     refuse a migrate; `status` and `plan` show them)."""
-    from release_runner import db
-
-    rows = db.read_history(conn, settings.history_schema)
+    rows = HistoryStore(settings.history_schema).read(conn)
     if found.source_format not in ("drizzle", "prisma"):
         return rows, [], []
-    from release_runner.core import adopt
 
     table = settings.drizzle_history if found.source_format == "drizzle" else "_prisma_migrations"
-    foreign = db.read_foreign_history(conn, found.source_format, table)
+    foreign = read_foreign_history(conn, found.source_format, table)
     if not foreign:
         return rows, [], []
     match = adopt.match_drizzle if found.source_format == "drizzle" else adopt.match_prisma
@@ -71,10 +70,8 @@ def current_plan(
     conn: Connection, settings: Settings, found: migrations_module.MigrationSet
 ) -> plan_module.Plan:
     """Read-only: the plan, with foreign-history problems among its problems."""
-    from release_runner import db
-
     rows, _, foreign_problems = history(conn, settings, found)
-    deferred = db.read_deferred(conn, settings.history_schema)
+    deferred = HistoryStore(settings.history_schema).read_deferred(conn)
     return plan_module.make_plan(found.migrations, rows, foreign_problems, deferred)
 
 
@@ -86,8 +83,6 @@ def validated_plan(
 ) -> plan_module.Plan:
     """The plan for `migrate`, foreign history imported first; refuses on edited, missing,
     out-of-order or unresolved history."""
-    from release_runner import db
-
     rows, to_import, foreign_problems = history(conn, settings, found)
     refuse(
         foreign_problems,
@@ -95,7 +90,7 @@ def validated_plan(
         source=found.source_format,
     )
     if to_import:
-        db.record_rows(conn, context, to_import, Mode.IMPORTED)
+        context.record(conn, to_import, Mode.IMPORTED)
         emit(
             Event.HISTORY_IMPORTED,
             source=found.source_format,
@@ -104,7 +99,7 @@ def validated_plan(
             last=to_import[-1].version,
         )
     current = plan_module.make_plan(
-        found.migrations, rows, None, db.read_deferred(conn, settings.history_schema)
+        found.migrations, rows, None, HistoryStore(settings.history_schema).read_deferred(conn)
     )
     if _settle_unresolved(conn, settings, current):
         current = current_plan(conn, settings, found)
@@ -117,8 +112,6 @@ def lint(
 ) -> list[Prepared]:
     """Parse every pending migration and report what preflight found, warnings with the
     table's estimated rows and size when connected."""
-    from release_runner.core import compatibility
-    from release_runner.core.preflight import prepare_all
 
     prepared = prepare_all(pending, settings.strict_lint)
     candidates = [] if settings.post_deploy else compatibility.candidates(prepared)
@@ -126,15 +119,13 @@ def lint(
     tables = sorted({f.table for item in prepared for f in item.findings if f.table} | relations)
     sizes: dict[str, dict[str, Any]] = {}
     if conn is not None and (tables or candidates):
-        from release_runner import db
-
-        sizes = db.table_sizes(conn, tables) if tables else {}
+        sizes = catalog.table_sizes(conn, tables) if tables else {}
         existing = {(compatibility.RELATION, name) for name in sizes}
         for kind in (compatibility.SCHEMA, compatibility.TYPE):
             names = sorted({c.table for _, c in candidates if c.kind == kind})
-            existing |= {(kind, name) for name in db.existing(conn, kind, names)} if names else set()
+            existing |= {(kind, name) for name in catalog.existing(conn, kind, names)} if names else set()
         retyped = [(c.table, c.column or "") for _, c in candidates if c.rule == "change-column-type"]
-        old_types = db.column_types(conn, retyped) if retyped else {}
+        old_types = catalog.column_types(conn, retyped) if retyped else {}
         for item, candidate in candidates:
             if compatibility.breaks(candidate, existing, old_types):
                 _refuse_in_release_phase(item, candidate)
@@ -147,8 +138,6 @@ def lint(
 def _refuse_in_release_phase(item: Prepared, candidate: compatibility.Candidate) -> None:
     """The candidate's finding becomes an error (a lint warning of the same rule on the same
     statement gives way to it)."""
-    from release_runner.core import compatibility
-    from release_runner.core.preflight import ERROR, Finding
 
     statement = candidate.statement
     message, fix = compatibility.MESSAGES[candidate.rule], compatibility.fix(candidate.rule)
@@ -210,8 +199,6 @@ def _settle_unresolved(conn: Connection, settings: Settings, current: plan_modul
     proves (a concurrent index build or drop that the run did not see end) is settled before
     refusing;
     returns whether any row changed."""
-    from release_runner.core.outcome import Outcome
-    from release_runner.run.executor import settle
 
     changed = False
     for entry in current.entries:
@@ -224,7 +211,11 @@ def _settle_unresolved(conn: Connection, settings: Settings, current: plan_modul
         except SqlSyntaxError:
             continue
         verdict = settle(
-            conn, settings.history_schema, entry.migration, statements, "left unfinished by an earlier run"
+            conn,
+            HistoryStore(settings.history_schema),
+            entry.migration,
+            statements,
+            "left unfinished by an earlier run",
         )
         changed = changed or verdict is not Outcome.UNKNOWN
     return changed

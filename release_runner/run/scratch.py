@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from release_runner.core.errors import UsageError
+from release_runner.db.connection import create_database, drop_database, with_dbname
 from release_runner.run import interrupts
 
 # Every command here runs as printed. release-runner is on no package index, so its `server`
@@ -218,13 +219,11 @@ def server(scratch_url: str | None) -> Iterator[str]:
 @contextmanager
 def database(server_url: str) -> Iterator[str]:
     """A new empty database on `server_url`, dropped afterwards whatever happens."""
-    from release_runner import db
-
     name = f"release_runner_scratch_{secrets.token_hex(6)}"
     try:
         with interrupts.deferred():  # created whole, and then always dropped
-            db.create_database(server_url, name)
-        yield db.with_dbname(server_url, name)
+            create_database(server_url, name)
+        yield with_dbname(server_url, name)
     finally:
         with interrupts.deferred():
-            db.drop_database(server_url, name)
+            drop_database(server_url, name)

@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 from tenacity import RetryCallState
@@ -18,12 +18,13 @@ from release_runner.core.errors import UnreachableError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.redact import redact
 from release_runner.core.settings import Settings
+from release_runner.db import connection
+from release_runner.db.connection import Connection
+from release_runner.db.history import HistoryStore
+from release_runner.db.lock import RunnerLock, terminate
 from release_runner.run import retrying
 from release_runner.run.log import emit
 from release_runner.run.retrying import Deadline
-
-if TYPE_CHECKING:
-    from release_runner.db import Connection
 
 T = TypeVar("T")
 
@@ -45,8 +46,6 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
 
     Raises UnreachableError when the budget is spent, UsageError for failures that never heal
     (wrong password, missing database, malformed URL)."""
-    from release_runner import db
-
     # An attempt takes up to 2 s (libpq's least): none starts with less than a second left.
     deadline = Deadline(time.monotonic() + budget, reserve=1.0)
 
@@ -54,7 +53,7 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
         # libpq counts whole seconds and treats anything under 2 as 2: round down, so that an
         # attempt started with the time left ends by the deadline.
         left = budget if deadline.at is None else deadline.at - time.monotonic()
-        return db.connect(url, application_name, max(2, min(10, math.floor(left))))
+        return connection.connect(url, application_name, max(2, min(10, math.floor(left))))
 
     def before_sleep(state: RetryCallState) -> None:
         if report:
@@ -64,13 +63,13 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
 
     try:
         return retrying.policy(
-            db.is_transient, before_sleep, wait=retrying.equal_jitter(0.25, 5.0), deadline=deadline
+            connection.is_transient, before_sleep, wait=retrying.equal_jitter(0.25, 5.0), deadline=deadline
         )(attempt)
-    except db.DatabaseError as error:
+    except connection.DatabaseError as error:
         message = redact(str(error).strip())
-        if db.pool_exhausted(error):
-            raise UnreachableError(db.POOL_EXHAUSTED, reason=message) from None
-        if db.is_transient(error):
+        if connection.pool_exhausted(error):
+            raise UnreachableError(connection.POOL_EXHAUSTED, reason=message) from None
+        if connection.is_transient(error):
             raise UnreachableError(
                 f"database unreachable within {budget:g}s: {message}; check the URL's host and "
                 "port, or raise --connect-timeout",
@@ -85,8 +84,6 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
 def connect(settings: Settings, deadline: float | None = None) -> Connection:
     """Connect to the target with bounded retries, within --connect-timeout and the run's
     `deadline` (time budget); emits `db.connect_retry` and `db.connected`."""
-    from release_runner import db
-
     budget = settings.connect_timeout
     if deadline is not None:
         budget = min(budget, max(deadline - time.monotonic(), 0.0))
@@ -95,7 +92,7 @@ def connect(settings: Settings, deadline: float | None = None) -> Connection:
     emit(
         Event.DB_CONNECTED,
         source=settings.database_url_source,
-        server_version=db.server_version(conn),
+        server_version=connection.server_version(conn),
         backend_pid=conn.info.backend_pid,
         **({"url_parameters_dropped": list(dropped)} if dropped else {}),
     )
@@ -106,8 +103,6 @@ def probe(settings: Settings, first: Connection) -> tuple[bool, bool]:
     """(transaction_pooler, read_only), from a second connection beside `first` (db.probe). A
     role limited to one connection is refused plainly: the runner needs two at once (this
     probe, and the watcher that names blockers)."""
-    from release_runner import db
-
     try:
         second = open_connection(
             require_url(settings), settings.application_name, settings.connect_timeout, report=False
@@ -120,7 +115,7 @@ def probe(settings: Settings, first: Connection) -> tuple[bool, bool]:
             "at the same time: one applies, one watches for blockers. ALTER ROLE ... CONNECTION "
             "LIMIT 3 (or more, for concurrent deploys), or run it as another role"
         ) from None
-    return db.probe(first, second)
+    return connection.probe(first, second)
 
 
 @contextmanager
@@ -138,12 +133,11 @@ class Session:
     closes the old one first."""
 
     def __init__(self, settings: Settings, conn: Connection, deadline: float | None = None) -> None:
-        from release_runner import db
-
         self.settings = settings
         self.deadline = deadline
         self.conn = conn
-        self.key = db.lock_key(settings.history_schema)
+        self.lock = RunnerLock.of(settings.history_schema)
+        self.history = HistoryStore(settings.history_schema)
         self.reconnects = 0
 
     def reconnect(self) -> Connection:
@@ -160,8 +154,6 @@ class Session:
         INDEX CONCURRENTLY) every 50 ms doubling to 1 s, until --lock-wait or the time budget
         runs out, saying who holds it every 5 s. A holder that is provably not working is
         taken over; a connection lost while waiting is replaced."""
-        from release_runner import db
-
         lock_wait_ends = time.monotonic() + self.settings.lock_wait
         deadline = Deadline(min(lock_wait_ends, self.deadline or lock_wait_ends))
         holders: list[dict[str, Any]] = []
@@ -170,12 +162,12 @@ class Session:
         def attempt() -> bool:
             nonlocal holders
             try:
-                if db.try_lock(self.conn, self.key):
+                if self.lock.try_take(self.conn):
                     return True
-                holders = db.lock_holders(self.conn, self.key)
-                return self._take_over(holders) and db.try_lock(self.conn, self.key)
-            except db.OperationalError:
-                if not db.broken(self.conn):
+                holders = self.lock.holders(self.conn)
+                return self._take_over(holders) and self.lock.try_take(self.conn)
+            except connection.OperationalError:
+                if not connection.broken(self.conn):
                     raise
                 self.conn.close()
                 self.conn = connect(self.settings, self.deadline)
@@ -184,7 +176,7 @@ class Session:
 
         def before_sleep(state: RetryCallState) -> None:
             if not reported or time.monotonic() - reported[-1] >= 5.0:
-                emit(Event.LOCK_WAITING, holders=holders, key=str(self.key))
+                emit(Event.LOCK_WAITING, holders=holders, key=str(self.lock.key))
                 reported.append(time.monotonic())
 
         waiting = tenacity.Retrying(
@@ -205,20 +197,18 @@ class Session:
                 "database; rerun when it is done, or raise --lock-wait",
                 holders=holders,
             )
-        emit(Event.LOCK_ACQUIRED, key=str(self.key))
+        emit(Event.LOCK_ACQUIRED, key=str(self.lock.key))
 
     def read(self, step: Callable[[Connection], T]) -> T:
         """Run a step that may run twice (it reads, or writes only what it reads back first);
         if the connection is lost meanwhile, reconnect (within the connect budget, the lock
         taken again) and run it once more."""
-        from release_runner import db
-
         try:
             return step(self.conn)
-        except db.OperationalError:
+        except connection.OperationalError:
             # The error may come from another connection of the step (the pooler probe's
             # second one) while this one is cut too but has not noticed: ask it.
-            if not db.broken(self.conn) and db.alive(self.conn):
+            if not connection.broken(self.conn) and connection.alive(self.conn):
                 return step(self.conn)
         return step(self.reconnect())
 
@@ -227,15 +217,13 @@ class Session:
         idle (or idle in a transaction) longer than any live runner ever is between two of its
         statements. That is what a runner whose machine vanished leaves (no FIN, no RST: the
         server keeps its session until TCP keepalive gives up). True when one was ended."""
-        from release_runner import db
-
         for holder in holders:
             stale = (
                 str(holder["application_name"] or "").startswith(self.settings.application_name)
                 and str(holder["state"] or "").startswith("idle")
                 and (holder["idle_s"] or 0) >= self.settings.stale_lock_after
             )
-            if stale and db.terminate(self.conn, int(holder["pid"])):
+            if stale and terminate(self.conn, int(holder["pid"])):
                 emit(
                     Event.LOCK_TAKEN_OVER,
                     holder=holder,
@@ -255,8 +243,6 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
     release it at the end. Connecting and waiting for the lock end by `deadline` (the time
     budget) too. A lost connection becomes `unreachable`; a server error that is the role's or
     the server's configuration becomes a usage error; any other error stays itself."""
-    from release_runner import db
-
     session = Session(settings, connect(settings, deadline), deadline)
     try:
         pooled, read_only = session.read(lambda conn: probe(settings, conn))
@@ -274,12 +260,12 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
             )
         session.take_lock()
         yield session
-    except db.OperationalError as error:
+    except connection.OperationalError as error:
         # A connection problem, whichever connection it came from: the database could not be
         # reached for what the run needed (exit 4), never a crash.
         message = redact(str(error).strip())
-        if db.pool_exhausted(error):
-            raise UnreachableError(db.POOL_EXHAUSTED) from error
+        if connection.pool_exhausted(error):
+            raise UnreachableError(connection.POOL_EXHAUSTED) from error
         # Lost between migrations (or while reading history or the catalog): a transactional
         # migration commits with its row or not at all, and a no-transaction one whose end was
         # not seen was settled from the catalog or is left `started` for the next run to settle.
@@ -287,8 +273,8 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
             f"lost the connection to the database: {message}; what was applied is recorded "
             "(`release-runner status` shows it); deploy again to continue"
         ) from error
-    except db.DatabaseError as error:
-        problem = db.configuration_problem(error)
+    except connection.DatabaseError as error:
+        problem = connection.configuration_problem(error)
         if problem is None:
             raise
         raise UsageError(

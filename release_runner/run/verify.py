@@ -7,24 +7,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from release_runner.core import drift, phases, schema
+from release_runner.core import schema as schema_module
 from release_runner.core.errors import DriftError, MigrationFailed, UsageError
 from release_runner.core.events import Event, Level
+from release_runner.core.migrations import Migration
 from release_runner.core.settings import Settings
+from release_runner.db import catalog
+from release_runner.db.connection import Connection, with_search_path
+from release_runner.db.history import HistoryStore, RunContext, ensure_schema
+from release_runner.run import executor, scratch
 from release_runner.run.gate import preflight
 from release_runner.run.log import emit
-
-if TYPE_CHECKING:
-    from release_runner.core import drift, schema
-    from release_runner.core.migrations import Migration
-    from release_runner.db import Connection
+from release_runner.run.session import Session, open_connection
 
 
 def expected_schema(settings: Settings) -> schema.Snapshot | None:
     """The snapshot file, read before anything is changed so that a missing (with
     --require-snapshot), truncated or unreadable file refuses the run up front."""
-    from release_runner.core import schema
 
     expected = schema.load(settings.snapshot_file)
     if expected is None and settings.require_snapshot:
@@ -37,10 +38,8 @@ def expected_schema(settings: Settings) -> schema.Snapshot | None:
 
 
 def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
-    from release_runner import db
-    from release_runner.core import schema
 
-    objects = schema.objects_from_catalog(db.fetch_catalog(conn, settings.history_schema))
+    objects = schema.objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema))
     return schema.Snapshot(objects, conn.info.server_version // 10000)
 
 
@@ -48,7 +47,6 @@ def compared(
     settings: Settings, expected: schema.Objects | None, actual: schema.Objects
 ) -> list[drift.Mismatch]:
     """drift.compare(), owners and privileges left out when the settings say so."""
-    from release_runner.core import drift, schema
 
     if not settings.compare_privileges:
         actual = schema.without_privileges(actual)
@@ -128,12 +126,10 @@ def _expected_now(
     conn: Connection, settings: Settings, snapshot: schema.Snapshot | None
 ) -> schema.Objects | None:
     """The snapshot's schema, less what the post-deploy migrations still deferred would change."""
-    from release_runner import db
-    from release_runner.core import phases
 
     if snapshot is None:
         return None
-    deferred = list(db.read_deferred(conn, settings.history_schema))
+    deferred = list(HistoryStore(settings.history_schema).read_deferred(conn))
     if not deferred:
         return snapshot.objects
     return phases.expected_with_deferred(snapshot, deferred, str(settings.snapshot_file))
@@ -143,8 +139,6 @@ def _rendered_here(conn: Connection, mismatches: list[drift.Mismatch]) -> tuple[
     """Drop the views whose definition alone differs and which this server renders, from the
     snapshot's text, exactly as it renders the live one; return what is left and how many
     were compared that way."""
-    from release_runner import db
-
     kept, rendered = [], 0
     for mismatch in mismatches:
         if (
@@ -153,7 +147,7 @@ def _rendered_here(conn: Connection, mismatches: list[drift.Mismatch]) -> tuple[
             and set(mismatch.expected or {}) == {"definition"}
         ):
             rendered += 1
-            if db.render_view(conn, mismatch.expected["definition"]) == mismatch.actual["definition"]:
+            if catalog.render_view(conn, mismatch.expected["definition"]) == mismatch.actual["definition"]:
                 continue
         kept.append(mismatch)
     return kept, rendered
@@ -163,19 +157,15 @@ def _rendered_here(conn: Connection, mismatches: list[drift.Mismatch]) -> tuple[
 def scratch_database(settings: Settings) -> Iterator[str]:
     """A URL of an empty database that is dropped (and its local cluster removed) afterwards.
     With a Prisma `?schema=`, its connections put unqualified names there, as the target's do."""
-    from release_runner import db
-    from release_runner.run import scratch
 
     with scratch.server(settings.scratch_url) as server_url, scratch.database(server_url) as url:
         emit(Event.SCRATCH_READY, source="--scratch-url" if settings.scratch_url else "local cluster")
-        yield db.with_search_path(url, settings.prisma_schema) if settings.prisma_schema else url
+        yield with_search_path(url, settings.prisma_schema) if settings.prisma_schema else url
 
 
 def ensure_prisma_schema(conn: Connection, settings: Settings) -> None:
     """Create the schema a Prisma URL names when it is missing, as `prisma migrate` does."""
-    from release_runner import db
-
-    if settings.prisma_schema and db.ensure_schema(conn, settings.prisma_schema):
+    if settings.prisma_schema and ensure_schema(conn, settings.prisma_schema):
         emit(
             Event.SCHEMA_CREATED,
             schema=settings.prisma_schema,
@@ -186,11 +176,6 @@ def ensure_prisma_schema(conn: Connection, settings: Settings) -> None:
 def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
     """Apply every migration from empty into a scratch database; return its schema, with what
     each post-deploy migration changed (read before and after it)."""
-    from release_runner import db
-    from release_runner.core import phases
-    from release_runner.core import schema as schema_module
-    from release_runner.run import executor
-    from release_runner.run.session import Session, open_connection
 
     prepared = preflight(migrations, settings, None)
     with scratch_database(settings) as url:
@@ -199,8 +184,8 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
         session = Session(target, conn)
         try:
             ensure_prisma_schema(session.conn, settings)
-            db.ensure_history(session.conn, settings.history_schema)
-            context = db.RunContext(settings.history_schema, "scratch", {})
+            session.history.ensure(session.conn)
+            context = RunContext(session.history, "scratch", {})
             changes: dict[str, schema_module.Objects] = {}
             start = 0
             try:

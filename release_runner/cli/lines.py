@@ -1,0 +1,31 @@
+"""The logger structlog wraps: whole lines to a stream. When the stream goes away (`migrate |
+head`) later lines go to stderr, so the run goes on and its summary still reaches somebody."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+
+class LineWriter:
+    """The logger structlog wraps: writes each rendered line whole and flushes it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lost = False
+
+    def line(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            if self.stream is sys.stderr:
+                return
+            self.lost = True
+            self.stream = sys.stderr
+            self.line(text)
+
+    def msg(self, message: str) -> None:
+        self.line(message)
+
+    info = warning = error = msg
