@@ -21,6 +21,7 @@ from pathlib import Path
 from common import LocalCluster, connect, fresh_database, median_of, paired_medians, table
 
 from release_runner.core import drift, schema
+from release_runner.core.objects import objects_from_catalog
 from release_runner.db import catalog
 from release_runner.run.scratch import find_bindir
 
@@ -86,64 +87,16 @@ def ours(url: str, snapshot: Path) -> bool:
     loaded = schema.load(snapshot)
     expected = loaded.objects if loaded else None
     with connect(url) as conn:
-        actual = schema.objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
+        actual = objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
     return not [m for m in drift.compare(expected, actual) if m.fails]
 
 
 def main() -> None:
     rows = []
     migra = os.environ.get("MIGRA") or shutil.which("migra")
-    bindir = find_bindir()
-    pg_dump = str(bindir / "pg_dump") if bindir else "pg_dump"
     with LocalCluster() as cluster, tempfile.TemporaryDirectory() as tmp:
         for count in SIZES:
-            url = fresh_database(cluster, f"verify_{count}")
-            build(url, count)
-            snapshot = Path(tmp) / f"{count}.json"
-            with connect(url) as conn:
-                snapshot.write_text(
-                    schema.dump(
-                        schema.Snapshot(
-                            schema.objects_from_catalog(catalog.fetch_catalog(conn, "release_runner")), None
-                        )
-                    )
-                )
-            bare_file = Path(tmp) / f"{count}.bare.json"
-            bare_snapshot(url, bare_file)
-            assert bare(url, bare_file)
-            assert ours(url, snapshot)
-            bare_time, ours_time = paired_medians(
-                RUNS, partial(str, url), partial(bare, path=bare_file), partial(ours, snapshot=snapshot)
-            )
-            dump_time = median_of(
-                RUNS,
-                partial(
-                    subprocess.run, [pg_dump, "--schema-only", "-d", url], capture_output=True, check=True
-                ),
-            )
-            row = [
-                f"{count} tables",
-                f"{bare_time:.2f} s",
-                f"{ours_time:.2f} s",
-                f"{ours_time / bare_time:.2f}x",
-                f"{dump_time:.2f} s",
-            ]
-            if migra:
-                other = fresh_database(cluster, f"verify_{count}_copy")
-                build(other, count)
-                migra_time = median_of(
-                    1 if count > 2000 else 3,
-                    partial(
-                        subprocess.run,
-                        [migra, "--unsafe", _uri(url), _uri(other)],
-                        capture_output=True,
-                        check=True,
-                    ),
-                )
-                row += [f"{migra_time:.2f} s", f"{migra_time / ours_time:.1f}x"]
-            else:
-                row += ["not installed", "-"]
-            rows.append(tuple(row))
+            rows.append(measure(cluster, Path(tmp), count, migra))
     table(
         f"verify (median of {RUNS}); bare = load expected rows + 3 catalog queries + compare in Python",
         rows,
@@ -157,6 +110,43 @@ def main() -> None:
             "migra / ours",
         ),
     )
+
+
+def measure(cluster: LocalCluster, tmp: Path, count: int, migra: str | None) -> tuple[str, ...]:
+    """One row: `count` tables verified by the bare floor, by release-runner, pg_dump and migra."""
+    bindir = find_bindir()
+    pg_dump = str(bindir / "pg_dump") if bindir else "pg_dump"
+    url = fresh_database(cluster, f"verify_{count}")
+    build(url, count)
+    snapshot = tmp / f"{count}.json"
+    with connect(url) as conn:
+        objects = objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
+    snapshot.write_text(schema.dump(schema.Snapshot(objects, None)))
+    bare_file = tmp / f"{count}.bare.json"
+    bare_snapshot(url, bare_file)
+    assert bare(url, bare_file)
+    assert ours(url, snapshot)
+    bare_time, ours_time = paired_medians(
+        RUNS, partial(str, url), partial(bare, path=bare_file), partial(ours, snapshot=snapshot)
+    )
+    dump = [pg_dump, "--schema-only", "-d", url]
+    dump_time = median_of(RUNS, partial(subprocess.run, dump, capture_output=True, check=True))
+    row = [
+        f"{count} tables",
+        f"{bare_time:.2f} s",
+        f"{ours_time:.2f} s",
+        f"{ours_time / bare_time:.2f}x",
+        f"{dump_time:.2f} s",
+    ]
+    if not migra:
+        return (*row, "not installed", "-")
+    other = fresh_database(cluster, f"verify_{count}_copy")
+    build(other, count)
+    command = [migra, "--unsafe", _uri(url), _uri(other)]
+    migra_time = median_of(
+        1 if count > 2000 else 3, partial(subprocess.run, command, capture_output=True, check=True)
+    )
+    return (*row, f"{migra_time:.2f} s", f"{migra_time / ours_time:.1f}x")
 
 
 def _uri(conninfo: str) -> str:

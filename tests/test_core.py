@@ -17,11 +17,12 @@ import structlog
 import tenacity
 
 from release_runner.cli.progress import Progress
-from release_runner.core import adopt, drift, redact, schema
+from release_runner.core import adopt, drift, redact
 from release_runner.core.errors import Interrupted
 from release_runner.core.events import Event, Level
 from release_runner.core.history import HistoryRow, Mode, Status
 from release_runner.core.migrations import Directives, Migration
+from release_runner.core.objects import Objects
 from release_runner.core.plan import State, make_plan
 from release_runner.core.settings import libpq_url, parse_duration
 from release_runner.run import interrupts, retrying
@@ -81,7 +82,7 @@ def test_every_printed_repair_command_carries_its_reason() -> None:
         assert "--reason" in command, problem
 
 
-def _objects(**kinds: dict[str, dict[str, Any]]) -> schema.Objects:
+def _objects(**kinds: dict[str, dict[str, Any]]) -> Objects:
     return {kind: dict(items) for kind, items in kinds.items()}
 
 
@@ -123,7 +124,7 @@ INDEX = {
         ),
     ],
 )
-def test_schema_diff(expected: schema.Objects, actual: schema.Objects, kinds: list[str]) -> None:
+def test_schema_diff(expected: Objects, actual: Objects, kinds: list[str]) -> None:
     """diff() names each difference once, by kind; renamed generated names pair up and warn."""
     found = drift.diff(expected, actual)
     assert sorted(m.kind for m in found) == sorted(kinds)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from release_runner.core import drift, schema
+from release_runner.core.objects import Objects, objects_from_catalog
 from release_runner.db import catalog, connection
 from tests.conftest import Server
 
@@ -175,17 +176,17 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def build(server: Server) -> Callable[[str], schema.Objects]:
+def build(server: Server) -> Callable[[str], Objects]:
     """Build a schema from SQL in a database of its own and read it back as verify does."""
 
-    def objects(sql: str) -> schema.Objects:
+    def objects(sql: str) -> Objects:
         name = f"pair_{secrets.token_hex(5)}"
         connection.create_database(server.admin, name)
         try:
             with psycopg.connect(connection.with_dbname(server.admin, name), autocommit=True) as conn:
                 if sql:
                     conn.execute(sql)
-                return schema.objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
+                return objects_from_catalog(catalog.fetch_catalog(conn, "release_runner"))
         finally:
             connection.drop_database(server.admin, name)
 
@@ -194,7 +195,7 @@ def build(server: Server) -> Callable[[str], schema.Objects]:
 
 @pytest.mark.parametrize(("case", "a", "b", "kind"), PAIRS, ids=[pair[0] for pair in PAIRS])
 def test_a_pair_is_caught_both_ways_and_a_is_clean(
-    build: Callable[[str], schema.Objects], case: str, a: str, b: str, kind: str
+    build: Callable[[str], Objects], case: str, a: str, b: str, kind: str
 ) -> None:
     """a vs a: no difference of any kind; a vs b and b vs a: a difference of `kind` reported,
     failing in at least one direction (an object only in the database is an extra, a warning)."""
@@ -209,7 +210,7 @@ def test_a_pair_is_caught_both_ways_and_a_is_clean(
 
 
 def test_a_constraint_validated_by_hand_warns_and_a_rename_is_named(
-    build: Callable[[str], schema.Objects],
+    build: Callable[[str], Objects],
 ) -> None:
     """A NOT VALID constraint validated by hand is stricter, a warning; a renamed constraint
     with the same definition is reported naming both names, a warning."""
@@ -225,7 +226,7 @@ def test_a_constraint_validated_by_hand_warns_and_a_rename_is_named(
     assert "positive" in renamed[0].describe() and "id_positive" in renamed[0].describe()
 
 
-def test_privileges_can_be_left_out(build: Callable[[str], schema.Objects]) -> None:
+def test_privileges_can_be_left_out(build: Callable[[str], Objects]) -> None:
     """--ignore-privileges: owners and grants that differ are not compared; a GRANT undone by a
     REVOKE is no difference even when compared."""
     granted = build(TABLE + "GRANT SELECT ON t TO PUBLIC; ALTER TABLE t OWNER TO pg_monitor;")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from release_runner.core import compatibility, lock_ahead
+from release_runner.core import lock_ahead
 from release_runner.core.migrations import read_directory
-from release_runner.core.preflight import Prepared, prepare, prepare_all
+from release_runner.core.preflight import Prepared, prepare, prepare_all, release_hits
 from tests.conftest import CORPUS, ROOT, write
 
 EXISTING = "-- existing table t(a int, b int) is created elsewhere\n"
@@ -224,7 +224,7 @@ def test_real_sets_have_no_preflight_errors(name: str) -> None:
     lock-ahead read every statement of them without failing."""
     prepared = prepare_all(read_directory(CORPUS / name).migrations)
     assert [f.describe() for p in prepared for f in p.errors] == []
-    compatibility.candidates(prepared)
+    release_hits(prepared)
     for item in prepared:
         lock_ahead.block(item.locks_ahead, 5000)
     if name == "prisma-triggerdev":
@@ -320,8 +320,8 @@ def test_every_statement_kind_reads_without_failing(tmp_path: Path) -> None:
     names they report are names (no parse-tree fragments)."""
     prepared = _prepare(tmp_path, EVERY_KIND)
     assert prepared.errors == [], [f.describe() for f in prepared.errors]
-    for _, candidate in compatibility.candidates([prepared]):
-        assert candidate.table and "{" not in candidate.table and "None" not in candidate.table
+    for _, hit in release_hits([prepared]):
+        assert hit.name and "{" not in hit.name and "None" not in hit.name
     for lock in prepared.locks_ahead:
         assert all(part and part != "None" for part in lock.name), lock
     assert lock_ahead.block(prepared.locks_ahead, 5000)
@@ -337,5 +337,5 @@ def test_after_a_search_path_change_only_qualified_names_are_looked_up(tmp_path:
         "ALTER TABLE app.t2 DROP COLUMN y;\nSELECT set_config('search_path', 'other', true);\n",
     )
     assert {lock.name for lock in prepared.locks_ahead} == {("before",), ("app", "t2")}
-    candidates = compatibility.candidates([prepared])
-    assert [candidate.table for _, candidate in candidates] == ["app.t2"]
+    hits = release_hits([prepared])
+    assert [hit.name for _, hit in hits] == ["app.t2"]

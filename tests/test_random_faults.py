@@ -70,42 +70,58 @@ def _fault_and_rerun(
     name: str,
     admin: psycopg.Connection[Any],
 ) -> str:
+    """One trial: a fault at a random moment of a migrate, then reruns until it is done; every
+    migration must have been applied exactly once and nothing left behind."""
     fault = rng.choice(FAULTS)
     delay = rng.uniform(0.05, 1.2)
     story = f"{fault} at {delay:.2f}s"
     process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(name, proxy.port))
-    time.sleep(delay)
+    time.sleep(delay)  # the random moment of the fault, not a wait for something to happen
     if fault == "cut":
         proxy.cut()
     else:
         process.send_signal(getattr(signal, fault))
     stdout, stderr = process.communicate(timeout=60)
-    expected_codes = {
-        "SIGTERM": (0, 143),
-        "SIGINT": (0, 130),
-        "SIGKILL": (0, -9),
-        "cut": (0,),
-    }[fault]
+    expected_codes = {"SIGTERM": (0, 143), "SIGINT": (0, 130), "SIGKILL": (0, -9), "cut": (0,)}[fault]
     assert process.returncode in expected_codes, f"{story}: exit {process.returncode}\n{stdout}{stderr}"
     if fault != "SIGKILL":
-        assert "Traceback" not in stderr, f"{story}: {stderr}"
-        summary = _events(stdout)[-1]
-        assert summary["event"] == "release.finished", f"{story}: {stdout}"
-        recorded = (
-            _one(
-                admin,
-                "SELECT count(*) FROM release_runner.history WHERE run_id = %s AND status = 'applied'",
-                summary["run_id"],
-            )
-            if HistoryStore("release_runner").exists(admin)
-            else 0
+        _summary_matches_history(story, stdout, stderr, admin)
+    story = _rerun_until_done(story, tmp_path, server, name, admin)
+    counts = dict(admin.execute("SELECT version, count(*) FROM counter GROUP BY version").fetchall())
+    assert counts == {version: 1 for version in COUNTED}, f"{story}: counter {counts}"
+    statuses = admin.execute("SELECT version, status FROM release_runner.history ORDER BY version").fetchall()
+    assert statuses == [(f"000{n}", "applied") for n in range(1, 7)], f"{story}: {statuses}"
+    assert _one(admin, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0, story
+    assert _one(admin, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0, story
+    return story
+
+
+def _summary_matches_history(story: str, stdout: str, stderr: str, admin: psycopg.Connection[Any]) -> None:
+    """No traceback, `release.finished` last, and its `applied` is the rows its run wrote."""
+    assert "Traceback" not in stderr, f"{story}: {stderr}"
+    summary = _events(stdout)[-1]
+    assert summary["event"] == "release.finished", f"{story}: {stdout}"
+    recorded = (
+        _one(
+            admin,
+            "SELECT count(*) FROM release_runner.history WHERE run_id = %s AND status = 'applied'",
+            summary["run_id"],
         )
-        assert summary["applied"] == recorded, f"{story}: summary {summary} vs {recorded} rows"
+        if HistoryStore("release_runner").exists(admin)
+        else 0
+    )
+    assert summary["applied"] == recorded, f"{story}: summary {summary} vs {recorded} rows"
+
+
+def _rerun_until_done(
+    story: str, tmp_path: Path, server: Server, name: str, admin: psycopg.Connection[Any]
+) -> str:
+    """Run migrate again; an index build cut short may stop it, and then its message must say
+    what to do, and doing that must work."""
     rerun = run_cli(
         "migrate", "--migrations", str(tmp_path), "--stale-lock-after", "3s", url=server.url(name)
     )
     if rerun.code == 5:
-        # Only an index build cut short may stop the rerun, and its message must say what to do.
         error = rerun.finished["error"]
         assert "DROP INDEX CONCURRENTLY IF EXISTS counter_version" in error, f"{story}: {error}"
         assert (
@@ -128,12 +144,6 @@ def _fault_and_rerun(
         rerun = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(name))
         story += ", INVALID index repaired"
     assert rerun.code == 0, f"{story}: rerun exit {rerun.code}\n{rerun.stdout}"
-    counts = dict(admin.execute("SELECT version, count(*) FROM counter GROUP BY version").fetchall())
-    assert counts == {version: 1 for version in COUNTED}, f"{story}: counter {counts}"
-    statuses = admin.execute("SELECT version, status FROM release_runner.history ORDER BY version").fetchall()
-    assert statuses == [(f"000{n}", "applied") for n in range(1, 7)], f"{story}: {statuses}"
-    assert _one(admin, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0, story
-    assert _one(admin, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0, story
     return story
 
 

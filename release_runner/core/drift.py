@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from release_runner.core.schema import Objects
+from release_runner.core.objects import Objects
 
 # Objects whose names PostgreSQL may generate: matched by meaning when the names differ.
 _RENAMEABLE = ("constraint", "index")

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from release_runner.core.errors import UsageError
 from release_runner.core.history import DeferredRow
 from release_runner.core.migrations import Migration
+from release_runner.core.objects import Objects
 from release_runner.core.plan import Plan, State
-from release_runner.core.schema import Objects, Snapshot
+from release_runner.core.schema import Snapshot
 
 
 @dataclass(eq=False, repr=False)

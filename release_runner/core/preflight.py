@@ -14,50 +14,12 @@ from functools import cached_property
 from typing import Any
 
 from release_runner.core import lock_ahead, mask
+from release_runner.core.detect import Hit, Judged, file_hits
 from release_runner.core.lock_ahead import Lock
 from release_runner.core.migrations import Migration
 from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
-from release_runner.core.statements import ALLOW_PARSE_ERROR, SqlSyntaxError, Statement, node, relation_name
-
-ERROR = "error"
-WARNING = "warning"
-ENUM_RULE = "enum-value-used-before-commit"
-
-# Functions whose default forces a table rewrite when a column is added (not now(): stable).
-_VOLATILE_DEFAULTS = {
-    "random",
-    "gen_random_uuid",
-    "uuid_generate_v1",
-    "uuid_generate_v4",
-    "clock_timestamp",
-    "timeofday",
-    "nextval",
-    "txid_current",
-}
-
-WARNING_RULES = {
-    "create-index-not-concurrently": "builds the index under a SHARE lock that blocks writes; "
-    "use CREATE INDEX CONCURRENTLY in a migration file of its own",
-    "add-column-not-null-without-default": "fails if the table has rows; add a DEFAULT, or add "
-    "the column nullable, backfill, then SET NOT NULL",
-    "set-not-null": "scans the whole table under ACCESS EXCLUSIVE; add CHECK (col IS NOT NULL) "
-    "NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL",
-    "change-column-type": "may rewrite the table under ACCESS EXCLUSIVE, and even a widening "
-    "fails the running app's server-side prepared statements that read the column (0A000 cached "
-    "plan must not change result type; postgres.js, Prisma and pgx prepare); add a new column, "
-    "backfill and switch over instead",
-    "add-foreign-key-validated": "validates every row while holding locks on both tables; "
-    "add it NOT VALID, then VALIDATE CONSTRAINT in a later migration",
-    "add-unique-constraint": "builds a unique index under ACCESS EXCLUSIVE; CREATE UNIQUE INDEX "
-    "CONCURRENTLY first, then ADD CONSTRAINT ... UNIQUE USING INDEX",
-    "drop-table": "destroys data, and the running app may still read the table",
-    "drop-column": "destroys data, and the running app may still read the column",
-    "truncate": "destroys data",
-    "rename-table": "breaks the running app, which still uses the old name",
-    "rename-column": "breaks the running app, which still uses the old name",
-    "volatile-default-rewrite": "a volatile DEFAULT rewrites the whole table under ACCESS "
-    "EXCLUSIVE; add the column without it, then backfill in batches",
-}
+from release_runner.core.rules import RULES, Severity, allowed
+from release_runner.core.statements import SqlSyntaxError, Statement, node
 
 
 @dataclass(frozen=True)
@@ -65,7 +27,7 @@ class Finding:
     """One preflight result; `severity` is error (refuses the batch) or warning."""
 
     rule: str
-    severity: str
+    severity: Severity
     file: str
     line: int
     column: int
@@ -73,6 +35,8 @@ class Finding:
     message: str
     fix: str
     table: str | None = None
+    hit: Hit | None = None
+    """The rule hit it reports, where a rule of detect.py found it."""
 
     def describe(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
@@ -105,14 +69,16 @@ class Prepared:
     findings: list[Finding] = field(default_factory=list)
     unwrapped: bool = False
     automatic_no_transaction: bool = False
+    hits: list[Judged] = field(default_factory=list)
+    """What the rules found in its statements, on objects older than the batch (detect.py)."""
 
     @property
     def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == ERROR]
+        return [f for f in self.findings if f.severity is Severity.ERROR]
 
     @property
     def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == WARNING]
+        return [f for f in self.findings if f.severity is Severity.WARNING]
 
     @cached_property
     def locks_ahead(self) -> list[Lock]:
@@ -160,12 +126,11 @@ def _unwrap(statements: list[Statement]) -> tuple[list[Statement], bool]:
 
 
 def prepare(
-    migration: Migration, created_tables: set[str] | None = None, strict_lint: bool = False
+    migration: Migration, created: set[tuple[str, str]] | None = None, strict_lint: bool = False
 ) -> Prepared:
-    """Split, classify and lint one migration. `created_tables` carries the tables created by
-    earlier migrations of the same batch (they are new, so locking them hurts nobody); it is
-    updated with this migration's."""
-    created = created_tables if created_tables is not None else set()
+    """Split, classify and lint one migration. `created` carries what earlier migrations of the
+    same batch created (new objects: locking or dropping them hurts nobody); it is updated with
+    this migration's."""
     try:
         statements = migration.statements
     except SqlSyntaxError as error:
@@ -173,96 +138,24 @@ def prepare(
     unwrapped = False
     if migration.source_format in ("prisma", "drizzle"):
         statements, unwrapped = _unwrap(statements)
-    findings: list[Finding] = []
     nontransactional = [s for s in statements if refuses_transaction_block(s)]
     explicit = migration.directives.no_transaction
-    label = migration.label
-    if (explicit or nontransactional) and len(statements) > 1:
-        if nontransactional:
-            for statement in nontransactional:
-                findings.append(
-                    _finding(
-                        "nontransactional-statement",
-                        ERROR,
-                        label,
-                        statement,
-                        "cannot run inside a transaction, and this file has other statements",
-                        "Move it into a migration file of its own: a file whose only statement "
-                        "is such a one runs without a transaction automatically (say so with "
-                        "`-- release-runner: no-transaction` in its header)",
-                    )
-                )
-        else:
-            findings.append(
-                _finding(
-                    "no-transaction-multiple-statements",
-                    ERROR,
-                    label,
-                    statements[1],
-                    f"a no-transaction migration holds exactly one statement; this one has {len(statements)}",
-                    "Split the file: one statement per no-transaction migration, so a failure "
-                    "never leaves half of it applied",
-                )
-            )
-    for statement in statements:
-        if _transaction_kind(statement):
-            findings.append(
-                _finding(
-                    "transaction-control",
-                    ERROR,
-                    label,
-                    statement,
-                    "transaction control inside a migration; the runner owns the transaction",
-                    "Remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT; each migration already runs in its "
-                    "own transaction (use -- release-runner: no-transaction for one that must not)",
-                )
-            )
+    findings = _transaction_findings(migration, statements, nontransactional)
     for statement in statements:
         kind, body = node(statement)
         if kind == "CopyStmt" and not body.get("filename") and not body.get("is_program"):
-            findings.append(
-                _finding(
-                    "copy-from-stdin",
-                    ERROR,
-                    label,
-                    statement,
-                    "COPY FROM STDIN / TO STDOUT needs a client data stream, which a migration "
-                    "file cannot carry",
-                    "Load the data with INSERT ... VALUES, or COPY from a file on the server",
-                )
-            )
+            findings.append(_finding("copy-from-stdin", migration, statement))
     for statement, type_name in enum_values_used_too_soon(statements):
-        if ENUM_RULE in migration.directives.allow or ENUM_RULE in statement.allow:
-            continue
-        findings.append(
-            _finding(
-                ENUM_RULE,
-                ERROR,
-                label,
-                statement,
-                f"uses the enum value added to {type_name} earlier in this file; PostgreSQL refuses "
-                "a new enum value until the transaction that added it commits (SQLSTATE 55P04)",
-                "Move the ALTER TYPE ... ADD VALUE into a migration file of its own, before this "
-                "one: each migration commits before the next starts. If this constant is not a "
-                f"use of the value, add `-- release-runner: allow {ENUM_RULE}` above the statement",
-            )
-        )
-    for statement in statements:
-        for rule, table in _statement_rules(statement, created):
-            if rule in migration.directives.allow or rule in statement.allow:
-                continue
+        if not allowed("enum-value-used-before-commit", migration, statement):
             findings.append(
-                _finding(
-                    rule,
-                    ERROR if strict_lint else WARNING,
-                    label,
-                    statement,
-                    WARNING_RULES[rule],
-                    f"If intended, add `-- release-runner: allow {rule}` above the statement or "
-                    "in the file header",
-                    table,
-                )
+                _finding("enum-value-used-before-commit", migration, statement, type_name=type_name)
             )
+    judged = list(file_hits(statements, created if created is not None else set()))
+    for item in judged:
+        rule = RULES[item.hit.rule]
+        if rule.lint is not None and not allowed(rule.id, migration, item.hit.statement):
+            severity = Severity.ERROR if strict_lint else rule.lint
+            findings.append(_finding(rule.id, migration, item.hit.statement, severity, item.hit))
     transactional = not (explicit or (len(statements) == 1 and nontransactional))
     return Prepared(
         migration,
@@ -271,126 +164,100 @@ def prepare(
         findings,
         unwrapped,
         automatic_no_transaction=not transactional and not explicit,
+        hits=judged,
     )
 
 
+def _transaction_findings(
+    migration: Migration, statements: list[Statement], nontransactional: list[Statement]
+) -> list[Finding]:
+    """What the runner's transaction per file cannot hold: a statement that refuses a
+    transaction block beside others, several statements in a no-transaction file, and
+    transaction control of the file's own."""
+    findings = []
+    if (migration.directives.no_transaction or nontransactional) and len(statements) > 1:
+        if nontransactional:
+            findings += [_finding("nontransactional-statement", migration, s) for s in nontransactional]
+        else:
+            findings.append(
+                _finding(
+                    "no-transaction-multiple-statements", migration, statements[1], count=len(statements)
+                )
+            )
+    findings += [_finding("transaction-control", migration, s) for s in statements if _transaction_kind(s)]
+    return findings
+
+
 def prepare_all(migrations: Iterable[Migration], strict_lint: bool = False) -> list[Prepared]:
-    created: set[str] = set()
+    created: set[tuple[str, str]] = set()
     return [prepare(migration, created, strict_lint) for migration in migrations]
 
 
 def _finding(
-    rule: str,
-    severity: str,
-    label: str,
+    rule_id: str,
+    migration: Migration,
     statement: Statement,
-    message: str,
-    fix: str,
-    table: str | None = None,
+    severity: Severity | None = None,
+    hit: Hit | None = None,
+    **details: object,
 ) -> Finding:
+    """A finding of the rule on the statement, worded as the registry says (`details` fill in
+    its message)."""
+    rule = RULES[rule_id]
     return Finding(
-        rule, severity, label, statement.line, statement.column, statement.head, message, fix, table
+        rule_id,
+        severity or rule.lint or Severity.ERROR,
+        migration.label,
+        statement.line,
+        statement.column,
+        statement.head,
+        rule.message.format(**details),
+        rule.lint_fix(),
+        hit.name if hit else None,
+        hit,
     )
 
 
 def _syntax_finding(migration: Migration, error: SqlSyntaxError) -> Finding:
     source_line = migration.text.splitlines()[error.line - 1] if migration.text else ""
     shown_line = mask.statement(source_line.strip())[:60]  # a line may hold a password
-    if source_line.lstrip().startswith("\\"):
-        return Finding(
-            "psql-meta-command",
-            ERROR,
-            migration.label,
-            error.line,
-            1,
-            shown_line,
-            "a psql meta-command; the server cannot run it",
-            "Remove it, or write the SQL it stands for",
-        )
+    rule = RULES["psql-meta-command" if source_line.lstrip().startswith("\\") else "syntax-error"]
+    message = rule.message or mask.message(error.message, mask.literals(source_line)) or error.message
+    column = 1 if rule.id == "psql-meta-command" else error.column
     return Finding(
-        "syntax-error",
-        ERROR,
-        migration.label,
-        error.line,
-        error.column,
-        shown_line,
-        mask.message(error.message, mask.literals(source_line)) or error.message,
-        "Fix the SQL. If the server accepts it but the bundled parser does not, add "
-        f"`-- release-runner: allow {ALLOW_PARSE_ERROR}` to the file header",
+        rule.id, Severity.ERROR, migration.label, error.line, column, shown_line, message, rule.fix
     )
 
 
-def required_without_default(column_def: dict[str, Any]) -> bool:
-    """A column added NOT NULL with nothing to fill it: no DEFAULT, identity or generation."""
-    contypes = {str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])}
-    return "CONSTR_NOTNULL" in contypes and not contypes & {
-        "CONSTR_DEFAULT",
-        "CONSTR_IDENTITY",
-        "CONSTR_GENERATED",
-    }
+def release_hits(prepared: list[Prepared]) -> list[tuple[Prepared, Hit]]:
+    """The hits the release phase judges: rules that break the running release, in pre-deploy
+    files, not allowed, on names that can be looked up (see detect.py)."""
+    return [
+        (item, judged.hit)
+        for item in prepared
+        if not item.migration.directives.post_deploy
+        for judged in item.hits
+        if RULES[judged.hit.rule].release is not None
+        and judged.hit.name is not None
+        and not allowed(judged.hit.rule, item.migration, judged.hit.statement)
+        and not (judged.after_search_path and "." not in judged.hit.name)
+    ]
 
 
-def _volatile_default(column_def: dict[str, Any]) -> bool:
-    for item in column_def.get("constraints", []):
-        constraint = item.get("Constraint", {})
-        if constraint.get("contype") == "CONSTR_DEFAULT":
-            call = constraint.get("raw_expr", {}).get("FuncCall")
-            if call:
-                name = call["funcname"][-1]["String"]["sval"]
-                return str(name).lower() in _VOLATILE_DEFAULTS
-    return False
-
-
-def _statement_rules(statement: Statement, created: set[str]) -> list[tuple[str, str | None]]:
-    """(rule, table) pairs for one statement; records tables this statement creates."""
-    kind, body = node(statement)
-    found: list[tuple[str, str | None]] = []
-    table = relation_name(body.get("relation"))
-    existing = table is not None and table not in created
-    if kind in ("CreateStmt", "CreateTableAsStmt"):
-        name = table or relation_name(body.get("into", {}).get("rel"))
-        if name:
-            created.add(name)
-    elif kind == "IndexStmt" and not body.get("concurrent") and existing:
-        found.append(("create-index-not-concurrently", table))
-    elif kind == "AlterTableStmt" and existing:
-        for item in body.get("cmds", []):
-            found.extend((rule, table) for rule in _alter_rules(item.get("AlterTableCmd", {})))
-    elif kind == "DropStmt" and body.get("removeType") == "OBJECT_TABLE":
-        found.append(("drop-table", None))
-    elif kind == "TruncateStmt":
-        found.append(("truncate", None))
-    elif kind == "RenameStmt" and existing:
-        rename = body.get("renameType")
-        if rename == "OBJECT_TABLE":
-            found.append(("rename-table", table))
-        elif rename == "OBJECT_COLUMN":
-            found.append(("rename-column", table))
-    return found
-
-
-def _alter_rules(command: dict[str, Any]) -> list[str]:
-    subtype = command.get("subtype")
-    definition = command.get("def", {})
-    if subtype == "AT_AddColumn":
-        column = definition.get("ColumnDef", {})
-        rules = []
-        if required_without_default(column):
-            rules.append("add-column-not-null-without-default")
-        if _volatile_default(column):
-            rules.append("volatile-default-rewrite")
-        return rules
-    if subtype == "AT_SetNotNull":
-        return ["set-not-null"]
-    if subtype == "AT_AlterColumnType":
-        return ["change-column-type"]
-    if subtype == "AT_DropColumn":
-        return ["drop-column"]
-    if subtype == "AT_AddConstraint":
-        constraint = definition.get("Constraint", {})
-        contype = constraint.get("contype")
-        if contype == "CONSTR_FOREIGN" and not constraint.get("skip_validation"):
-            return ["add-foreign-key-validated"]
-        if contype in ("CONSTR_UNIQUE", "CONSTR_PRIMARY") and not constraint.get("indexname"):
-            return ["add-unique-constraint"]
-    return []
+def refuse_in_release_phase(item: Prepared, hit: Hit) -> None:
+    """The hit breaks the running release: its lint warning, if any, becomes the refusal."""
+    message, fix = RULES[hit.rule].release_refusal()
+    statement = hit.statement
+    refusal = Finding(
+        hit.rule,
+        Severity.ERROR,
+        item.migration.label,
+        statement.line,
+        statement.column,
+        statement.head,
+        message,
+        fix,
+        hit.name,
+        hit,
+    )
+    item.findings = [f for f in item.findings if f.hit is not hit] + [refusal]

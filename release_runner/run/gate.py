@@ -6,21 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from release_runner.core import adopt, compatibility
+from release_runner.core import adopt, detect
 from release_runner.core import migrations as migrations_module
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import RefusedError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Mode, Status
 from release_runner.core.outcome import Outcome
-from release_runner.core.preflight import ERROR, Finding, Prepared, prepare_all
+from release_runner.core.preflight import Prepared, prepare_all, refuse_in_release_phase, release_hits
+from release_runner.core.rules import Severity
 from release_runner.core.settings import Settings
 from release_runner.core.statements import SqlSyntaxError
 from release_runner.db import catalog
 from release_runner.db.connection import Connection
 from release_runner.db.history import HistoryStore, RunContext, read_foreign_history
-from release_runner.run.executor import settle
 from release_runner.run.log import emit
+from release_runner.run.settle import settle
 
 
 def load(settings: Settings) -> migrations_module.MigrationSet:
@@ -111,52 +112,37 @@ def lint(
     pending: list[migrations_module.Migration], settings: Settings, conn: Connection | None
 ) -> list[Prepared]:
     """Parse every pending migration and report what preflight found, warnings with the
-    table's estimated rows and size when connected."""
-
+    table's estimated rows and size when connected. In the release phase, with a connection,
+    a statement that breaks the running release on an object that existed before the run is
+    refused (the catalog says which existed)."""
     prepared = prepare_all(pending, settings.strict_lint)
-    candidates = [] if settings.post_deploy else compatibility.candidates(prepared)
-    relations = {c.table for _, c in candidates if c.kind == compatibility.RELATION}
+    judged = [] if settings.post_deploy else release_hits(prepared)
+    relations = {hit.name for _, hit in judged if hit.kind == detect.RELATION and hit.name}
     tables = sorted({f.table for item in prepared for f in item.findings if f.table} | relations)
     sizes: dict[str, dict[str, Any]] = {}
-    if conn is not None and (tables or candidates):
+    if conn is not None and (tables or judged):
         sizes = catalog.table_sizes(conn, tables) if tables else {}
-        existing = {(compatibility.RELATION, name) for name in sizes}
-        for kind in (compatibility.SCHEMA, compatibility.TYPE):
-            names = sorted({c.table for _, c in candidates if c.kind == kind})
-            existing |= {(kind, name) for name in catalog.existing(conn, kind, names)} if names else set()
-        retyped = [(c.table, c.column or "") for _, c in candidates if c.rule == "change-column-type"]
-        old_types = catalog.column_types(conn, retyped) if retyped else {}
-        for item, candidate in candidates:
-            if compatibility.breaks(candidate, existing, old_types):
-                _refuse_in_release_phase(item, candidate)
+        existing, old_types = _existing(conn, judged, set(sizes))
+        for item, hit in judged:
+            if detect.breaks(hit, existing, old_types):
+                refuse_in_release_phase(item, hit)
     for finding in (finding for item in prepared for finding in item.findings):
-        event = Event.PREFLIGHT_ERROR if finding.severity == "error" else Event.PREFLIGHT_WARNING
+        event = Event.PREFLIGHT_ERROR if finding.severity is Severity.ERROR else Event.PREFLIGHT_WARNING
         emit(event, **finding.as_event(), **sizes.get(finding.table or "", {}))
     return prepared
 
 
-def _refuse_in_release_phase(item: Prepared, candidate: compatibility.Candidate) -> None:
-    """The candidate's finding becomes an error (a lint warning of the same rule on the same
-    statement gives way to it)."""
-
-    statement = candidate.statement
-    message, fix = compatibility.MESSAGES[candidate.rule], compatibility.fix(candidate.rule)
-    item.findings = [
-        f for f in item.findings if not (f.rule == candidate.rule and f.line == statement.line)
-    ] + [
-        Finding(
-            candidate.rule,
-            ERROR,
-            item.migration.label,
-            statement.line,
-            statement.column,
-            statement.head,
-            f"{message} (release phase: the previous release keeps serving until every Machine is replaced)",
-            f"{fix}; or, if the running code does not use it, add `-- release-runner: allow "
-            f"{candidate.rule}` above the statement",
-            candidate.table,
-        )
-    ]
+def _existing(
+    conn: Connection, judged: list[tuple[Prepared, detect.Hit]], relations: set[str]
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], detect.ColumnType]]:
+    """The (kind, name) of the objects the hits name that exist (the relations are known from
+    their sizes), and the current types of the columns a type change names."""
+    existing = {(detect.RELATION, name) for name in relations}
+    for kind in (detect.SCHEMA, detect.TYPE):
+        names = sorted({hit.name for _, hit in judged if hit.kind == kind and hit.name})
+        existing |= {(kind, name) for name in catalog.existing(conn, kind, names)} if names else set()
+    retyped = [(h.name or "", h.column or "") for _, h in judged if h.rule == "change-column-type"]
+    return existing, catalog.column_types(conn, retyped) if retyped else {}
 
 
 def preflight(

@@ -13,6 +13,7 @@ from release_runner.core import schema as schema_module
 from release_runner.core.errors import DriftError, MigrationFailed, UsageError
 from release_runner.core.events import Event, Level
 from release_runner.core.migrations import Migration
+from release_runner.core.objects import Objects, objects_from_catalog
 from release_runner.core.settings import Settings
 from release_runner.db import catalog
 from release_runner.db.connection import Connection, with_search_path
@@ -39,13 +40,11 @@ def expected_schema(settings: Settings) -> schema.Snapshot | None:
 
 def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
 
-    objects = schema.objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema))
+    objects = objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema))
     return schema.Snapshot(objects, conn.info.server_version // 10000)
 
 
-def compared(
-    settings: Settings, expected: schema.Objects | None, actual: schema.Objects
-) -> list[drift.Mismatch]:
+def compared(settings: Settings, expected: Objects | None, actual: Objects) -> list[drift.Mismatch]:
     """drift.compare(), owners and privileges left out when the settings say so."""
 
     if not settings.compare_privileges:
@@ -122,9 +121,7 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
     )
 
 
-def _expected_now(
-    conn: Connection, settings: Settings, snapshot: schema.Snapshot | None
-) -> schema.Objects | None:
+def _expected_now(conn: Connection, settings: Settings, snapshot: schema.Snapshot | None) -> Objects | None:
     """The snapshot's schema, less what the post-deploy migrations still deferred would change."""
 
     if snapshot is None:
@@ -186,7 +183,7 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
             ensure_prisma_schema(session.conn, settings)
             session.history.ensure(session.conn)
             context = RunContext(session.history, "scratch", {})
-            changes: dict[str, schema_module.Objects] = {}
+            changes: dict[str, Objects] = {}
             start = 0
             try:
                 for index, item in enumerate(prepared):
@@ -211,3 +208,36 @@ def replay(settings: Settings, migrations: list[Migration]) -> schema.Snapshot:
             return schema_module.Snapshot(final.objects, final.server_major, changes)
         finally:
             session.close()
+
+
+def check_replay(settings: Settings, migrations: list[Migration]) -> None:
+    """Every migration applies from empty into a scratch database, and the committed snapshot
+    matches what they produce, in both states a deploy verifies: the full schema, and the
+    schema while each post-deploy migration waits."""
+    snapshot = schema.load(settings.snapshot_file)
+    replayed = replay(settings, migrations)
+    actual = replayed.objects
+    emit(Event.CHECK_REPLAYED, migrations=len(migrations))
+    if snapshot is None:
+        raise DriftError(
+            f"{settings.snapshot_file}: no expected schema; run `release-runner snapshot` and "
+            "commit the file",
+            file=str(settings.snapshot_file),
+        )
+    differences = compared(settings, snapshot.objects, actual)
+    for version in sorted(set(snapshot.post_deploy) | set(replayed.post_deploy)):
+        recorded = phases.undone(snapshot.objects, [snapshot.post_deploy.get(version, {})])
+        replayed_before = phases.undone(actual, [replayed.post_deploy.get(version, {})])
+        waiting = compared(settings, recorded, replayed_before)
+        if version not in snapshot.post_deploy or version not in replayed.post_deploy:
+            waiting = waiting or [drift.Mismatch("missing", "post-deploy state of", version)]
+        differences += [m for m in waiting if m not in differences]
+    mismatches = report(differences, lambda _: True)
+    if mismatches:
+        raise DriftError(
+            f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "
+            "difference(s) from it; run `release-runner snapshot` and commit the result: "
+            + listing(mismatches),
+            differences=len(mismatches),
+        )
+    emit(Event.VERIFY_PASSED, checked=sum(len(v) for v in actual.values()), snapshot=True)

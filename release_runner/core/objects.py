@@ -1,0 +1,221 @@
+"""Pure: a catalog read (see db/queries/catalog.sql) turned into the plain, deterministic value
+the snapshot holds and drift.py compares: every object keyed by kind and qualified name, with
+only what an application depends on. One small reader per section of the read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+Objects = dict[str, dict[str, dict[str, Any]]]
+Rows = Iterable[Any]
+
+_RELKIND = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view"}
+_CONTYPE = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key", "x": "exclusion"}
+_PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
+_VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+_POLCMD = {"*": "all", "r": "select", "a": "insert", "w": "update", "d": "delete"}
+_IDENTITY = {"a": "always", "d": "by default"}
+_PERSISTENCE = {"p": None, "u": "unlogged"}  # permanent is the default and left out
+_REPLICA_IDENTITY = {"d": None, "n": "nothing", "f": "full", "i": "index"}
+_TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "always"}
+# The role that runs the migrations owns what they create: in a scratch replay that is the
+# scratch server's user, in production the app's migration role. Both read as this.
+RUNNER = "(runner)"
+
+
+def _drop_none(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in attrs.items() if value is not None}
+
+
+def objects_from_catalog(raw: dict[str, Any]) -> Objects:
+    """Key every object by type and qualified name; keep only what an application depends on."""
+    columns = _columns(raw["columns"])
+    owned = _sequence_columns(raw["sequence_columns"], columns)
+    objects: Objects = {
+        "schema": {name: {} for name in raw["schemas"]},
+        "table": _tables(raw["tables"]),
+        "column": columns,
+        "constraint": _constraints(raw["constraints"]),
+        "index": _indexes(raw["indexes"]),
+        "enum": {f"{schema}.{name}": {"labels": labels} for schema, name, labels in raw["enums"]},
+        "sequence": _sequences(raw["sequences"], owned),
+        "view": {
+            f"{schema}.{name}": _drop_none(
+                {"kind": _RELKIND[relkind], "definition": definition.strip(), "options": options}
+            )
+            for schema, name, relkind, definition, options in raw["views"]
+        },
+        "function": _functions(raw["functions"]),
+        "trigger": {
+            f"{schema}.{table}.{name}": {"definition": definition, "enabled": _TRIGGER_ENABLED.get(on, on)}
+            for schema, table, name, definition, on in raw["triggers"]
+        },
+        "extension": {
+            name: {"schema": schema, "version": version} for name, schema, version in raw["extensions"]
+        },
+        "policy": _policies(raw["policies"]),
+        "domain": {
+            f"{schema}.{name}": _drop_none(
+                {"type": base, "nullable": not notnull, "default": default, "constraints": checks}
+            )
+            for schema, name, base, notnull, default, checks in raw["domains"]
+        },
+        "type": {
+            f"{schema}.{name}": {"attributes": attributes} for schema, name, attributes in raw["composites"]
+        },
+        "rule": {
+            f"{schema}.{table}.{name}": {"definition": definition}
+            for schema, table, name, definition in raw["rules"]
+        },
+    }
+    _add_privileges(objects, raw["privileges"], raw["runner"])
+    return objects
+
+
+def _tables(rows: Rows) -> dict[str, dict[str, Any]]:
+    return {
+        f"{schema}.{table}": _drop_none(
+            {
+                "kind": _RELKIND[relkind],
+                "row_level_security": rls or None,
+                "force_row_level_security": force_rls or None,
+                "persistence": _PERSISTENCE.get(persistence, persistence),
+                "replica_identity": _REPLICA_IDENTITY.get(replica, replica),
+                "partition_key": key,
+                "partition_bound": bound,
+                "parents": parents,
+            }
+        )
+        for schema, table, relkind, rls, force_rls, persistence, replica, key, bound, parents in rows
+    }
+
+
+def _columns(by_field: list[Any]) -> dict[str, dict[str, Any]]:
+    """The most numerous objects: they come one array per field (each null when there are no
+    columns), and are built field by field, absent values left out, with no second pass."""
+    columns: dict[str, dict[str, Any]] = {}
+    for schema, table, column, type_, notnull, default, identity, generated, collation in (
+        zip(*by_field, strict=True) if by_field[0] is not None else ()
+    ):
+        attrs: dict[str, Any] = {"type": type_, "nullable": not notnull}
+        if default is not None:
+            attrs["default"] = default
+        if identity:
+            attrs["identity"] = _IDENTITY[identity]
+        if generated is not None:
+            attrs["generated"] = generated
+        if collation is not None:
+            attrs["collation"] = collation
+        columns[f"{schema}.{table}.{column}"] = attrs
+    return columns
+
+
+def _sequence_columns(rows: Rows, columns: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Identity columns get their sequence's options; returns the column that owns each
+    serial's sequence."""
+    owned: dict[str, str] = {}
+    for deptype, seq_schema, sequence, schema, table, column, start, step, low, high, cycle in rows:
+        name = f"{schema}.{table}.{column}"
+        if deptype == "i" and name in columns:
+            options = {"start": start, "increment": step, "min": low, "max": high, "cycle": cycle}
+            columns[name]["identity_options"] = options
+        elif deptype == "a":
+            owned[f"{seq_schema}.{sequence}"] = name
+    return owned
+
+
+def _constraints(rows: Rows) -> dict[str, dict[str, Any]]:
+    return {
+        f"{schema}.{table}.{name}": {
+            "table": f"{schema}.{table}",
+            "type": _CONTYPE[contype],
+            # NOT VALID is what `validated` says; in the definition too it would make a
+            # constraint validated by hand look redefined.
+            "definition": definition.removesuffix(" NOT VALID"),
+            "validated": validated,
+        }
+        for schema, table, name, contype, definition, validated in rows
+    }
+
+
+def _indexes(rows: Rows) -> dict[str, dict[str, Any]]:
+    indexes = {}
+    for schema, table, name, quoted, definition, unique, valid in rows:
+        # Compare what the index does, not what it is called: drop "<name> " after INDEX.
+        head = f"CREATE {'UNIQUE ' if unique else ''}INDEX "
+        indexes[f"{schema}.{name}"] = {
+            "table": f"{schema}.{table}",
+            "definition": head + definition.removeprefix(f"{head}{quoted} "),
+            "unique": unique,
+            "valid": valid,
+        }
+    return indexes
+
+
+def _sequences(rows: Rows, owned: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {
+        f"{schema}.{name}": _drop_none(
+            {
+                "type": type_,
+                "start": start,
+                "increment": increment,
+                "min": minimum,
+                "max": maximum,
+                "cycle": cycle,
+                "owned_by": owned.get(f"{schema}.{name}"),
+            }
+        )
+        for schema, name, type_, start, increment, minimum, maximum, cycle in rows
+    }
+
+
+def _functions(rows: Rows) -> dict[str, dict[str, Any]]:
+    return {
+        f"{schema}.{name}({args})": _drop_none(
+            {
+                "kind": _PROKIND.get(prokind, prokind),
+                "returns": result,
+                "language": language,
+                "volatility": _VOLATILITY.get(volatility, volatility),
+                "security_definer": secdef or None,
+                "body_md5": body,
+            }
+        )
+        for schema, name, args, prokind, result, language, volatility, secdef, body in rows
+    }
+
+
+def _policies(rows: Rows) -> dict[str, dict[str, Any]]:
+    return {
+        f"{schema}.{table}.{name}": _drop_none(
+            {
+                "command": _POLCMD.get(cmd, cmd),
+                "permissive": permissive,
+                "roles": roles,
+                "using": qual,
+                "with_check": check,
+            }
+        )
+        for schema, table, name, cmd, permissive, roles, qual, check in rows
+    }
+
+
+def _add_privileges(objects: Objects, rows: Rows, runner: str) -> None:
+    """Owners and ACLs, on the objects they belong to, with the runner's role as RUNNER."""
+    for kind, name, owner, acl in rows:
+        if kind == "schema" and name not in objects["schema"]:
+            objects["schema"][name] = {}  # public: its privileges matter, its presence is a given
+        target = objects[kind].get(name)
+        if target is not None:
+            target["owner"] = RUNNER if owner == runner else owner
+            target["acl"] = sorted(_runner_in_acl(item, runner) for item in acl)
+
+
+def _runner_in_acl(item: str, runner: str) -> str:
+    """`grantee=privileges/grantor` with the runner's role name replaced on either side."""
+    grantee, _, rest = item.partition("=")
+    privileges, _, grantor = rest.partition("/")
+    grantee = RUNNER if grantee == runner else grantee
+    grantor = RUNNER if grantor == runner else grantor
+    return f"{grantee}={privileges}/{grantor}"
