@@ -4,12 +4,14 @@ database per test, and a helper that runs the CLI as a user would and parses its
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from release_runner.core.migrations import Directives, Migration
 from release_runner.db import connection
 from release_runner.db.history import HistoryStore
 from release_runner.run.scratch import LocalCluster, find_bindir
@@ -194,8 +197,57 @@ def table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that reaches a server `db`, from the fixtures it uses, so that
-    `pytest -m "not db"` runs the pure tests alone and no test can forget its mark."""
+    """Mark `db` every test that is not an in-process unit test: one that reaches a server
+    (from the fixtures it uses, so no test can forget its mark), and every test of the
+    end-to-end and packaging folders (they run the CLI, pip, pipx, mypy and ruff as processes).
+    `pytest -m "not db"` then runs the unit tests alone, in seconds."""
     for item in items:
-        if "server" in getattr(item, "fixturenames", ()):
+        folder = Path(str(item.fspath)).parent.name
+        if "server" in getattr(item, "fixturenames", ()) or folder in ("e2e", "packaging"):
             item.add_marker(pytest.mark.db)
+
+
+def migration_value(version: str, text: str = "SELECT 1;", when: int | None = None) -> Migration:
+    """A native Migration value, for the pure tests, without a file."""
+    return Migration(
+        version,
+        f"m{version}",
+        Path(f"sql/{version}_m.sql"),
+        text,
+        hashlib.sha256(text.encode()).hexdigest(),
+        Directives(),
+        "native",
+        when,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll until the predicate holds (synchronisation on a state, never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def running(admin: psycopg.Connection[Any], text: str) -> bool:
+    """A runner session is running a statement that contains `text`."""
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-runner'"
+        " AND state = 'active' AND query LIKE %s",
+        (f"%{text}%",),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def waiting_on_lock(admin: psycopg.Connection[Any]) -> bool:
+    """The runner's session is queued behind somebody else's lock."""
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-runner'"
+        " AND wait_event_type = 'Lock'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def events_of(stdout: str) -> list[dict[str, Any]]:
+    """The JSON events of a run's stdout."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]

@@ -21,9 +21,8 @@ from release_runner.core.settings import Settings
 from release_runner.db import execute
 from release_runner.db.history import HistoryStore, RunContext
 from release_runner.db.lock import RunnerLock
-from tests.conftest import Server, history, run_cli, write
+from tests.conftest import Server, history, run_cli, running, wait_for, write
 from tests.proxy import Proxy
-from tests.test_faults import _running, _wait_for
 
 
 def _lock_is_free(admin: psycopg.Connection[Any]) -> bool:
@@ -60,14 +59,14 @@ def test_a_replaced_connection_is_closed_when_the_run_fails(
 
     worker = threading.Thread(target=run)
     worker.start()
-    _wait_for(lambda: _running(admin, "pg_sleep"))
+    wait_for(lambda: running(admin, "pg_sleep"))
     proxy.cut()
     worker.join(timeout=60)
     assert isinstance(failure[0], MigrationFailed)
     assert Event.MIGRATION_RETRY in events and Event.MIGRATION_APPLIED in events
     # The failure is still referenced (as a caller holding it would): the lock is free anyway,
     # as soon as the server has processed the close.
-    _wait_for(lambda: _lock_is_free(admin), timeout=5)
+    wait_for(lambda: _lock_is_free(admin), timeout=5)
     assert [row[0] for row in history(admin)] == ["0001"]
 
 
@@ -121,13 +120,6 @@ _STATE = (
     "SELECT current_user, session_user, current_setting('search_path'), current_setting('lock_timeout'),"
     " current_setting('statement_timeout')"
 )
-
-
-def test_the_failing_run_summary_is_an_error() -> None:
-    """`release.finished` of a failed run is at level error, so `select(.level != "info")` finds it."""
-    result = run_cli("migrate", "--migrations", "/nonexistent")
-    assert result.code == 2
-    assert result.finished["level"] == "error"
 
 
 def test_a_migration_that_empties_search_path_causes_no_false_drift(

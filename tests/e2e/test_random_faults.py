@@ -22,9 +22,8 @@ import pytest
 
 from release_runner.db import connection
 from release_runner.db.history import HistoryStore
-from tests.conftest import Server, run_cli, start_cli, write
+from tests.conftest import Server, events_of, run_cli, start_cli, write
 from tests.proxy import Proxy
-from tests.test_faults import _events
 
 TRIALS = int(os.environ.get("RELEASE_RUNNER_FAULT_TRIALS", "50"))
 SEED = int(os.environ.get("RELEASE_RUNNER_FAULT_SEED", str(secrets.randbits(32))))
@@ -99,7 +98,7 @@ def _fault_and_rerun(
 def _summary_matches_history(story: str, stdout: str, stderr: str, admin: psycopg.Connection[Any]) -> None:
     """No traceback, `release.finished` last, and its `applied` is the rows its run wrote."""
     assert "Traceback" not in stderr, f"{story}: {stderr}"
-    summary = _events(stdout)[-1]
+    summary = events_of(stdout)[-1]
     assert summary["event"] == "release.finished", f"{story}: {stdout}"
     recorded = (
         _one(

@@ -14,9 +14,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import CLI, ROOT, Server, cli_env, history, run_cli, start_cli, write
+from tests.conftest import (
+    CLI,
+    ROOT,
+    Server,
+    cli_env,
+    events_of,
+    history,
+    run_cli,
+    running,
+    start_cli,
+    wait_for,
+    write,
+)
 from tests.proxy import Proxy
-from tests.test_faults import _events, _running, _wait_for
 
 # An index build that takes about a second: the expression calls a function that sleeps (it is
 # declared IMMUTABLE so that it may index; a trick for tests only).
@@ -50,21 +61,21 @@ def test_a_lost_reply_after_a_concurrent_index_is_settled_from_the_catalog(
     dies: the runner reconnects, sees the index valid, records it applied, goes on, exit 0."""
     write(tmp_path, SLOW_INDEX)
     process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
-    _wait_for(lambda: _running(admin, "CREATE INDEX"))
+    wait_for(lambda: running(admin, "CREATE INDEX"))
     proxy.swallowing = True
-    _wait_for(lambda: _index(admin) is True)
+    wait_for(lambda: _index(admin) is True)
     proxy.cut()
     proxy.swallowing = False
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stdout + stderr
-    (reconciled,) = [e for e in _events(stdout) if e["event"] == "migration.reconciled"]
+    (reconciled,) = [e for e in events_of(stdout) if e["event"] == "migration.reconciled"]
     assert (reconciled["version"], reconciled["outcome"]) == ("0002", "applied")
     assert history(admin) == [
         ("0001", "applied", "transaction"),
         ("0002", "applied", "no-transaction"),
         ("0003", "applied", "transaction"),
     ]
-    assert _events(stdout)[-1]["applied"] == 3
+    assert events_of(stdout)[-1]["applied"] == 3
 
 
 def test_a_row_left_started_by_a_vanished_runner_is_settled_on_the_next_deploy(
@@ -92,12 +103,12 @@ def test_a_signal_during_a_concurrent_index_is_reported_as_the_catalog_shows(
     with the catalog."""
     write(tmp_path, {**SLOW_INDEX, "0001_t.sql": SLOW_INDEX["0001_t.sql"].replace("1, 100", "1, 300")})
     process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
-    _wait_for(lambda: _running(admin, "CREATE INDEX"))
+    wait_for(lambda: running(admin, "CREATE INDEX"))
     time.sleep(random.uniform(0.0, 1.5))  # the build takes about 3 s
     process.send_signal(signum)
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode in (0, 128 + signum)
-    summary = _events(stdout)[-1]
+    summary = events_of(stdout)[-1]
     state = _index(admin)
     rows = dict((version, status) for version, status, _ in history(admin))
     assert summary["applied"] == _applied_by(admin, summary["run_id"])
@@ -123,11 +134,11 @@ def test_signals_as_a_migration_commits_are_reported_as_committed(
     write(tmp_path, files)
     for trial in range(6):
         process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
-        _wait_for(lambda: _running(admin, "pg_sleep"))
+        wait_for(lambda: running(admin, "pg_sleep"))
         time.sleep(0.2 + 0.02 * trial)
         process.send_signal(signal.SIGTERM)
         stdout, _ = process.communicate(timeout=30)
-        summary = _events(stdout)[-1]
+        summary = events_of(stdout)[-1]
         assert summary["event"] == "release.finished"
         if process.returncode == 143:
             assert summary["applied"] == _applied_by(admin, summary["run_id"]), summary
@@ -151,7 +162,7 @@ def test_another_runner_taking_over_during_a_reconnect(
     }
     write(tmp_path, files)
     first = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(database, proxy.port))
-    _wait_for(lambda: _running(admin, "pg_sleep"))
+    wait_for(lambda: running(admin, "pg_sleep"))
     proxy.refusing = True
     proxy.cut()
     second = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(database))
@@ -159,10 +170,10 @@ def test_another_runner_taking_over_during_a_reconnect(
     proxy.refusing = False
     stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stdout + stderr
-    skipped = [e for e in _events(stdout) if e["event"] == "migration.already_applied"]
+    skipped = [e for e in events_of(stdout) if e["event"] == "migration.already_applied"]
     assert [e["version"] for e in skipped] == ["0001", "0002", "0003"]
     assert not any(e["ours"] for e in skipped)
-    assert _events(stdout)[-1]["applied"] == 0
+    assert events_of(stdout)[-1]["applied"] == 0
     assert len(history(admin)) == 3
 
 
@@ -194,11 +205,11 @@ def test_sighup_ends_with_a_summary(tmp_path: Path, url: str, admin: psycopg.Con
     """SIGHUP (a closed terminal) is an interruption like the others: exit 129 and a summary."""
     write(tmp_path, {"0001_slow.sql": "CREATE TABLE a ();\nSELECT pg_sleep(3);\n"})
     process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
-    _wait_for(lambda: _running(admin, "pg_sleep"))
+    wait_for(lambda: running(admin, "pg_sleep"))
     process.send_signal(signal.SIGHUP)
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 129
-    assert _events(stdout)[-1]["status"] == "interrupted"
+    assert events_of(stdout)[-1]["status"] == "interrupted"
     assert history(admin) == []
 
 
@@ -220,7 +231,7 @@ def test_a_signal_during_start_up_ends_with_a_summary_not_a_traceback(tmp_path: 
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
         if process.returncode == -signum and not stdout and not stderr:
             continue  # before the interpreter reached the runner
-        finished = [e for e in _events(stdout) if e["event"] == "release.finished"]
+        finished = [e for e in events_of(stdout) if e["event"] == "release.finished"]
         assert len(finished) == 1, stdout + stderr
         assert process.returncode in (0, 128 + signum), stdout[-3000:]
         summaries += 1

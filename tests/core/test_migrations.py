@@ -4,7 +4,6 @@ checksums and statement splitting. Pure: no server."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -255,25 +254,3 @@ def test_a_large_file_is_cut_at_its_real_semicolons(tmp_path: Path) -> None:
     assert [s.kind for s in statements] == ["CreateStmt", "InsertStmt", "CreateStmt", "CreateFunctionStmt"]
     assert [s.line for s in statements] == [1, 3, 30_004, 30_005]
     assert statements[1].text.endswith("'esc\\'; 29999')")
-
-
-def test_new_creates_the_next_file_in_the_directory_s_style(tmp_path: Path) -> None:
-    """`new`: the next number in the directory's width, a timestamp after timestamps, 0001 in an
-    empty directory; drizzle and Prisma folders are pointed at their generators (exit 2)."""
-    from tests.conftest import run_cli
-
-    numbered = write(tmp_path / "numbered", {"0001_a.sql": "SELECT 1;", "0002_b.sql": "SELECT 2;"})
-    made = run_cli("new", "Add users table!", "--migrations", str(numbered))
-    assert made.code == 0, made.stdout
-    assert (numbered / "0003_add_users_table.sql").is_file()
-    assert made.named("migration.created")[0]["version"] == "0003"
-    stamped = write(tmp_path / "stamped", {"20240101000000_a.sql": "SELECT 1;"})
-    assert run_cli("new", "b", "--migrations", str(stamped)).code == 0
-    (created,) = [p.name for p in stamped.iterdir() if not p.name.startswith("2024")]
-    assert re.fullmatch(r"\d{14}_b\.sql", created) and created > "20240101000000"
-    assert run_cli("new", "first", "--migrations", str(tmp_path / "empty")).code == 0
-    assert (tmp_path / "empty" / "0001_first.sql").is_file()
-    assert [m.version for m in read_directory(numbered).migrations] == ["0001", "0002", "0003"]
-    drizzle = write(tmp_path / "drizzle", {"meta/_journal.json": '{"entries": []}', "0000_a.sql": ""})
-    refused = run_cli("new", "x", "--migrations", str(drizzle))
-    assert refused.code == 2 and "drizzle-kit generate" in refused.finished["error"]

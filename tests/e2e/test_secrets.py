@@ -11,8 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import PASSWORD, ROLE, Server, run_cli, write
-from tests.test_faults import _wait_for, _waiting_on_lock
+from tests.conftest import PASSWORD, ROLE, Server, run_cli, wait_for, waiting_on_lock, write
 
 SECRET = "sk_live_9f8e7d6c5b4a"
 
@@ -94,7 +93,7 @@ def test_a_blocker_s_query_is_shown_without_its_values(
             )
         )
         runner.start()
-        _wait_for(lambda: _waiting_on_lock(admin))
+        wait_for(lambda: waiting_on_lock(admin))
         runner.join(timeout=60)
         blocker.rollback()
     (run,) = result

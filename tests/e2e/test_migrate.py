@@ -3,15 +3,12 @@ exit code, JSON events, history rows and the catalog."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.conftest import (
-    PASSWORD,
     Server,
     cli_env,
     history,
@@ -164,72 +161,6 @@ def test_syntax_error_in_last_file_applies_nothing(
     assert history(admin) == []
 
 
-def test_usage_errors_exit_2(tmp_path: Path, url: str) -> None:
-    """Misnamed file, duplicate version, empty or missing directory, no URL: exit 2, named."""
-    cases = {
-        "misnamed": ({"1-foo.sql": "SELECT 1;"}, "1-foo.sql"),
-        "upper-case extension": ({"0001_x.SQL": "SELECT 1;"}, "0001_x.SQL"),
-        "duplicate": ({"0001_a.sql": "SELECT 1;", "1_b.sql": "SELECT 1;"}, "version"),
-        "empty": ({}, "no migrations"),
-    }
-    for label, (files, expected) in cases.items():
-        directory = write(tmp_path / label.replace(" ", "-"), files)
-        result = run_cli("migrate", "--migrations", str(directory), url=url)
-        assert result.code == 2, label
-        assert expected in result.finished["error"], (label, result.finished)
-    missing = run_cli("migrate", "--migrations", str(tmp_path / "nope"), url=url)
-    assert missing.code == 2 and "does not exist" in missing.finished["error"]
-    no_url = run_cli("migrate", env=cli_env(None))
-    assert no_url.code == 2 and "no database URL" in no_url.finished["error"]
-    bad_option = run_cli("migrate", "--lock-timeout", "soon", url=url)
-    assert bad_option.code == 2 and bad_option.finished["event"] == "release.finished"
-
-
-def test_url_fallbacks_are_named_never_printed(tmp_path: Path, url: str) -> None:
-    """DIRECT_DATABASE_URL wins over DATABASE_URL; the log names the variable, not the value."""
-    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-    env = cli_env(None, DIRECT_DATABASE_URL=url, DATABASE_URL="postgresql://wrong@127.0.0.1:1/x")
-    result = run_cli("migrate", "--migrations", str(tmp_path), env=env)
-    assert result.code == 0
-    assert result.named("db.connected")[0]["source"] == "DIRECT_DATABASE_URL"
-    assert url not in result.stdout
-
-
-def test_wrong_password_is_not_retried_and_never_printed(
-    tmp_path: Path, server: Server, database: str
-) -> None:
-    """Authentication failures exit 2 at once; no output contains the password."""
-    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-    bad = server.url(database).replace(PASSWORD.replace("-", "-"), PASSWORD + "x")
-    result = run_cli("migrate", "--migrations", str(tmp_path), url=bad)
-    assert result.code == 2
-    assert not result.named("db.connect_retry")
-    assert PASSWORD not in result.stdout + result.stderr
-    assert "password authentication failed" in result.finished["error"]
-
-
-def test_unreachable_database_retries_then_exits_4(tmp_path: Path, server: Server, database: str) -> None:
-    """Connection refused is retried with backoff within --connect-timeout, then exit 4."""
-    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-    dead = server.url(database, port=1)
-    result = run_cli("migrate", "--migrations", str(tmp_path), "--connect-timeout", "2s", url=dead)
-    assert result.code == 4
-    assert result.finished["status"] == "unreachable"
-    retries = result.named("db.connect_retry")
-    assert len(retries) >= 2 and all("delay_ms" in r for r in retries)
-    assert PASSWORD not in result.stdout + result.stderr
-
-
-def test_secrets_never_reach_output_even_on_failure(tmp_path: Path, url: str) -> None:
-    """A failing migration whose SQL and error mention the URL and password print neither."""
-    write(tmp_path, {"0001_a.sql": f"SELECT 'password={PASSWORD}'::int;\n"})
-    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
-    assert result.code == 1
-    assert PASSWORD not in result.stdout + result.stderr
-    status = run_cli("status", "--format", "json", "--migrations", str(tmp_path), url=url)
-    assert PASSWORD not in status.stdout + status.stderr
-
-
 def test_lock_held_by_another_session_waits_then_exits_4(tmp_path: Path, url: str) -> None:
     """While another session holds the runner lock: lock.waiting names it, then exit 4 with
     the pending count read without the lock (it was 0 before)."""
@@ -324,25 +255,6 @@ def test_status_and_plan_write_nothing(tmp_path: Path, url: str, admin: psycopg.
     assert not table_exists(admin, "a")
 
 
-def test_help_and_version() -> None:
-    """--version and --help on every command; every option reads an environment variable and
-    --help shows it."""
-    import click
-
-    from release_runner.cli.main import cli
-
-    assert "release-runner, version" in run_cli("--version").stdout
-    for name, command in cli.commands.items():
-        result = run_cli(name, "--help")
-        assert result.code == 0 and "RELEASE_RUNNER_MIGRATIONS" in result.stdout
-        for param in command.params:
-            if isinstance(param, click.Option) and param.name != "help":
-                assert param.envvar and param.show_envvar, (name, param.name)
-                names = [param.envvar] if isinstance(param.envvar, str) else param.envvar
-                shown = " ".join(result.stdout.split())
-                assert all(env in shown for env in names), (name, param.envvar)
-
-
 def test_session_settings_do_not_leak_between_migrations(
     tmp_path: Path, url: str, admin: psycopg.Connection[Any]
 ) -> None:
@@ -435,74 +347,6 @@ def test_allowed_warning_passes_and_strict_lint_refuses(
     assert not allowed.named("preflight.warning")
 
 
-def test_non_utf8_database_gets_text_in_its_encoding(tmp_path: Path, server: Server) -> None:
-    """A LATIN1 database: the migration's non-ASCII text arrives intact."""
-    import secrets
-
-    from release_runner.db import connection
-
-    name = f"latin_{secrets.token_hex(4)}"
-    with psycopg.connect(server.admin, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
-        )
-    try:
-        write(tmp_path, {"0001_a.sql": "CREATE TABLE t (note text);\nINSERT INTO t VALUES ('café');\n"})
-        result = run_cli("migrate", "--migrations", str(tmp_path), url=server.url(name))
-        assert result.code == 0, result.stdout
-        with psycopg.connect(connection.with_dbname(server.admin, name)) as conn:
-            assert conn.execute("SELECT note, octet_length(note) FROM t").fetchone() == ("café", 4)
-    finally:
-        connection.drop_database(server.admin, name)
-
-
-@pytest.mark.parametrize(
-    "template",
-    [
-        "postgres//runner:{p}@127.0.0.1:1/x",  # mistyped scheme: libpq echoes it in its error
-        "postgresql://runner:{p}@127.0.0.1:1/x?sslmode=bogus",
-        "host=127.0.0.1 port=1 user=runner password='{p}' dbname=x",
-        "host=127.0.0.1 port=1 user=runner password={p} nonsense",
-    ],
-)
-def test_malformed_urls_never_print_their_password(template: str) -> None:
-    """However the URL is written or mistyped, its password never reaches the output."""
-    result = run_cli("status", "--connect-timeout", "1", env=cli_env(template.format(p=PASSWORD)))
-    assert result.code in (2, 4)
-    assert PASSWORD not in result.stdout + result.stderr
-
-
-def test_read_only_server_is_refused(
-    tmp_path: Path, url: str, admin: psycopg.Connection[Any], database: str
-) -> None:
-    """A replica (here: a database that defaults to read-only) gets a clear exit 2."""
-    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-    admin.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
-    result = run_cli("migrate", "--migrations", str(tmp_path), url=url)
-    assert result.code == 2
-    assert "read-only server" in result.finished["error"]
-
-
-def test_missing_privileges_exit_2_with_advice(
-    tmp_path: Path, server: Server, database: str, admin: psycopg.Connection[Any]
-) -> None:
-    """A role that may not create the history schema: exit 2 naming the privilege, not a crash."""
-    import secrets
-
-    role = f"weak_{secrets.token_hex(3)}"
-    admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'weak-pass'")
-    admin.execute(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC")
-    try:
-        write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-        weak = f"postgresql://{role}:weak-pass@{server.host}:{server.port}/{database}"
-        result = run_cli("migrate", "--migrations", str(tmp_path), url=weak)
-        assert result.code == 2, result.stdout
-        assert "42501" in result.finished["error"] and "privileges" in result.finished["error"]
-        assert not result.named("release.crashed")
-    finally:
-        admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
-
-
 def test_custom_history_schema(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
     """--history-schema with capitals: created, found again on the next run, lock key its own."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
@@ -513,19 +357,6 @@ def test_custom_history_schema(tmp_path: Path, url: str, admin: psycopg.Connecti
         assert result.code == 0, result.stdout
     assert admin.execute('SELECT version FROM "Deploy_History".history').fetchall() == [("0001",)]
     assert not table_exists(admin, "release_runner.history")
-
-
-def test_applied_by_for_a_uid_without_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A container run as a bare uid (docker run --user 12345) has no user name to record."""
-    import getpass
-
-    from release_runner.db.history import HistoryStore, RunContext
-
-    def nameless() -> str:
-        raise KeyError("getpwuid(): uid not found: 12345")
-
-    monkeypatch.setattr(getpass, "getuser", nameless)
-    assert RunContext(HistoryStore("release_runner"), "r", {}).applied_by.startswith(f"uid {os.getuid()}@")
 
 
 def test_an_applied_file_edited_on_purpose_is_accepted_after_verification(
