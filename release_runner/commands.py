@@ -10,7 +10,9 @@ from pathlib import Path
 
 from release_runner.core import phases, schema
 from release_runner.core import plan as plan_module
+from release_runner.core.errors import UsageError
 from release_runner.core.events import Event
+from release_runner.core.history import RepairAction
 from release_runner.core.report import PlanReport
 from release_runner.core.scaffold import next_file
 from release_runner.core.settings import Settings
@@ -69,8 +71,13 @@ def check(settings: Settings) -> int:
 
 
 def repair(settings: Settings, version: str, action: str, reason: str, run_id: str) -> None:
-    """Resolve a record after a human fixed what it is about (see run/repair.py)."""
-    repairs.repair(settings, version, action, reason, run_id)
+    """Resolve a record after a human fixed what it is about (see run/repair.py): `action` is
+    `applied`, `forget` or `accept-checksum`."""
+    try:
+        verdict = RepairAction(action)
+    except ValueError:
+        raise UsageError(f"repair takes `applied`, `forget` or `accept-checksum`, not {action!r}") from None
+    repairs.repair(settings, version, verdict, reason, run_id)
 
 
 def baseline(settings: Settings, version: str | None, force: bool, run_id: str) -> int:

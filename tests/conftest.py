@@ -21,7 +21,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from release_runner.core.migrations import Directives, Migration
+from release_runner.core.migrations import Directives, Migration, SourceFormat
 from release_runner.db import connection
 from release_runner.db.history import HistoryStore
 from release_runner.run.scratch import LocalCluster, find_bindir
@@ -216,7 +216,7 @@ def migration_value(version: str, text: str = "SELECT 1;", when: int | None = No
         text,
         hashlib.sha256(text.encode()).hexdigest(),
         Directives(),
-        "native",
+        SourceFormat.NATIVE,
         when,
     )
 

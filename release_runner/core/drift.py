@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from release_runner.core.objects import Objects
@@ -14,12 +15,27 @@ from release_runner.core.objects import Objects
 _RENAMEABLE = ("constraint", "index")
 
 
+class Kind(StrEnum):
+    """What a difference is. Extras, unvalidated or hand-validated constraints and renames
+    warn (`--strict` fails them); the rest fail."""
+
+    MISSING = "missing"
+    CHANGED = "changed"
+    EXTRA = "extra"
+    INVALID = "invalid"  # an INVALID index
+    UNVALIDATED = "unvalidated"  # a NOT VALID constraint the snapshot does not expect
+    VALIDATED = "validated"  # validated by hand, NOT VALID in the snapshot
+    RENAMED = "renamed"
+
+
+_WARNINGS = {Kind.EXTRA, Kind.UNVALIDATED, Kind.VALIDATED, Kind.RENAMED}
+
+
 @dataclass(frozen=True)
 class Mismatch:
-    """One difference: `kind` is missing, changed, extra, invalid (an INVALID index) or
-    unvalidated (a NOT VALID constraint the snapshot does not expect)."""
+    """One difference between an expected schema and an actual one."""
 
-    kind: str
+    kind: Kind
     object_type: str
     name: str
     expected: Any = None
@@ -29,21 +45,21 @@ class Mismatch:
     def fails(self) -> bool:
         """Extras, unvalidated or hand-validated constraints and renames warn (`--strict` fails
         them); the rest fail."""
-        return self.kind not in ("extra", "unvalidated", "validated", "renamed")
+        return self.kind not in _WARNINGS
 
     def describe(self) -> str:
-        if self.kind == "missing":
+        if self.kind is Kind.MISSING:
             return f"missing {self.object_type} {self.name}"
-        if self.kind == "extra":
+        if self.kind is Kind.EXTRA:
             return f"extra {self.object_type} {self.name} (only in the database)"
-        if self.kind in ("invalid", "unvalidated"):
+        if self.kind in (Kind.INVALID, Kind.UNVALIDATED):
             return f"{self.object_type} {self.name}: {self.actual}"
-        if self.kind == "renamed":
+        if self.kind is Kind.RENAMED:
             return (
                 f"renamed {self.object_type} {self.expected} to {self.actual} (same definition; "
                 "statements that name it, such as ON CONFLICT ON CONSTRAINT, break)"
             )
-        if self.kind == "validated":
+        if self.kind is Kind.VALIDATED:
             return f"{self.object_type} {self.name}: validated by hand, NOT VALID in the snapshot (stricter)"
         expected, found = json.dumps(self.expected, sort_keys=True), json.dumps(self.actual, sort_keys=True)
         return f"changed {self.object_type} {self.name}: expected {expected}, found {found}"
@@ -70,8 +86,8 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
         extra = [name for name in have if name not in want]
         if object_type in _RENAMEABLE:
             missing, extra, renamed = _pair_renamed(want, have, missing, extra)
-            found.extend(Mismatch("renamed", object_type, new, old, new) for old, new in renamed)
-        found.extend(Mismatch("missing", object_type, name, want[name]) for name in missing)
+            found.extend(Mismatch(Kind.RENAMED, object_type, new, old, new) for old, new in renamed)
+        found.extend(Mismatch(Kind.MISSING, object_type, name, want[name]) for name in missing)
         for name, wanted in want.items():
             found_attrs = have.get(name)
             if found_attrs is None or found_attrs == wanted:
@@ -82,14 +98,14 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
                 stricter = changed == {"validated"} and found_attrs.get("validated") is True
                 found.append(
                     Mismatch(
-                        "validated" if stricter else "changed",
+                        Kind.VALIDATED if stricter else Kind.CHANGED,
                         object_type,
                         name,
                         {k: wanted.get(k) for k in sorted(changed)},
                         {k: found_attrs.get(k) for k in sorted(changed)},
                     )
                 )
-        found.extend(Mismatch("extra", object_type, name, None, have[name]) for name in extra)
+        found.extend(Mismatch(Kind.EXTRA, object_type, name, None, have[name]) for name in extra)
     return sorted(found, key=lambda m: (m.object_type, m.name, m.kind))
 
 
@@ -125,7 +141,7 @@ def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
         if not index["valid"]:
             found.append(
                 Mismatch(
-                    "invalid",
+                    Kind.INVALID,
                     "index",
                     name,
                     None,
@@ -139,7 +155,7 @@ def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
         if not constraint["validated"] and not intended:
             found.append(
                 Mismatch(
-                    "unvalidated",
+                    Kind.UNVALIDATED,
                     "constraint",
                     name,
                     None,

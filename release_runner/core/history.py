@@ -28,6 +28,14 @@ class Mode(StrEnum):
     IMPORTED = "imported"  # adopted from drizzle-kit's or Prisma's own history
 
 
+class RepairAction(StrEnum):
+    """What `repair` does to a record: a human's verdict, logged with the reason."""
+
+    APPLIED = "applied"  # a failed or unfinished no-transaction migration was finished by hand
+    FORGET = "forget"  # it was undone by hand: the row goes, migrate runs it again
+    ACCEPT_CHECKSUM = "accept-checksum"  # an applied file was edited on purpose
+
+
 @dataclass(slots=True, eq=False, repr=False)
 class HistoryRow:
     """One row of the history table, as read back."""

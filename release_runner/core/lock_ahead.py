@@ -25,25 +25,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from release_runner.core.statements import Statement, name_parts, node, relation_parts, sets_search_path
 
-ROW_EXCLUSIVE = "ROW EXCLUSIVE"
-SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
-SHARE = "SHARE"
-SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
-ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
-_MODES = [
-    "ACCESS SHARE",
-    "ROW SHARE",
-    ROW_EXCLUSIVE,
-    SHARE_UPDATE_EXCLUSIVE,
-    SHARE,
-    SHARE_ROW_EXCLUSIVE,
-    "EXCLUSIVE",
-    ACCESS_EXCLUSIVE,
-]
+
+class LockMode(StrEnum):
+    """PostgreSQL's table lock modes, weakest first; the value is how LOCK TABLE spells it."""
+
+    ACCESS_SHARE = "ACCESS SHARE"
+    ROW_SHARE = "ROW SHARE"
+    ROW_EXCLUSIVE = "ROW EXCLUSIVE"
+    SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
+    SHARE = "SHARE"
+    SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
+    EXCLUSIVE = "EXCLUSIVE"
+    ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+
+
+ROW_EXCLUSIVE = LockMode.ROW_EXCLUSIVE
+SHARE_UPDATE_EXCLUSIVE = LockMode.SHARE_UPDATE_EXCLUSIVE
+SHARE = LockMode.SHARE
+SHARE_ROW_EXCLUSIVE = LockMode.SHARE_ROW_EXCLUSIVE
+ACCESS_EXCLUSIVE = LockMode.ACCESS_EXCLUSIVE
+_MODES = list(LockMode)
 # PostgreSQL's table of conflicting lock modes, row by row in the order above: X conflicts.
 _MATRIX = [".......X", "......XX", "....XXXX", "...XXXXX", "..XX.XXX", "..XXXXXX", ".XXXXXXX", "XXXXXXXX"]
 _CONFLICTS = {
@@ -89,7 +95,7 @@ class Lock:
     a foreign-key column or a foreign key takes ACCESS EXCLUSIVE on the table it references."""
 
     name: tuple[str, ...]
-    mode: str
+    mode: LockMode
     via: str = "table"
     detail: str | None = None
     only: bool = False
@@ -150,7 +156,7 @@ def _alter_table(body: dict[str, Any]) -> Iterator[Lock | None]:
             yield Lock(partition, ACCESS_EXCLUSIVE)
 
 
-def _lock(name: tuple[str, ...] | None, mode: str) -> Lock | None:
+def _lock(name: tuple[str, ...] | None, mode: LockMode) -> Lock | None:
     return Lock(name, mode) if name else None
 
 
@@ -214,7 +220,7 @@ def needed(statements: list[Statement]) -> list[Lock]:
         # SET TRANSACTION must come before any query of the transaction, and the lock-ahead
         # block is one: such a file takes its locks as its statements go.
         return []
-    wanted: dict[tuple[tuple[str, ...], str, str | None, bool], list[str]] = {}
+    wanted: dict[tuple[tuple[str, ...], str, str | None, bool], list[LockMode]] = {}
     moved = False  # the file changed search_path: unqualified names no longer mean what they do now
     for statement in statements:
         moved = moved or sets_search_path(statement)

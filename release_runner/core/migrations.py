@@ -11,6 +11,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,14 @@ from release_runner.core.statements import (
 
 NATIVE_NAME = re.compile(r"^(\d+)_([^/]+)\.sql$")
 DRIZZLE_BREAKPOINT = "--> statement-breakpoint"
+
+
+class SourceFormat(StrEnum):
+    """Which tool's folder layout a migrations directory has."""
+
+    NATIVE = "native"
+    DRIZZLE = "drizzle"
+    PRISMA = "prisma"
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class Migration:
     raw_sha256: str = field(repr=False)
     """SHA-256 of the bytes as stored: what Prisma and drizzle-kit record."""
     directives: Directives
-    source_format: str
+    source_format: SourceFormat
     drizzle_when: int | None = None
 
     @cached_property
@@ -70,7 +79,9 @@ class Migration:
     def statements(self) -> list[Statement]:
         """The statements, split by the PostgreSQL parser (drizzle files first on breakpoints).
         Raises SqlSyntaxError on text the parser rejects, unless the file allows parse-error."""
-        chunks = self.text.split(DRIZZLE_BREAKPOINT) if self.source_format == "drizzle" else [self.text]
+        chunks = (
+            self.text.split(DRIZZLE_BREAKPOINT) if self.source_format is SourceFormat.DRIZZLE else [self.text]
+        )
         lines = LineIndex(self.text)
         statements: list[Statement] = []
         offset = 0
@@ -156,7 +167,7 @@ def parse_directives(text: str, path: Path) -> Directives:
 _NO_DIRECTIVES = Directives()
 
 
-def _load(path: Path, version: str, name: str, source_format: str, **extra: Any) -> Migration:
+def _load(path: Path, version: str, name: str, source_format: SourceFormat, **extra: Any) -> Migration:
     try:
         with open(path, "rb") as file:  # not Path.read_bytes: a thousand files, a tenth of the time
             raw = file.read()
@@ -172,21 +183,23 @@ def _load(path: Path, version: str, name: str, source_format: str, **extra: Any)
 class MigrationSet:
     """A directory read in application order, with files it saw but will not apply."""
 
-    source_format: str
+    source_format: SourceFormat
     migrations: list[Migration]
     ignored: list[Path]
 
 
-def detect_formats(directory: Path) -> list[str]:
+def detect_formats(directory: Path) -> list[SourceFormat]:
     """Every format the directory can be read as: a drizzle-kit journal, a Prisma lock file or
     `*/migration.sql` folders, native `*.sql` files at the top (which a drizzle folder has too)."""
-    found = []
+    found: list[SourceFormat] = []
     if (directory / "meta" / "_journal.json").exists():
-        found.append("drizzle")
+        found.append(SourceFormat.DRIZZLE)
     if (directory / "migration_lock.toml").exists() or any(directory.glob("*/migration.sql")):
-        found.append("prisma")
-    if "drizzle" not in found and any(p.name.lower().endswith(".sql") for p in directory.iterdir()):
-        found.append("native")
+        found.append(SourceFormat.PRISMA)
+    if SourceFormat.DRIZZLE not in found and any(
+        p.name.lower().endswith(".sql") for p in directory.iterdir()
+    ):
+        found.append(SourceFormat.NATIVE)
     return found
 
 
@@ -207,9 +220,13 @@ def read_directory(directory: Path, source_format: str = "auto") -> MigrationSet
                 f"--migrations-format {formats[0]} (or {formats[1]}), or move what does not belong",
                 file=str(directory),
             )
-        source_format = formats[0] if formats else "native"
-    reader = {"native": _read_native, "drizzle": _read_drizzle, "prisma": _read_prisma}
-    result = reader[source_format](directory)
+        source_format = formats[0] if formats else SourceFormat.NATIVE
+    reader = {
+        SourceFormat.NATIVE: _read_native,
+        SourceFormat.DRIZZLE: _read_drizzle,
+        SourceFormat.PRISMA: _read_prisma,
+    }
+    result = reader[SourceFormat(source_format)](directory)
     if not result.migrations:
         raise UsageError(
             f"{directory}: no migrations found; native files are named <version>_<name>.sql",
@@ -241,8 +258,8 @@ def _read_native(directory: Path) -> MigrationSet:
                 "give each migration its own version",
                 file=str(path),
             )
-        by_number[number] = _load(path, match.group(1), match.group(2), "native")
-    return MigrationSet("native", [by_number[n] for n in sorted(by_number)], [])
+        by_number[number] = _load(path, match.group(1), match.group(2), SourceFormat.NATIVE)
+    return MigrationSet(SourceFormat.NATIVE, [by_number[n] for n in sorted(by_number)], [])
 
 
 def _read_drizzle(directory: Path) -> MigrationSet:
@@ -281,10 +298,12 @@ def _read_drizzle(directory: Path) -> MigrationSet:
         if version in seen:
             raise UsageError(f"{path}: version {version} is also used by {seen[version]}")
         seen[version] = path
-        migrations.append(_load(path, version, name or tag, "drizzle", drizzle_when=entry.get("when")))
+        migrations.append(
+            _load(path, version, name or tag, SourceFormat.DRIZZLE, drizzle_when=entry.get("when"))
+        )
     listed = {m.path.name for m in migrations}
     ignored = sorted(p for p in directory.glob("*.sql") if p.name not in listed)
-    return MigrationSet("drizzle", migrations, ignored)
+    return MigrationSet(SourceFormat.DRIZZLE, migrations, ignored)
 
 
 def _read_prisma(directory: Path) -> MigrationSet:
@@ -309,8 +328,10 @@ def _read_prisma(directory: Path) -> MigrationSet:
                 file=str(folder),
             )
         match = re.match(r"^\d+_(.+)$", folder.name)
-        migrations.append(_load(path, folder.name, match.group(1) if match else folder.name, "prisma"))
-    return MigrationSet("prisma", migrations, [])
+        migrations.append(
+            _load(path, folder.name, match.group(1) if match else folder.name, SourceFormat.PRISMA)
+        )
+    return MigrationSet(SourceFormat.PRISMA, migrations, [])
 
 
 def _not_a_file(path: Path) -> UsageError:

@@ -22,6 +22,7 @@ deferred, the expected schema is the full snapshot with those changes undone, ne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from release_runner.core.errors import UsageError
 from release_runner.core.history import DeferredRow
@@ -31,12 +32,20 @@ from release_runner.core.plan import Plan, State
 from release_runner.core.schema import Snapshot
 
 
+class PhaseName(StrEnum):
+    """The phase a run is in: the release phase (Fly's release_command, the old release still
+    serving) or the post-deploy phase (every Machine runs the new release)."""
+
+    RELEASE = "release"
+    POST_DEPLOY = "post-deploy"
+
+
 @dataclass(eq=False, repr=False)
 class Phase:
     """What one run does: migrations to apply in order, post-deploy ones it leaves deferred
     (newly or still), and why each post-deploy migration it applies runs now."""
 
-    name: str
+    name: PhaseName
     apply: list[Migration]
     defer: list[Migration]
     released: dict[str, str] = field(default_factory=dict)
@@ -49,7 +58,7 @@ def choose(plan: Plan, post_deploy: bool, release_id: str | None) -> Phase:
     if post_deploy:
         why = "--post-deploy: every Machine runs the new release"
         return Phase(
-            "post-deploy",
+            PhaseName.POST_DEPLOY,
             pre + [e.migration for e in post if e.migration],
             [],
             {e.version: why for e in post},
@@ -57,7 +66,7 @@ def choose(plan: Plan, post_deploy: bool, release_id: str | None) -> Phase:
     if plan.fresh:
         why = "the database has no migration history, so no running release depends on its shape"
         return Phase(
-            "release",
+            PhaseName.RELEASE,
             [e.migration for e in waiting if e.migration],
             [],
             {e.version: why for e in post},
@@ -77,7 +86,7 @@ def choose(plan: Plan, post_deploy: bool, release_id: str | None) -> Phase:
             )
         else:
             defer.append(migration)
-    return Phase("release", apply, defer, released)
+    return Phase(PhaseName.RELEASE, apply, defer, released)
 
 
 def defer_reason(release_id: str | None, row: DeferredRow | None) -> str:

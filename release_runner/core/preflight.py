@@ -16,7 +16,7 @@ from typing import Any
 from release_runner.core import lock_ahead, mask
 from release_runner.core.detect import Hit, Judged, file_hits
 from release_runner.core.lock_ahead import Lock
-from release_runner.core.migrations import Migration
+from release_runner.core.migrations import Migration, SourceFormat
 from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
 from release_runner.core.rules import RULES, Severity, allowed
 from release_runner.core.statements import SqlSyntaxError, Statement, node
@@ -136,7 +136,7 @@ def prepare(
     except SqlSyntaxError as error:
         return Prepared(migration, [], True, [_syntax_finding(migration, error)])
     unwrapped = False
-    if migration.source_format in ("prisma", "drizzle"):
+    if migration.source_format is not SourceFormat.NATIVE:
         statements, unwrapped = _unwrap(statements)
     nontransactional = [s for s in statements if refuses_transaction_block(s)]
     explicit = migration.directives.no_transaction

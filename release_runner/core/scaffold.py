@@ -10,13 +10,17 @@ from pathlib import Path
 
 from release_runner.core import migrations
 from release_runner.core.errors import UsageError
+from release_runner.core.migrations import SourceFormat
 
-_GENERATORS = {"drizzle": "drizzle-kit generate", "prisma": "prisma migrate dev --create-only"}
+_GENERATORS = {
+    SourceFormat.DRIZZLE: "drizzle-kit generate",
+    SourceFormat.PRISMA: "prisma migrate dev --create-only",
+}
 
 
 def next_file(directory: Path, name: str, now: datetime | None = None) -> tuple[Path, str, str]:
     """(path, version, text) of the next migration of a native `directory`, saying `name`."""
-    foreign = [f for f in migrations.detect_formats(directory) if f != "native"]
+    foreign = [f for f in migrations.detect_formats(directory) if f is not SourceFormat.NATIVE]
     if foreign:
         raise UsageError(
             f"{directory} is a {foreign[0]} folder: create its migrations with `{_GENERATORS[foreign[0]]}`",

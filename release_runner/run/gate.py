@@ -12,6 +12,7 @@ from release_runner.core import plan as plan_module
 from release_runner.core.errors import RefusedError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.migrations import SourceFormat
 from release_runner.core.outcome import Outcome
 from release_runner.core.preflight import Prepared, prepare_all, refuse_in_release_phase, release_hits
 from release_runner.core.rules import Severity
@@ -52,14 +53,14 @@ def history(
     ours does not know yet (to import), and the foreign rows that match no file (problems that
     refuse a migrate; `status` and `plan` show them)."""
     rows = HistoryStore(settings.history_schema).read(conn)
-    if found.source_format not in ("drizzle", "prisma"):
+    if found.source_format is SourceFormat.NATIVE:
         return rows, [], []
 
-    table = settings.drizzle_history if found.source_format == "drizzle" else "_prisma_migrations"
+    table = settings.drizzle_history if found.source_format is SourceFormat.DRIZZLE else "_prisma_migrations"
     foreign = read_foreign_history(conn, found.source_format, table)
     if not foreign:
         return rows, [], []
-    match = adopt.match_drizzle if found.source_format == "drizzle" else adopt.match_prisma
+    match = adopt.match_drizzle if found.source_format is SourceFormat.DRIZZLE else adopt.match_prisma
     adoption = match(foreign, found.migrations)
     known = {row.version for row in rows}
     to_import = [m for m in adoption.applied if m.version not in known]

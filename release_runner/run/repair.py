@@ -9,7 +9,7 @@ from dataclasses import replace
 from release_runner.core import schema
 from release_runner.core.errors import DriftError, UsageError
 from release_runner.core.events import Event
-from release_runner.core.history import HistoryRow, Mode, Status
+from release_runner.core.history import HistoryRow, Mode, RepairAction, Status
 from release_runner.core.settings import Settings, fly_context
 from release_runner.db.history import RunContext
 from release_runner.run import gate as refusals
@@ -18,30 +18,28 @@ from release_runner.run import verify as verification
 from release_runner.run.log import emit
 
 
-def repair(settings: Settings, version: str, action: str, reason: str, run_id: str) -> None:
+def repair(settings: Settings, version: str, action: RepairAction, reason: str, run_id: str) -> None:
     """Resolve a record after a human fixed what it is about: `applied` marks a failed or
     unfinished no-transaction migration done, `forget` deletes its row so the next migrate runs
     it again, `accept-checksum` records the text of a deliberately edited applied file (only
     once the live schema matches the snapshot)."""
-    if action not in ("applied", "forget", "accept-checksum"):
-        raise UsageError(f"repair takes `applied`, `forget` or `accept-checksum`, not {action!r}")
     # Accepting an edit is checked against the snapshot, which must exist; read before locking.
     expected = (
         verification.expected_schema(replace(settings, require_snapshot=True))
-        if action == "accept-checksum"
+        if action is RepairAction.ACCEPT_CHECKSUM
         else None
     )
     with session.locked(settings) as locked:
         conn = locked.conn
         row = locked.history.row(conn, version)
-        if action == "accept-checksum":
+        if action is RepairAction.ACCEPT_CHECKSUM:
             _accept_checksum(locked, row, version, expected)
         elif row is None or row.applied:
             raise UsageError(
                 f"version {version} has no failed or unfinished record; repair only resolves "
                 "those (see `release-runner status`)"
             )
-        elif action == "applied":
+        elif action is RepairAction.APPLIED:
             locked.history.resolve(conn, version, Status.APPLIED)
         else:
             locked.history.delete_row(conn, version)

@@ -73,7 +73,7 @@ def listing(mismatches: list[drift.Mismatch], most: int = 20) -> str:
     differ, how to leave them out when roles differ between environments on purpose."""
     more = " ..." if len(mismatches) > most else ""
     text = "; ".join(m.describe() for m in mismatches[:most]) + more
-    if any(m.kind == "changed" and set(m.expected or {}) & {"owner", "acl"} for m in mismatches):
+    if any(m.kind is drift.Kind.CHANGED and set(m.expected or {}) & {"owner", "acl"} for m in mismatches):
         text += (
             ". Owners or privileges differ: if the roles differ between environments on purpose, "
             "pass --ignore-privileges"
@@ -139,7 +139,7 @@ def _rendered_here(conn: Connection, mismatches: list[drift.Mismatch]) -> tuple[
     kept, rendered = [], 0
     for mismatch in mismatches:
         if (
-            mismatch.kind == "changed"
+            mismatch.kind is drift.Kind.CHANGED
             and mismatch.object_type == "view"
             and set(mismatch.expected or {}) == {"definition"}
         ):
@@ -230,7 +230,7 @@ def check_replay(settings: Settings, migrations: list[Migration]) -> None:
         replayed_before = phases.undone(actual, [replayed.post_deploy.get(version, {})])
         waiting = compared(settings, recorded, replayed_before)
         if version not in snapshot.post_deploy or version not in replayed.post_deploy:
-            waiting = waiting or [drift.Mismatch("missing", "post-deploy state of", version)]
+            waiting = waiting or [drift.Mismatch(drift.Kind.MISSING, "post-deploy state of", version)]
         differences += [m for m in waiting if m not in differences]
     mismatches = report(differences, lambda _: True)
     if mismatches:

@@ -10,7 +10,7 @@ import pytest
 from release_runner.core import phases
 from release_runner.core.errors import UsageError
 from release_runner.core.history import DeferredRow, HistoryRow, Mode, Status
-from release_runner.core.migrations import Directives, Migration
+from release_runner.core.migrations import Directives, Migration, SourceFormat
 from release_runner.core.plan import make_plan
 from release_runner.core.schema import Snapshot
 from tests.conftest import migration_value
@@ -25,7 +25,7 @@ def _post_deploy(version: str) -> Migration:
         plain.text,
         plain.raw_sha256,
         Directives(post_deploy=True),
-        "native",
+        SourceFormat.NATIVE,
     )
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from release_runner.core import lock_ahead as lock_ahead_module
-from release_runner.core.lock_ahead import _CONFLICTS
+from release_runner.core.lock_ahead import _CONFLICTS, LockMode
 from release_runner.core.migrations import read_directory
 from release_runner.db import connection
 from tests.conftest import Server, history, run_cli, start_cli, write
@@ -119,8 +119,8 @@ def test_modes_match_what_postgresql_takes(tmp_path: Path, admin: psycopg.Connec
         taken = _held(admin, statement)
         assert set(ahead) == set(taken), (statement, ahead, taken)
         for table, modes in taken.items():
-            ahead_conflicts = set().union(*(_CONFLICTS[m] for m in ahead[table]))
-            statement_conflicts = set().union(*(_CONFLICTS[m] for m in modes))
+            ahead_conflicts = set().union(*(_CONFLICTS[LockMode(m)] for m in ahead[table]))
+            statement_conflicts = set().union(*(_CONFLICTS[LockMode(m)] for m in modes))
             assert ahead_conflicts == statement_conflicts, (statement, table, ahead[table], modes)
 
 
