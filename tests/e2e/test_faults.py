@@ -4,14 +4,10 @@ time budget, a transaction-mode pooler and many runners at once."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +16,6 @@ import pytest
 
 from release_runner.run.scratch import LocalCluster
 from tests.conftest import (
-    PASSWORD,
-    ROLE,
     Server,
     events_of,
     history,
@@ -248,57 +242,6 @@ def test_signal_cancels_rolls_back_and_exits(
     assert [r[0] for r in history(admin)] == ["0001"]
     rerun = run_cli("migrate", "--migrations", str(tmp_path), url=url)
     assert rerun.code == 0 and rerun.finished["applied"] == 1
-
-
-@pytest.fixture
-def pgbouncer(server: Server) -> Iterator[Callable[..., int]]:
-    """Start PgBouncer (Debian package) in front of the test cluster, as an unprivileged user."""
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not Path(binary).exists():
-        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
-    started: list[subprocess.Popen[bytes]] = []
-    directory = Path(tempfile.mkdtemp(prefix="rr-pgbouncer-"))
-
-    def start(mode: str, extra: str = "") -> int:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        (directory / "users.txt").write_text(f'"{ROLE}" "{PASSWORD}"\n')
-        (directory / f"{mode}.ini").write_text(
-            f"[databases]\n* = host=127.0.0.1 port={server.port}\n"
-            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
-            f"auth_type = scram-sha-256\nauth_file = {directory}/users.txt\n"
-            f"pool_mode = {mode}\nunix_socket_dir =\nlogfile = {directory}/{mode}.log\n{extra}"
-        )
-        import os
-        import pwd
-
-        user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-        if user:
-            os.chown(directory, user.pw_uid, user.pw_gid)
-            for item in directory.iterdir():
-                os.chown(item, user.pw_uid, user.pw_gid)
-        process = subprocess.Popen(
-            [binary, str(directory / f"{mode}.ini")],
-            user=user.pw_uid if user else None,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(process)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return port
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail("pgbouncer did not start")
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_sigkill_leaves_nothing_running_on_the_server(
