@@ -2,10 +2,11 @@
 loop (bare_loop.py, a process of its own like the runner), with fsync on and off. Also the
 runner's peak RSS. Prints medians and ratios.
 
-usage: python3 bench/apply.py [COUNT]"""
+usage: python3 bench/apply.py [COUNT]   (BENCH_RUNS=N: N paired runs each, default 5)"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from common import (
 )
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-RUNS = 5
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 
 
 def make_migrations(directory: Path) -> None:
@@ -40,13 +41,14 @@ def bare_loop(url: str, directory: Path) -> None:
 
 def measure(cluster: LocalCluster, directory: Path, label: str) -> list[tuple[str, ...]]:
     """Apply COUNT migrations to a fresh database, RUNS times each way."""
-    bare, ours = on_fresh_databases(
+    paired = on_fresh_databases(
         cluster,
         RUNS,
         lambda url: bare_loop(url, directory),
         lambda url: run_runner("migrate", "--migrations", str(directory), url=url),
     )
-    return [(f"apply {COUNT}, {label}", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")]
+    bare, ours = paired
+    return [(f"apply {COUNT}, {label}", f"{bare:.2f} s", f"{ours:.2f} s", paired.ratio(), paired.cpu_ratio())]
 
 
 def measure_noop(cluster: LocalCluster, directory: Path) -> list[tuple[str, ...]]:
@@ -55,13 +57,14 @@ def measure_noop(cluster: LocalCluster, directory: Path) -> list[tuple[str, ...]
     bare_loop(bare_url, directory)
     url = fresh_database(cluster, "bench")
     run_runner("migrate", "--migrations", str(directory), url=url)
-    bare, ours = paired_medians(
+    paired = paired_medians(
         RUNS * 3,
         lambda: "",
         lambda _: bare_loop(bare_url, directory),
         lambda _: run_runner("migrate", "--no-verify", "--migrations", str(directory), url=url),
     )
-    return [(f"no-op, {COUNT} applied", f"{bare:.2f} s", f"{ours:.2f} s", f"{ours / bare:.2f}x")]
+    bare, ours = paired
+    return [(f"no-op, {COUNT} applied", f"{bare:.2f} s", f"{ours:.2f} s", paired.ratio(), paired.cpu_ratio())]
 
 
 def main() -> None:
@@ -78,7 +81,7 @@ def main() -> None:
         f"release-runner vs a bare psycopg loop (median of {RUNS}, no-op {RUNS * 3}); "
         f"peak RSS of the runner: {children_peak_rss_mb():.0f} MB",
         rows,
-        ("workload", "bare loop", "release-runner", "ratio"),
+        ("workload", "bare loop", "release-runner", "ratio (wall)", "ratio (CPU of the process)"),
     )
 
 

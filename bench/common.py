@@ -11,7 +11,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -46,25 +47,63 @@ def median_of(runs: int, work: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
+@dataclass(frozen=True)
+class Paired:
+    """Wall times of two ways to do the same work, run in turns. Unpacks as the two medians
+    (baseline, ours); `ratios` are ours / baseline pair by pair, for their spread."""
+
+    baseline_times: list[float]
+    ours_times: list[float]
+    baseline_cpu: list[float]
+    ours_cpu: list[float]
+    """CPU seconds (user + system) of the child processes each run started: what the tools
+    themselves cost, without the server's time and the machine's noise in the wall clock."""
+
+    def __iter__(self) -> Iterator[float]:
+        return iter((statistics.median(self.baseline_times), statistics.median(self.ours_times)))
+
+    @property
+    def ratios(self) -> list[float]:
+        return [o / b for b, o in zip(self.baseline_times, self.ours_times, strict=True)]
+
+    def ratio(self) -> str:
+        """The ratio of the medians, and the range of the pairs' ratios."""
+        baseline, ours = self
+        return f"{ours / baseline:.2f}x (pairs {min(self.ratios):.2f}-{max(self.ratios):.2f})"
+
+    def cpu_ratio(self) -> str:
+        """The ratio of the median CPU times of the child processes ('-' when none ran)."""
+        baseline, ours = statistics.median(self.baseline_cpu), statistics.median(self.ours_cpu)
+        return f"{ours / baseline:.2f}x ({baseline * 1000:.0f} / {ours * 1000:.0f} ms)" if baseline else "-"
+
+
 def paired_medians(
     runs: int, prepare: Callable[[], str], baseline: Callable[[str], object], ours: Callable[[str], object]
-) -> tuple[float, float]:
-    """Median wall times of two ways to do the same work, run in turns (baseline, ours,
-    baseline, ...) so that a change in the machine's load hits both alike. `prepare` (untimed)
-    returns the URL each run works on. Returns (baseline, ours)."""
+) -> Paired:
+    """Two ways to do the same work, run in turns (baseline, ours, baseline, ...) so that a
+    change in the machine's load hits both alike. `prepare` (untimed) returns the URL each run
+    works on."""
     times: tuple[list[float], list[float]] = ([], [])
+    cpu: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        for work, bucket in ((baseline, times[0]), (ours, times[1])):
+        for work, bucket, cpu_bucket in ((baseline, times[0], cpu[0]), (ours, times[1], cpu[1])):
             url = prepare()
+            before = _children_cpu()
             started = time.perf_counter()
             work(url)
             bucket.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
+            cpu_bucket.append(_children_cpu() - before)
+    return Paired(*times, *cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def on_fresh_databases(
     cluster: LocalCluster, runs: int, baseline: Callable[[str], object], ours: Callable[[str], object]
-) -> tuple[float, float]:
+) -> Paired:
     """paired_medians() with a fresh database for every run."""
     return paired_medians(runs, lambda: fresh_database(cluster, "bench"), baseline, ours)
 

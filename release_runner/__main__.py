@@ -2,6 +2,7 @@
 interruptions before anything else is imported, so one that arrives during start-up still ends
 with a summary line and no traceback."""
 
+import gc
 import signal
 import sys
 
@@ -10,6 +11,12 @@ from release_runner.run import interrupts
 
 
 def run() -> None:
+    # Start-up creates some hundred thousand objects that live until the process ends (modules,
+    # classes, functions); the cyclic collector would walk them again and again while the
+    # imports run. Off until the command's modules are loaded (cli/main.py `_commands` freezes
+    # them out of its reach and turns it back on): 12 ms of a 235 ms start, measured over 25
+    # interleaved runs of `import release_runner.cli.main, release_runner.commands`.
+    gc.disable()
     interrupts.install()
     try:
         from release_runner.cli.main import main  # after the signals are ours: see above

@@ -4,6 +4,7 @@ with one `release.finished` line, whatever ends it: success, an error, a signal,
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -106,7 +107,12 @@ def _commands() -> ModuleType:
     """The commands module, loaded once a command runs: it brings psycopg, whose import takes
     about 100 ms (python -X importtime), which `--help` and a usage error do not need to pay.
     The one import of another wing made inside a function, for that measured reason."""
-    return importlib.import_module("release_runner.commands")
+    module = importlib.import_module("release_runner.commands")
+    # What start-up loaded lives as long as the process: out of the cyclic collector's reach from
+    # now on, and the collector back on (`__main__` turned it off for the imports).
+    gc.freeze()
+    gc.enable()
+    return module
 
 
 def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:

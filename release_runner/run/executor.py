@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tenacity import RetryCallState
@@ -96,8 +97,9 @@ class _Migration:
     statement_unsent: bool = False
     started: float = field(default_factory=time.monotonic)
 
-    @property
+    @cached_property
     def facts(self) -> dict[str, str]:
+        """What every event of this migration says about it."""
         migration = self.item.migration
         return {"version": migration.version, "name": migration.name, "file": migration.label}
 
