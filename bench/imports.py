@@ -32,7 +32,11 @@ def _modules(wing: str) -> list[str]:
 def _importtime(code: str) -> list[tuple[int, int, int, str]]:
     """(self µs, cumulative µs, depth, module) of every import a fresh interpreter makes."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,  # this checkout's package, whatever else is installed
     )
     rows = []
     for line in done.stderr.splitlines():

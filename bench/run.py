@@ -12,6 +12,7 @@ HERE = Path(__file__).parent
 
 for script, arguments in (
     ("apply.py", ["1000"]),
+    ("imports.py", []),
     ("preflight.py", []),
     ("corpus.py", []),
     ("verify.py", ["200", "2000", "10000"]),

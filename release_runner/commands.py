@@ -6,7 +6,9 @@ hand-over to the wing that does the work (run/ for anything that connects, core/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from release_runner.core import phases, schema
 from release_runner.core import plan as plan_module
@@ -16,10 +18,13 @@ from release_runner.core.history import RepairAction
 from release_runner.core.report import PlanReport
 from release_runner.core.scaffold import next_file
 from release_runner.core.settings import Settings
-from release_runner.run import gate, release, session
+from release_runner.core.targets import FleetOptions
+from release_runner.run import fleet_work, gate, release, session
 from release_runner.run import repair as repairs
 from release_runner.run import verify as verification
+from release_runner.run.fleet import TargetEnding
 from release_runner.run.log import emit
+from release_runner.run.progress import Progress
 
 
 def migrate(settings: Settings, run_id: str) -> None:
@@ -93,3 +98,18 @@ def new(settings: Settings, name: str) -> Path:
     path.write_text(text)
     emit(Event.MIGRATION_CREATED, file=str(path), version=version)
     return path
+
+
+def fleet(
+    settings: Settings,
+    run_id: str,
+    command: str,
+    options: FleetOptions,
+    progress: Progress,
+    show: Callable[[list[TargetEnding]], None] | None = None,
+) -> dict[str, Any]:
+    """`migrate`, `status`, `plan` or `verify` on every target of a fleet (see run/fleet.py).
+    `progress` must see the run's events (the CLI puts it in structlog's processors): each
+    target's `target.finished` counts come from it. Returns the summary's facts; raises
+    FleetError unless every target ended ok."""
+    return fleet_work.run(settings, run_id, command, options, progress, show)

@@ -15,11 +15,11 @@ import structlog
 
 from release_runner.cli.console import Console, colour_wanted
 from release_runner.cli.lines import LineWriter
-from release_runner.cli.progress import Progress
 from release_runner.core.events import Event, Level
 from release_runner.core.redact import redact_value
 from release_runner.core.settings import FLY_CONTEXT, fly_context
 from release_runner.run.log import emit
+from release_runner.run.progress import Progress
 
 # The fields every JSON line starts with, in this order; the event's own facts follow.
 _LEADING = ("timestamp", "level", "event", "run_id", *FLY_CONTEXT)

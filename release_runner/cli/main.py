@@ -8,12 +8,10 @@ import gc
 import importlib
 import json
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -21,10 +19,12 @@ import click
 
 from release_runner import __version__
 from release_runner.cli import documents, log
+from release_runner.cli import fleet as fleet_cli
 from release_runner.cli.lines import LineWriter
 from release_runner.cli.options import (
     APPLY,
     COMMON,
+    FLEET,
     FORMAT,
     IGNORE_PRIVILEGES,
     LOCK_WAIT,
@@ -34,17 +34,20 @@ from release_runner.cli.options import (
     SCRATCH_URL,
     STALE_LOCK_AFTER,
     STRICT_LINT,
+    TARGETS,
     VERIFY,
     option,
     with_options,
 )
-from release_runner.cli.progress import Progress
 from release_runner.core import errors, mask
 from release_runner.core.events import Event, Level
-from release_runner.core.redact import add_secret
+from release_runner.core.redact import add_url_secrets
 from release_runner.core.settings import Settings, libpq_url
+from release_runner.core.targets import FleetOptions
 from release_runner.run import interrupts
+from release_runner.run.conclude import conclude
 from release_runner.run.log import emit
+from release_runner.run.progress import Progress
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 
@@ -62,8 +65,8 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
             if os.environ.get(name):
                 url, source = os.environ[name], name
                 break
-    _register_secrets(url)
-    _register_secrets(options.get("scratch_url"))
+    add_url_secrets(url)
+    add_url_secrets(options.get("scratch_url"))
     dropped: list[str] = []
     schema = None
     if url:
@@ -85,24 +88,6 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
     )
 
 
-def _register_secrets(url: str | None) -> None:
-    """Keep the password of a URL from ever being printed, in any form the URL comes in:
-    `scheme://user:pass@host`, a mistyped `scheme//user:pass@host` that libpq would echo back
-    in its error, or `password=...` key/value pairs."""
-    if not url:
-        return
-    from urllib.parse import unquote
-
-    # The userinfo runs to the last @ of the authority: a password may hold an unencoded @,
-    # and libpq, which splits at the first, then echoes the rest as a host name.
-    for match in re.finditer(r"[^\s:/@]*:([^\s/]+)@", url):
-        password = match.group(1)
-        for piece in {password, unquote(password), *password.split("@")}:
-            add_secret(piece)
-    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url, re.IGNORECASE):
-        add_secret(match.group(1).strip("'"))
-
-
 def _commands() -> ModuleType:
     """The commands module, loaded once a command runs: it brings psycopg, whose import takes
     about 100 ms (python -X importtime), which `--help` and a usage error do not need to pay.
@@ -115,12 +100,18 @@ def _commands() -> ModuleType:
     return module
 
 
-def _finish(command: str, settings: Settings, body: Callable[[str], Any], document: bool = False) -> NoReturn:
+def _finish(
+    command: str,
+    settings: Settings,
+    body: Callable[[str], Any],
+    document: bool = False,
+    progress: Progress | None = None,
+) -> NoReturn:
     """Run one command under the common contract: events, summary line, exit code."""
 
     mask.show_values(settings.log_sql_values)
     run_id = log.new_run_id()
-    progress = Progress()
+    progress = progress or Progress()
     stream = sys.stderr if document else sys.stdout
     writer = log.configure(settings.log_format, stream, run_id, progress, settings.no_color)
     _exit(_run(command, settings, body, run_id, progress), writer)
@@ -130,8 +121,8 @@ def _run(
     command: str, settings: Settings, body: Callable[[str], Any], run_id: str, progress: Progress
 ) -> int:
     """The command's events and its summary line; returns the exit code."""
-    result: dict[str, Any] = {}
-    try:
+
+    def started() -> Any:
         emit(
             Event.RELEASE_STARTED,
             command=command,
@@ -139,46 +130,16 @@ def _run(
             migrations=str(settings.migrations_dir),
             database_url_source=settings.database_url_source,
         )
-        result = body(run_id) or {}
-        status, code = "ok", 0
-    except errors.Interrupted as interrupted:
-        status, code = "interrupted", interrupted.exit_code
-        left = interrupted.outcome or (
-            f"{progress.migration} had not started" if progress.migration else "no migration was running"
-        )
-        result["error"] = (
-            f"interrupted by {signal.Signals(interrupted.signum).name}: {left}; "
-            f"{len(progress.applied)} applied by this run, all recorded; nothing of ours is left "
-            "running and the lock is released"
-        )
-    except errors.ReleaseError as error:
-        code = error.exit_code
-        status = error.status
-        if isinstance(error, errors.MigrationFailed):
-            status = "partial" if progress.applied else "failed"
-        result["error"] = error.message
-        if error.fields.get("pending") is not None:  # counted without the lock (exit 4)
-            result["pending"] = error.fields["pending"]
-        emit(Event.RELEASE_ERROR, error=error.message, **error.fields)
-    except Exception as error:
-        status, code = "failed", 1
-        result["error"] = f"{type(error).__name__}: {error}"
-        emit(Event.RELEASE_CRASHED, error=result["error"], where=_where(error))
+        return body(run_id)
+
+    ending = conclude(started, progress)
     interrupts.ignore()  # the summary is written whatever arrives now
     emit(
         Event.RELEASE_FINISHED,
-        Level.INFO if code == 0 else Level.ERROR,
-        **progress.summary(command, status, code, **result),
+        Level.INFO if ending.code == 0 else Level.ERROR,
+        **progress.summary(command, ending.status, ending.code, **ending.facts),
     )
-    return code
-
-
-def _where(error: BaseException) -> str:
-    """file:line of the innermost frame: enough to report a crash, without a traceback."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+    return ending.code
 
 
 def _exit(code: int, writer: LineWriter | None = None) -> NoReturn:
@@ -186,6 +147,17 @@ def _exit(code: int, writer: LineWriter | None = None) -> NoReturn:
         # stdout is gone (`migrate | head`): keep Python from failing to flush it at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(code)
+
+
+def _fleet(command: str, settings: Settings, fleet: FleetOptions, output: str | None = None) -> NoReturn:
+    """Run `command` on every target of a fleet; `status` and `plan` print the targets' table."""
+    progress = Progress()
+    show = fleet_cli.document(output) if command in ("status", "plan") else None
+
+    def body(run_id: str) -> Any:
+        return _commands().fleet(settings, run_id, command, fleet, progress, show)
+
+    _finish(command, settings, body, document=show is not None, progress=progress)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -200,7 +172,7 @@ def cli() -> None:
 
 
 @cli.command()
-@with_options(COMMON + APPLY + VERIFY)
+@with_options(COMMON + APPLY + VERIFY + FLEET)
 @option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
 @FORMAT
 @option(
@@ -209,7 +181,10 @@ def cli() -> None:
 @click.pass_context
 def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool, **options: Any) -> None:
     """Preflight, connect, lock, validate history, apply pending migrations, verify the schema."""
+    fleet = fleet_cli.options_of(options)
     settings = replace(_settings(ctx, options), verify=not skip_verify)
+    if fleet is not None:
+        _fleet("plan" if dry_run else "migrate", settings, fleet, output if dry_run else None)
     if dry_run:
         _plan(settings, "migrate", output)
 
@@ -217,12 +192,15 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
 
 
 @cli.command()
-@with_options(COMMON)
+@with_options(COMMON + FLEET)
 @FORMAT
 @click.pass_context
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
+    fleet = fleet_cli.options_of(options)
     settings = _settings(ctx, options)
+    if fleet is not None:
+        _fleet("status", settings, fleet, output)
 
     def body(_: str) -> dict[str, Any]:
         current = _commands().status(settings)
@@ -258,20 +236,27 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 
 
 @cli.command()
-@with_options(COMMON + APPLY)
+@with_options(COMMON + APPLY + FLEET)
 @FORMAT
 @click.pass_context
 def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: what `migrate` would do now, with preflight findings. Writes nothing."""
-    _plan(_settings(ctx, options), "plan", output)
+    fleet = fleet_cli.options_of(options)
+    settings = _settings(ctx, options)
+    if fleet is not None:
+        _fleet("plan", settings, fleet, output)
+    _plan(settings, "plan", output)
 
 
 @cli.command()
-@with_options(COMMON + VERIFY)
+@with_options(COMMON + VERIFY + FLEET)
 @click.pass_context
 def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
+    fleet = fleet_cli.options_of(options)
     settings = _settings(ctx, options)
+    if fleet is not None:
+        _fleet("verify", settings, fleet)
 
     _finish("verify", settings, lambda _: _commands().verify(settings))
 
@@ -298,7 +283,7 @@ def check(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@with_options([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER])
+@with_options([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER, TARGETS])
 @option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
 @option(
     "--forget",
@@ -325,6 +310,7 @@ def repair(
 ) -> None:
     """Resolve a record after a human fixed what it is about: a failed or unfinished
     no-transaction migration, or an applied file edited on purpose."""
+    fleet_cli.refuse_targets("repair", options)
     chosen = {"applied": applied_version, "forget": forget_version, "accept-checksum": accepted_version}
     given = {action: version for action, version in chosen.items() if version}
     if len(given) != 1:
@@ -336,7 +322,7 @@ def repair(
 
 
 @cli.command()
-@with_options([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES])
+@with_options([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES, TARGETS])
 @option(
     "--version",
     "target_version",
@@ -353,6 +339,7 @@ def repair(
 @click.pass_context
 def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
     """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""
+    fleet_cli.refuse_targets("baseline", options)
     settings = _settings(ctx, options)
 
     _finish(

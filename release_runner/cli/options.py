@@ -164,6 +164,41 @@ LOG_SQL_VALUES = option(
     help="Unsafe for shared logs: print literal values from statements, rows and other "
     "sessions' queries instead of masking them.",
 )
+TARGETS = option(
+    "--targets",
+    "targets_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A fleet: a file of `NAME URL` lines (URL may be $VAR); each target is a complete run.",
+)
+FLEET = [
+    TARGETS,
+    option(
+        "--targets-query",
+        default=None,
+        help="A fleet from the control database (--database-url): rows of `name` and one of `url`, "
+        "`database` or `schema`.",
+    ),
+    option(
+        "--canary",
+        type=click.IntRange(0),
+        default=1,
+        help="The first K targets run alone first; if one does not end ok, no other starts.",
+    ),
+    option("--parallel", type=click.IntRange(1), default=4, help="Targets run at a time after the canaries."),
+    option(
+        "--max-failures",
+        type=click.IntRange(1),
+        default=None,
+        help="Start no more targets once this many did not end ok (the rest are skipped).",
+    ),
+    option(
+        "--shard",
+        default=None,
+        help="I/N: only the targets whose stable hash falls in shard I of N; auto/N takes I from "
+        "JOB_COMPLETION_INDEX.",
+    ),
+]
 COMMON = [
     MIGRATIONS,
     MIGRATIONS_FORMAT,

@@ -3,7 +3,7 @@ exit-code table in the README. Only the CLI catches them."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 
 class ReleaseError(Exception):
@@ -12,13 +12,15 @@ class ReleaseError(Exception):
     `fields` are extra structured facts (file, line, sqlstate...) that go into the log event.
     """
 
-    exit_code: ClassVar[int] = 1
-    status: ClassVar[str] = "failed"
+    exit_code: int = 1
+    status: str = "failed"
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields
+        self.summary: dict[str, Any] = {}
+        """Facts the summary line (`release.finished`) carries besides the error."""
 
 
 class UsageError(ReleaseError):
@@ -56,6 +58,17 @@ class RefusedError(ReleaseError):
 
     exit_code = 5
     status = "refused"
+
+
+class FleetError(ReleaseError):
+    """Not every target of a fleet ended ok: the exit code is the most serious of theirs, and
+    the summary counts the targets by status and names those that did not end ok."""
+
+    def __init__(self, message: str, exit_code: int, status: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.status = status
+        self.summary = summary
 
 
 class Interrupted(KeyboardInterrupt):

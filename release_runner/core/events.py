@@ -52,6 +52,8 @@ class Event(StrEnum):
     CHECK_REPLAYED = "check.replayed"
     BASELINE_FORCED = "baseline.forced"
     BASELINE_RECORDED = "baseline.recorded"
+    FLEET_STARTED = "fleet.started"
+    TARGET_FINISHED = "target.finished"
 
 
 class Level(StrEnum):

@@ -4,6 +4,8 @@ only what an application depends on. One small reader per section of the read.""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,8 +30,9 @@ def _drop_none(attrs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attrs.items() if value is not None}
 
 
-def objects_from_catalog(raw: dict[str, Any]) -> Objects:
-    """Key every object by type and qualified name; keep only what an application depends on."""
+def objects_from_catalog(raw: dict[str, Any], schema_as: tuple[str, str] | None = None) -> Objects:
+    """Key every object by type and qualified name; keep only what an application depends on.
+    `schema_as` (source, target): function definitions are hashed as if they were in target."""
     columns = _columns(raw["columns"])
     owned = _sequence_columns(raw["sequence_columns"], columns)
     objects: Objects = {
@@ -46,7 +49,7 @@ def objects_from_catalog(raw: dict[str, Any]) -> Objects:
             )
             for schema, name, relkind, definition, options in raw["views"]
         },
-        "function": _functions(raw["functions"]),
+        "function": _functions(raw["functions"], schema_as),
         "trigger": {
             f"{schema}.{table}.{name}": {"definition": definition, "enabled": _TRIGGER_ENABLED.get(on, on)}
             for schema, table, name, definition, on in raw["triggers"]
@@ -170,7 +173,10 @@ def _sequences(rows: Rows, owned: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _functions(rows: Rows) -> dict[str, dict[str, Any]]:
+def _functions(rows: Rows, schema_as: tuple[str, str] | None) -> dict[str, dict[str, Any]]:
+    """Functions with an MD5 of their whole definition (what PostgreSQL's md5() of it gives);
+    `schema_as` renames the schema its header names first (a tenant's schema read as the
+    snapshot's)."""
     return {
         f"{schema}.{name}({args})": _drop_none(
             {
@@ -179,11 +185,27 @@ def _functions(rows: Rows) -> dict[str, dict[str, Any]]:
                 "language": language,
                 "volatility": _VOLATILITY.get(volatility, volatility),
                 "security_definer": secdef or None,
-                "body_md5": body,
+                "body_md5": _md5(body, schema_as),
             }
         )
         for schema, name, args, prokind, result, language, volatility, secdef, body in rows
     }
+
+
+def _md5(definition: str | None, schema_as: tuple[str, str] | None) -> str | None:
+    if definition is None:
+        return None
+    if schema_as is not None:
+        source, target = schema_as
+        header = re.compile(r"^(CREATE OR REPLACE (?:FUNCTION|PROCEDURE) )" + _written(source))
+        definition = header.sub(lambda match: f"{match.group(1)}{target}.", definition, count=1)
+    return hashlib.md5(definition.encode()).hexdigest()
+
+
+def _written(schema: str) -> str:
+    """A pattern of `schema.` as the catalog renders it: bare where it can be, else quoted."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    return '(?:(?<![\\w"$])' + re.escape(schema) + "\\.|" + re.escape(quoted) + "\\.)"
 
 
 def _policies(rows: Rows) -> dict[str, dict[str, Any]]:
@@ -219,3 +241,33 @@ def _runner_in_acl(item: str, runner: str) -> str:
     grantee = RUNNER if grantee == runner else grantee
     grantor = RUNNER if grantor == runner else grantor
     return f"{grantee}={privileges}/{grantor}"
+
+
+def as_schema(objects: Objects, source: str, target: str) -> Objects:
+    """The objects of schema `source` alone, named as if they were in `target`, for a tenant's
+    schema compared with the snapshot's `public` (schema-per-tenant fleets). The schema's name
+    inside definitions (`source.t`, `"Source".t`) is replaced too. Left out: objects of other
+    schemas, extensions (they belong to the database), and the schemas themselves (who owns a
+    tenant's schema, and who may use it, is the provisioning's business, not the migrations')."""
+    written = re.compile(_written(source))
+    prefix = f"{source}."
+
+    def renamed(value: Any) -> Any:
+        if isinstance(value, str):
+            return written.sub(f"{target}.", value)
+        if isinstance(value, dict):
+            return {key: renamed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [renamed(item) for item in value]
+        return value
+
+    scoped: Objects = {}
+    for kind, items in objects.items():
+        if kind not in ("schema", "extension"):
+            kept = {
+                f"{target}.{name[len(prefix) :]}": renamed(attrs)
+                for name, attrs in items.items()
+                if name.startswith(prefix)
+            }
+            scoped[kind] = kept
+    return scoped

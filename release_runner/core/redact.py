@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -42,3 +43,19 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_value(item) for item in value]
     return value
+
+
+def add_url_secrets(url: str | None) -> None:
+    """Keep the password of a URL from ever being printed, in any form the URL comes in:
+    `scheme://user:pass@host`, a mistyped `scheme//user:pass@host` that libpq would echo back
+    in its error, or `password=...` key/value pairs."""
+    if not url:
+        return
+    # The userinfo runs to the last @ of the authority: a password may hold an unencoded @,
+    # and libpq, which splits at the first, then echoes the rest as a host name.
+    for match in re.finditer(r"[^\s:/@]*:([^\s/]+)@", url):
+        password = match.group(1)
+        for piece in {password, unquote(password), *password.split("@")}:
+            add_secret(piece)
+    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url, re.IGNORECASE):
+        add_secret(match.group(1).strip("'"))

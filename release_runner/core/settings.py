@@ -98,6 +98,9 @@ class Settings:
     prisma_schema: str | None = None
     """The schema a Prisma URL names (`?schema=app`): created if missing, as Prisma does, and
     the search_path of the scratch replay too, so that it puts objects where the target does."""
+    schema_target: str | None = None
+    """In a schema-per-tenant fleet, the tenant's schema this run works on: first on the
+    search_path, and what verification compares with the snapshot's `public`."""
     scratch_url: str | None = None
     """Server where snapshot/check may create and drop a temporary database."""
     connect_timeout: float = 60.0

@@ -51,6 +51,7 @@ def apply_all(
             if session.reconnects != seen_reconnects:
                 seen_reconnects = session.reconnects
                 applied = {r.version: r for r in session.history.read(session.conn) if r.applied}
+            interrupts.check()  # a fleet's interruption: no migration starts after it
             row = applied.get(item.migration.version)
             if row is not None:
                 _already_applied(item, context, row.run_id)
@@ -176,6 +177,7 @@ class _Migration:
             if unrecorded.failure is not None:
                 raise unrecorded.failure from None
         except MigrationError as error:
+            interrupts.check()  # cancelled by a fleet's interruption: it ends as a signal would
             if item.transactional or not (error.connection_lost and error.statement_sent):
                 raise
             # The connection died while the statement ran: ask the catalog what it did.

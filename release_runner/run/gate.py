@@ -154,6 +154,22 @@ def preflight(
     if conn is not None:
         _check_encoding(pending, conn.info.encoding)
     prepared = lint(pending, settings, conn)
+    _refuse_errors(prepared)
+    return prepared
+
+
+def preflight_files(found: migrations_module.MigrationSet) -> None:
+    """A fleet's preflight, once for all its targets and before any is touched: every file is
+    parsed (each target then reuses the parse) and what depends on the files alone (a syntax
+    error, a statement that cannot run in a transaction beside others...) refuses the run
+    (exit 5). What depends on a target (its history, its catalog) is judged per target."""
+    prepared = prepare_all(found.migrations)
+    for finding in (finding for item in prepared for finding in item.errors):
+        emit(Event.PREFLIGHT_ERROR, **finding.as_event())
+    _refuse_errors(prepared)
+
+
+def _refuse_errors(prepared: list[Prepared]) -> None:
     errors = [finding for item in prepared for finding in item.errors]
     if errors:
         raise RefusedError(
@@ -161,7 +177,6 @@ def preflight(
             + " | ".join(finding.describe() for finding in errors),
             findings=len(errors),
         )
-    return prepared
 
 
 def _check_encoding(pending: list[migrations_module.Migration], encoding: str) -> None:

@@ -22,10 +22,14 @@ from release_runner.run.log import emit
 
 def run(settings: Settings, run_id: str) -> None:
     """Apply what this phase of the release applies, within the time budget."""
-    started = time.monotonic()
-    deadline = None if settings.time_budget is None else started + settings.time_budget
     found = refusals.load(settings)
     expected = verification.expected_schema(settings) if settings.verify else None
+    apply(settings, run_id, found, expected)
+
+
+def apply(settings: Settings, run_id: str, found: MigrationSet, expected: schema.Snapshot | None) -> None:
+    """run() with the files read and the snapshot loaded already (a fleet reads them once)."""
+    deadline = None if settings.time_budget is None else time.monotonic() + settings.time_budget
     try:
         _migrate_locked(settings, run_id, found, expected, deadline)
     except UnreachableError as error:

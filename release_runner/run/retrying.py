@@ -17,6 +17,8 @@ from typing import Any
 import tenacity
 from tenacity import RetryCallState
 
+from release_runner.run import interrupts
+
 Clock = Callable[[], float]
 
 
@@ -73,7 +75,7 @@ def policy(
     wait: tenacity.wait.wait_base,
     deadline: Deadline,
     attempts: int | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = interrupts.sleep,
 ) -> tenacity.Retrying:
     """Retry errors that are `retryable` until `attempts` runs were made or the `deadline`
     stops it; `before_sleep` reports each retry (the event), and the last error is raised as

@@ -22,7 +22,7 @@ from release_runner.db import connection
 from release_runner.db.connection import Connection
 from release_runner.db.history import HistoryStore
 from release_runner.db.lock import RunnerLock, terminate
-from release_runner.run import retrying
+from release_runner.run import interrupts, retrying
 from release_runner.run.log import emit
 from release_runner.run.retrying import Deadline
 
@@ -135,17 +135,28 @@ class Session:
     def __init__(self, settings: Settings, conn: Connection, deadline: float | None = None) -> None:
         self.settings = settings
         self.deadline = deadline
-        self.conn = conn
+        self._conn = conn
+        interrupts.register(conn)  # in a fleet, an interruption cancels what it runs
         self.lock = RunnerLock.of(settings.history_schema)
         self.history = HistoryStore(settings.history_schema)
         self.reconnects = 0
 
+    @property
+    def conn(self) -> Connection:
+        return self._conn
+
+    def _replace(self) -> Connection:
+        """Close the connection and connect again within the connect budget."""
+        self.close()
+        self._conn = connect(self.settings, self.deadline)
+        interrupts.register(self._conn)
+        self.reconnects += 1
+        return self._conn
+
     def reconnect(self) -> Connection:
         """After a lost connection: close it, connect again within the connect budget and
         re-take the lock."""
-        self.conn.close()
-        self.conn = connect(self.settings, self.deadline)
-        self.reconnects += 1
+        self._replace()
         self.take_lock()
         return self.conn
 
@@ -169,9 +180,7 @@ class Session:
             except connection.OperationalError:
                 if not connection.broken(self.conn):
                     raise
-                self.conn.close()
-                self.conn = connect(self.settings, self.deadline)
-                self.reconnects += 1
+                self._replace()
                 return False
 
         def before_sleep(state: RetryCallState) -> None:
@@ -185,6 +194,7 @@ class Session:
             retry=tenacity.retry_if_result(lambda acquired: not acquired),
             before_sleep=before_sleep,
             retry_error_callback=lambda _: False,
+            sleep=interrupts.sleep,
         )
         if not waiting(attempt):
             spent = (
@@ -234,7 +244,8 @@ class Session:
         return False
 
     def close(self) -> None:
-        self.conn.close()  # ends the session: an open transaction rolls back, the lock goes
+        interrupts.unregister(self._conn)
+        self._conn.close()  # ends the session: an open transaction rolls back, the lock goes
 
 
 @contextmanager

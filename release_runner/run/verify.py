@@ -13,7 +13,7 @@ from release_runner.core import schema as schema_module
 from release_runner.core.errors import DriftError, MigrationFailed, UsageError
 from release_runner.core.events import Event, Level
 from release_runner.core.migrations import Migration
-from release_runner.core.objects import Objects, objects_from_catalog
+from release_runner.core.objects import Objects, as_schema, objects_from_catalog
 from release_runner.core.settings import Settings
 from release_runner.db import catalog
 from release_runner.db.connection import Connection, with_search_path
@@ -40,13 +40,18 @@ def expected_schema(settings: Settings) -> schema.Snapshot | None:
 
 def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
 
-    objects = objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema))
+    # A schema target's functions are hashed as if they were the snapshot's (`public`).
+    schema_as = (settings.schema_target, "public") if settings.schema_target else None
+    objects = objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema), schema_as)
     return schema.Snapshot(objects, conn.info.server_version // 10000)
 
 
 def compared(settings: Settings, expected: Objects | None, actual: Objects) -> list[drift.Mismatch]:
-    """drift.compare(), owners and privileges left out when the settings say so."""
-
+    """drift.compare(), owners and privileges left out when the settings say so; for a schema
+    target, its schema alone against the snapshot's `public`."""
+    if settings.schema_target and expected is not None:
+        expected = as_schema(expected, "public", "public")
+        actual = as_schema(actual, settings.schema_target, "public")
     if not settings.compare_privileges:
         actual = schema.without_privileges(actual)
         expected = None if expected is None else schema.without_privileges(expected)

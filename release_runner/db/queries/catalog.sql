@@ -101,14 +101,14 @@ SELECT json_build_object(
     SELECT coalesce(json_agg(json_build_array(
         nsp.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
         pg_get_function_result(p.oid), l.lanname, p.provolatile, p.prosecdef,
-        -- The whole definition (body as written, STRICT, SET, PARALLEL, defaults, COST);
-        -- an aggregate has none, so its parts are hashed instead.
-        md5(CASE WHEN p.prokind = 'a'
-                 THEN (SELECT concat_ws(' ', a.aggtransfn::regproc, a.aggfinalfn::regproc,
-                                       a.aggcombinefn::regproc, format_type(a.aggtranstype, NULL),
-                                       a.agginitval, a.aggkind)
-                       FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
-                 ELSE pg_get_functiondef(p.oid) END))), '[]')
+        -- The whole definition (body as written, STRICT, SET, PARALLEL, defaults, COST),
+        -- hashed by objects.py; an aggregate has none, so its parts stand for it.
+        CASE WHEN p.prokind = 'a'
+             THEN (SELECT concat_ws(' ', a.aggtransfn::regproc, a.aggfinalfn::regproc,
+                                   a.aggcombinefn::regproc, format_type(a.aggtranstype, NULL),
+                                   a.agginitval, a.aggkind)
+                   FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+             ELSE pg_get_functiondef(p.oid) END)), '[]')
     FROM pg_proc p
     JOIN nsp ON nsp.oid = p.pronamespace
     JOIN pg_language l ON l.oid = p.prolang

@@ -1,11 +1,13 @@
 """How far a run got, derived from its events: what the summary line reports whatever happened,
-including after an interruption. A structlog processor: it sees every event on its way to the
-renderer and passes it on unchanged."""
+including after an interruption. A structlog processor (the CLI puts it in the chain): it sees
+every event on its way to the renderer and passes it on unchanged. In a fleet, the events of a
+target (they carry `target`) are counted by that target's own Progress, which its
+`target.finished` reports."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,14 @@ class Progress:
     deferred: int = 0
     migration: str | None = None
     started: float = field(default_factory=time.monotonic)
-    target: bool = False
+    validated: bool = False
+    """`history.validated` was seen: what follows is the target database's, not a replay's."""
+    targets: dict[str, Progress] = field(default_factory=dict)
+    """In a fleet, each target's own Progress, by name."""
+
+    def of(self, name: str) -> Progress:
+        """The Progress of one target of a fleet."""
+        return self.targets.setdefault(name, Progress())
 
     def summary(self, command: str | None, status: str, code: int, **facts: Any) -> dict[str, Any]:
         """The facts of `release.finished`."""
@@ -40,20 +49,25 @@ class Progress:
         }
 
     def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        event = event_dict.get("event")
+        name = event_dict.get("target")
+        (self if name is None else self.of(str(name))).observe(event_dict)
+        return event_dict
+
+    def observe(self, facts: Mapping[str, Any]) -> None:
+        """Count one event."""
+        event = facts.get("event")
         if event == Event.HISTORY_VALIDATED:
-            self.pending = int(event_dict["pending"])
-            self.target = True
-        elif not self.target:
+            self.pending = int(facts["pending"])
+            self.validated = True
+        elif not self.validated:
             pass
         elif event == Event.MIGRATION_DEFERRED:
             self.deferred += 1
         elif event == Event.MIGRATION_STARTED:
-            self.migration = str(event_dict["file"])  # named in the summary if it fails or is cut short
+            self.migration = str(facts["file"])  # named in the summary if it fails or is cut short
         elif event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED):
             # Counted as applied by this run only if this run's COMMIT did it.
-            if event == Event.MIGRATION_APPLIED or event_dict.get("ours"):
-                self.applied.append(str(event_dict["version"]))
+            if event == Event.MIGRATION_APPLIED or facts.get("ours"):
+                self.applied.append(str(facts["version"]))
             self.pending -= 1
             self.migration = None
-        return event_dict

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from release_runner.cli.progress import Progress
 from release_runner.core.events import Event
+from release_runner.run.progress import Progress
 
 
 def test_progress_counts_the_target_only() -> None:
