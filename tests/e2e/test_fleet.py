@@ -4,7 +4,12 @@ failing canary) named target by target, and a rerun that converges."""
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
+import signal
+import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +20,7 @@ import pytest
 
 from release_runner.db import connection
 from release_runner.db.lock import RunnerLock
-from tests.conftest import PASSWORD, Run, Server, cli_env, run_cli, write
+from tests.conftest import CLI, PASSWORD, ROOT, Run, Server, cli_env, events_of, run_cli, write
 
 FIRST = {
     "0001_accounts.sql": "CREATE TABLE accounts (id int PRIMARY KEY, email text);\n",
@@ -221,3 +226,79 @@ def test_fleet_usage_errors_touch_nothing(tmp_path: Path, fleet: Fleet, server: 
     for command in (["baseline"], ["repair", "--applied", "0001", "--reason", "x"]):
         result = run_cli(*command, "--migrations", str(directory), "--targets", str(targets), env=env)
         assert result.code == 2 and "one database" in result.stderr + result.stdout
+
+
+TRIALS = int(os.environ.get("RELEASE_RUNNER_FLEET_TRIALS", "4"))
+COUNTED = ["0002", "0003", "0004", "0005"]
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_signals_at_random_moments_of_a_fleet(trial: int, tmp_path: Path, fleet: Fleet) -> None:
+    """SIGTERM, SIGINT or SIGKILL at a random moment of a fleet run (--parallel 4), then a
+    rerun: for every target its history, its data and its target.finished agree, nothing is
+    applied twice, and no lock is left."""
+    rng = random.Random(1000 + trial)
+    names = [f"r{i}" for i in range(8)]
+    databases = {name: fleet.database(name) for name in names}
+    files = {"0001_counter.sql": "CREATE TABLE counter (version text);\n"}
+    for version in COUNTED:
+        files[f"{version}_step.sql"] = f"INSERT INTO counter VALUES ('{version}');\nSELECT pg_sleep(0.15);\n"
+    directory = write(tmp_path / "sql", files)
+    query = _query([(name, None, databases[name], None) for name in names])
+    env = cli_env(fleet.server.url(fleet.control))
+    args = [
+        "migrate",
+        "--no-verify",
+        "--migrations",
+        str(directory),
+        "--targets-query",
+        query,
+        "--parallel",
+        "4",
+    ]
+    process = subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    fault = rng.choice(["SIGTERM", "SIGINT", "SIGKILL"])
+    time.sleep(rng.uniform(0.3, 3.0))  # the random moment of the fault, not a wait for a state
+    process.send_signal(getattr(signal, fault))
+    stdout, stderr = process.communicate(timeout=120)
+    assert PASSWORD not in stdout + stderr and "Traceback" not in stderr, stderr
+    if fault != "SIGKILL":
+        _every_target_says_what_its_history_says(
+            fleet, databases, events_of(stdout), fault, process.returncode
+        )
+    rerun = run_cli(*args, "--stale-lock-after", "3s", env=env)
+    assert rerun.code == 0, rerun.stdout[-3000:]
+    for name in names:
+        with fleet.admin(databases[name]) as conn:
+            rows = conn.execute(
+                "SELECT version, count(*) FROM counter GROUP BY version ORDER BY 1"
+            ).fetchall()
+            assert rows == [(version, 1) for version in COUNTED], (fault, name, rows)
+            assert _versions(conn) == ["0001", *COUNTED]
+            locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
+            assert locks == (0,), (fault, name)
+
+
+def _every_target_says_what_its_history_says(
+    fleet: Fleet, databases: dict[str, str], events: list[dict[str, Any]], fault: str, code: int
+) -> None:
+    """One target.finished per target; each one's `applied` is the rows its run wrote; the
+    summary is last and its code is the signal's (or 0 when the fleet was done)."""
+    finished = events[-1]
+    assert finished["event"] == "release.finished", events[-3:]
+    assert code in (0, 128 + getattr(signal, fault)) and finished["exit_code"] == code
+    ended = {e["target"]: e for e in events if e["event"] == "target.finished"}
+    assert set(ended) == set(databases), (fault, sorted(ended))
+    for name, event in ended.items():
+        with fleet.admin(databases[name]) as conn:
+            exists = conn.execute("SELECT to_regclass('release_runner.history')").fetchone()
+            recorded = 0
+            if exists and exists[0]:
+                row = conn.execute(
+                    "SELECT count(*) FROM release_runner.history WHERE run_id = %s AND status = 'applied'",
+                    (finished["run_id"],),
+                ).fetchone()
+                recorded = row[0] if row else 0
+        assert event["applied"] == recorded, (fault, name, event, recorded)
