@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 
-from release_runner.cli.lines import LineWriter
+from release_runner.cli.fleet_view import FleetView
+from release_runner.cli.lines import LineWriter, seconds
 from release_runner.core.events import Event, Level
 
 # What every event carries for the JSON lines; a person does not need it on each line.
@@ -39,10 +40,6 @@ def colour_wanted(stream: TextIO, no_color: bool) -> bool:
     return not no_color and not os.environ.get("NO_COLOR") and stream.isatty()
 
 
-def _seconds(milliseconds: float) -> str:
-    return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
-
-
 class Console(LineWriter):
     """Renders events as lines a person reads; see the module docstring."""
 
@@ -56,6 +53,7 @@ class Console(LineWriter):
         self.running: tuple[str, float] | None = None  # label, started
         self.lock = threading.Lock()
         self.ticker: threading.Thread | None = None
+        self.fleet = FleetView()
 
     def paint(self, text: str, colour: str) -> str:
         return f"\033[{_COLOURS[colour]}m{text}\033[0m" if self.colour else text
@@ -65,22 +63,26 @@ class Console(LineWriter):
 
     def clear_live(self) -> None:
         """Wipe the live line, so that a finished line can take its place."""
-        if self.live and self.running:
+        if self.live and (self.running or self.fleet.shown):
             try:
                 self.stream.write("\r\033[K")
             except (OSError, ValueError):
                 self.lost = True
 
     def redraw(self) -> None:
-        """The live line of the running migration (a terminal only), without a newline."""
-        if not (self.live and self.running):
+        """The live line of the running migration, or of a fleet's targets (a terminal only),
+        without a newline."""
+        if not self.live or not (self.running or self.fleet.active):
             return
-        label, started = self.running
-        elapsed = _seconds((time.monotonic() - started) * 1000)
+        if self.fleet.active:
+            line = self.fleet.live(self.paint)
+        else:
+            assert self.running is not None
+            label, started = self.running
+            elapsed = seconds((time.monotonic() - started) * 1000)
+            line = f"{self.paint(self.counter(), 'dim')} {label} {self.paint(elapsed, 'dim')}"
         try:
-            self.stream.write(
-                f"\r\033[K{self.paint(self.counter(), 'dim')} {label} {self.paint(elapsed, 'dim')}"
-            )
+            self.stream.write(f"\r\033[K{line}")
             self.stream.flush()
         except (OSError, ValueError):
             self.lost = True
@@ -99,6 +101,12 @@ class Console(LineWriter):
         event, level = Event(event_dict["event"]), Level(event_dict["level"])
         facts = {key: value for key, value in event_dict.items() if key not in _CONTEXT}
         with self.lock:
+            if self.fleet.wants(event, facts):
+                fleet_line = self.fleet.render(event, facts, self.paint)
+                if fleet_line is None:
+                    self.redraw()
+                    raise structlog.DropEvent
+                return fleet_line
             if event is Event.MIGRATION_STARTED:
                 self.running = (str(facts.get("file")), time.monotonic())
                 self.redraw()
@@ -141,7 +149,7 @@ class Console(LineWriter):
             deferred = f", {facts['deferred']} deferred" if facts.get("deferred") else ""
             return self.paint(f"{facts.get('applied', 0)} applied, {self.total} to apply{deferred}", "dim")
         if event is Event.MIGRATION_APPLIED:
-            duration = self.paint(_seconds(float(facts.get("duration_ms") or 0)), "dim")
+            duration = self.paint(seconds(float(facts.get("duration_ms") or 0)), "dim")
             return f"{self.paint('✓', 'green')} {self.counter()} {facts.get('file')} {duration}"
         if event is Event.MIGRATION_FAILED:
             where = ":".join(str(facts[k]) for k in ("file", "line", "column") if facts.get(k) is not None)
@@ -155,7 +163,7 @@ class Console(LineWriter):
             )
         if event is Event.MIGRATION_RETRY:
             return self.paint(
-                f"  retry {facts.get('attempt')} in {_seconds(float(facts.get('delay_ms') or 0))}: "
+                f"  retry {facts.get('attempt')} in {seconds(float(facts.get('delay_ms') or 0))}: "
                 f"{facts.get('reason')} ({facts.get('sqlstate')})",
                 "yellow",
             )
@@ -192,7 +200,7 @@ class Console(LineWriter):
             facts.get("pending", 0),
             facts.get("deferred", 0),
         )
-        took = _seconds(float(facts.get("duration_ms") or 0))
+        took = seconds(float(facts.get("duration_ms") or 0))
         noun = "migration" if applied == 1 else "migrations"
         done = f"applied {applied} {noun} in {took}" if applied else f"nothing to apply ({took})"
         if facts.get("command") != "migrate":

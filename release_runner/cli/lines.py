@@ -1,5 +1,6 @@
 """The logger structlog wraps: whole lines to a stream. When the stream goes away (`migrate |
-head`) later lines go to stderr, so the run goes on and its summary still reaches somebody."""
+head`) later lines go to stderr, so the run goes on and its summary still reaches somebody.
+Also how a duration reads in those lines."""
 
 from __future__ import annotations
 
@@ -29,3 +30,8 @@ class LineWriter:
         self.line(message)
 
     info = warning = error = msg
+
+
+def seconds(milliseconds: float) -> str:
+    """A duration as a person reads it: `850 ms`, `2.4 s`."""
+    return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"

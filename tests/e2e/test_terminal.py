@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import pty
 import re
+import secrets
 import subprocess
 from pathlib import Path
 
-from tests.conftest import CLI, ROOT, cli_env, write
+from release_runner.db import connection
+from tests.conftest import CLI, PASSWORD, ROOT, Server, cli_env, write
 
 _ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -74,3 +76,27 @@ def test_no_color_and_failures_in_words(tmp_path: Path, url: str) -> None:
     assert screen[-1].startswith("applied 1 migration in ") and screen[-1].endswith("; 1 still pending")
     code, raw, _ = _on_terminal(["status", "--migrations", str(tmp_path), "--no-color"], cli_env(url))
     assert "\x1b[3" not in raw
+
+
+def test_a_fleet_on_a_terminal_names_its_targets(tmp_path: Path, server: Server) -> None:
+    """One line per target as it ends, the live line of targets, and a closing sentence that
+    names every target that is not ok; the targets' own migrations stay in the JSON lines."""
+    databases = [f"tty_{secrets.token_hex(4)}_{i}" for i in range(3)]
+    for name in databases:
+        connection.create_database(server.admin, name)
+    try:
+        targets = tmp_path / "targets"
+        lines = [f"ok{i} {server.url(name)}" for i, name in enumerate(databases)]
+        targets.write_text("\n".join([*lines, f"closed postgresql://runner:{PASSWORD}@127.0.0.1:1/x"]) + "\n")
+        write(tmp_path / "sql", {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+        args = ["migrate", "--no-verify", "--migrations", str(tmp_path / "sql"), "--targets", str(targets)]
+        code, raw, screen = _on_terminal([*args, "--connect-timeout", "2"], cli_env())
+    finally:
+        for name in databases:
+            connection.drop_database(server.admin, name)
+    assert code == 4 and PASSWORD not in raw
+    assert sorted(line.split()[1] for line in screen if line.startswith("✓")) == ["ok0", "ok1", "ok2"]
+    assert any(line.startswith("✗ closed unreachable (exit 4)") for line in screen), screen
+    assert not any("0001_a.sql" in line for line in screen)
+    assert screen[-1].startswith("migrate: 3 of 4 targets ok in ") and screen[-1].endswith("not ok: closed")
+    assert re.search(r"\[\d/4\][^\n]*running: ", raw)  # the live line
