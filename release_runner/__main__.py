@@ -20,7 +20,11 @@ def run() -> None:
     interrupts.install()
     try:
         from release_runner.cli.main import main  # after the signals are ours: see above
+
+        main()
     except Interrupted as interrupted:
+        # Before the command could say so itself: while the CLI was imported or set up.
+        interrupts.ignore()
         from release_runner.cli import log
 
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
@@ -29,7 +33,6 @@ def run() -> None:
             command, "interrupted", 128 + interrupted.signum, f"interrupted by {name} before it started"
         )
         sys.exit(128 + interrupted.signum)
-    main()
 
 
 if __name__ == "__main__":

@@ -364,9 +364,9 @@ def main() -> None:
     """Signals are ours from the first moment (`__main__.run` installs them before this module
     is even imported), so even one that arrives while the options are read ends with a summary
     line and not a traceback."""
-    interrupts.install()
     command = next((arg for arg in sys.argv[1:] if arg in cli.commands), None)
     try:
+        interrupts.install()
         cli(standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
