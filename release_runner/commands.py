@@ -19,7 +19,7 @@ from release_runner.core.report import PlanReport
 from release_runner.core.scaffold import next_file
 from release_runner.core.settings import Settings
 from release_runner.core.targets import FleetOptions
-from release_runner.run import fleet_work, gate, release, session
+from release_runner.run import data_checks, fleet_work, gate, release, session
 from release_runner.run import repair as repairs
 from release_runner.run import verify as verification
 from release_runner.run.fleet import TargetEnding
@@ -54,7 +54,18 @@ def plan_report(settings: Settings) -> PlanReport:
         current = gate.current_plan(conn, settings, found)
         phase = phases.choose(current, settings.post_deploy, settings.release_id)
         prepared = gate.lint(phase.apply, settings, conn)
-    return PlanReport(current, prepared, settings, phase)
+        found_data = data_checks.check(conn, prepared, settings, None, refuse=False)
+    data = [
+        {
+            "file": f.probe.item.migration.label,
+            "line": f.probe.statement.line,
+            "rule": f.probe.rule,
+            "table": f.probe.table,
+            "rows": data_checks.rows(f.rows),
+        }
+        for f in found_data
+    ]
+    return PlanReport(current, prepared, settings, phase, data)
 
 
 def snapshot(settings: Settings) -> Path:

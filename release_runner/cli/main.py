@@ -228,7 +228,11 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
             click.echo(json.dumps(document, indent=2))
         else:
             documents.print_plan(document)
-        if document["refusals"] or document["errors"]:
+        if (
+            document["refusals"]
+            or document["errors"]
+            or (document["data"] and settings.data_preflight == "on")
+        ):
             raise errors.RefusedError("migrate would refuse: see the findings above")
         return {"pending": document["total"], "deferred": len(document["deferred"])}
 

@@ -211,6 +211,16 @@ COMMON = [
     NO_COLOR,
     LOG_SQL_VALUES,
 ]
+DATA = [
+    option(
+        "--data-preflight",
+        type=click.Choice(["on", "warn", "off"]),
+        default="on",
+        help="Probe the live rows for what pending statements would refuse (NOT NULL, unique, CHECK, "
+        "foreign key, casts), read-only and time-boxed: on refuses, warn reports.",
+    ),
+    option("--data-timeout", type=DURATION, default="5s", help="statement_timeout of each data probe."),
+]
 APPLY = [
     LOCK_TIMEOUT,
     STATEMENT_TIMEOUT,
@@ -221,6 +231,7 @@ APPLY = [
     STRICT_LINT,
     POST_DEPLOY,
     RELEASE_ID,
+    *DATA,
 ]
 VERIFY = [STRICT, REQUIRE_SNAPSHOT, IGNORE_PRIVILEGES]
 

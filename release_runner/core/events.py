@@ -30,6 +30,8 @@ class Event(StrEnum):
     HISTORY_REPAIRED = "history.repaired"
     PREFLIGHT_WARNING = "preflight.warning"
     PREFLIGHT_ERROR = "preflight.error"
+    PREFLIGHT_DATA = "preflight.data"
+    PREFLIGHT_DATA_UNKNOWN = "preflight.data_unknown"
     MIGRATION_UNWRAPPED = "migration.unwrapped"
     MIGRATION_STARTED = "migration.started"
     MIGRATION_WAITING = "migration.waiting"
@@ -74,6 +76,8 @@ _DEFAULT_LEVEL = {
     Event.HISTORY_REPAIRED: Level.WARNING,
     Event.PREFLIGHT_WARNING: Level.WARNING,
     Event.PREFLIGHT_ERROR: Level.ERROR,
+    Event.PREFLIGHT_DATA: Level.ERROR,
+    Event.PREFLIGHT_DATA_UNKNOWN: Level.WARNING,
     Event.MIGRATION_WAITING: Level.WARNING,
     Event.MIGRATION_RETRY: Level.WARNING,
     Event.MIGRATION_FAILED: Level.ERROR,

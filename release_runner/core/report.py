@@ -3,7 +3,7 @@ preflight prepared them, what waits for the post-deploy phase, and what would re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from release_runner.core import phases
@@ -20,6 +20,8 @@ class PlanReport:
     prepared: list[Prepared]
     settings: Settings
     phase: phases.Phase
+    data: list[dict[str, Any]] = field(default_factory=list)
+    """What the data checks found: the rows a pending statement would refuse."""
 
     def as_dict(self) -> dict[str, Any]:
         items = [
@@ -54,4 +56,5 @@ class PlanReport:
             "refusals": self.plan.problems,
             "errors": sum(len(item.errors) for item in self.prepared),
             "warnings": sum(len(item.warnings) for item in self.prepared),
+            "data": self.data,
         }

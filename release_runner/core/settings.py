@@ -139,6 +139,11 @@ class Settings:
     differ between environments)."""
     strict_lint: bool = False
     """Preflight warnings refuse the run instead of warning."""
+    data_preflight: str = "on"
+    """`on`: probe the live rows for what pending statements would refuse, and refuse the run
+    on a finding; `warn`: report only; `off`."""
+    data_timeout: float = 5.0
+    """statement_timeout and lock_timeout of each data probe (seconds)."""
     log_sql_values: bool = False
     """Print literal values of statements, rows and other sessions' queries as they are (local
     debugging only: they may be passwords or tokens). Off: masked."""

@@ -116,3 +116,33 @@ def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple
         ([t for t, _ in columns], [c for _, c in columns]),
     ).fetchall()
     return {(table, column): (typname, typmod) for table, column, typname, typmod in rows}
+
+
+class ProbeFailed(Exception):
+    """A data probe did not answer: `timed_out`, or the server refused it (`sqlstate`);
+    `data` when what it refused is a value (class 22: the cast a probe tries fails)."""
+
+    def __init__(self, sqlstate: str | None, timed_out: bool = False) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+        self.timed_out = timed_out
+        self.data = (sqlstate or "").startswith("22")
+
+
+def probe(conn: Connection, query: str, timeout: str) -> int:
+    """The first column of `query`'s one row, read in a READ ONLY transaction of its own with
+    `timeout` as its statement_timeout and lock_timeout (a data probe: it writes nothing and
+    waits for no lock longer than that). Raises ProbeFailed."""
+    settings = f"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = '{timeout}'; "
+    settings += f"SET LOCAL lock_timeout = '{timeout}'"
+    try:
+        with conn.transaction():
+            conn.execute(settings.encode())
+            row = conn.execute(query.encode()).fetchone()  # the migration's own SQL, as written
+    except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as error:
+        raise ProbeFailed(error.sqlstate, timed_out=True) from None
+    except psycopg.errors.OperationalError:
+        raise
+    except psycopg.Error as error:
+        raise ProbeFailed(error.sqlstate) from None
+    return int(row[0]) if row and row[0] is not None else 0

@@ -14,8 +14,8 @@ from release_runner.core.migrations import MigrationSet
 from release_runner.core.settings import Settings, fly_context
 from release_runner.db.connection import Connection, DatabaseError
 from release_runner.db.history import RunContext
+from release_runner.run import data_checks, session
 from release_runner.run import gate as refusals
-from release_runner.run import session
 from release_runner.run import verify as verification
 from release_runner.run.log import emit
 
@@ -85,6 +85,7 @@ def _migrate_locked(
         prepared = (
             locked.read(lambda conn: refusals.preflight(phase.apply, settings, conn)) if phase.apply else []
         )
+        locked.read(lambda conn: data_checks.check(conn, prepared, settings, deadline))
         _defer(locked, context, phase, current)
         if prepared:
             from release_runner.run import executor

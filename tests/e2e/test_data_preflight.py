@@ -1,0 +1,143 @@
+"""Data preflight on a real server: a pending statement the live rows would refuse is refused
+before anything is applied (exit 5, no history row, no value in any output); the same statement
+over clean rows applies; a backfill earlier in the file or in an earlier file is never refused;
+a probe that cannot finish in time is a warning and the run goes on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import run_cli, write
+
+SECRET = "sk_live_4f9a"
+# rule, the table as the app left it (a violating row, then the fix that cleans it), statement
+CASES = [
+    (
+        "not-null",
+        f"CREATE TABLE t (id int, a text); INSERT INTO t VALUES (1, NULL), (2, '{SECRET}');",
+        "UPDATE t SET a = 'x' WHERE a IS NULL;",
+        "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+    ),
+    (
+        "not-null",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1);",
+        "DELETE FROM t;",
+        "ALTER TABLE t ADD COLUMN b int NOT NULL;",
+    ),
+    (
+        "unique",
+        f"CREATE TABLE t (id int, a text); INSERT INTO t VALUES (1, '{SECRET}'), (2, '{SECRET}');",
+        "DELETE FROM t WHERE id = 2;",
+        "CREATE UNIQUE INDEX t_a ON t (lower(a)) WHERE id > 0;",
+    ),
+    (
+        "unique",
+        f"CREATE TABLE t (id int, a text); INSERT INTO t VALUES (1, '{SECRET}'), (2, '{SECRET}');",
+        "DELETE FROM t WHERE id = 2;",
+        "ALTER TABLE t ADD CONSTRAINT t_a UNIQUE (a);",
+    ),
+    (
+        "check",
+        "CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, -5);",
+        "UPDATE t SET a = 1;",
+        "ALTER TABLE t ADD CONSTRAINT positive CHECK (a > 0);",
+    ),
+    (
+        "foreign-key",
+        "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE t (id int, p int); INSERT INTO t VALUES (1, 7);",
+        "DELETE FROM t;",
+        "ALTER TABLE t ADD CONSTRAINT t_p FOREIGN KEY (p) REFERENCES p (id);",
+    ),
+    (
+        "cast",
+        f"CREATE TABLE t (id int, a text); INSERT INTO t VALUES (1, '{SECRET}');",
+        "UPDATE t SET a = '12';",
+        "ALTER TABLE t ALTER COLUMN a TYPE int USING a::int;",
+    ),
+]
+
+
+def _migrate(directory: Path, url: str, *extra: str) -> Any:
+    # The post-deploy phase: the release-phase rules (which refuse some of these statements on
+    # their own) are off, so what is tested here is the data.
+    return run_cli("migrate", "--post-deploy", "--no-verify", "--migrations", str(directory), *extra, url=url)
+
+
+@pytest.mark.parametrize(("rule", "table", "fix", "statement"), CASES)
+def test_rows_that_would_refuse_a_statement_refuse_the_run(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any], rule: str, table: str, fix: str, statement: str
+) -> None:
+    """Violating rows: exit 5, one preflight.data naming the rule, table and rows, nothing
+    applied, no value printed. Clean rows: it applies."""
+    admin.execute(table)
+    directory = write(
+        tmp_path, {"0001_first.sql": "CREATE TABLE other (id int);\n", "0002_step.sql": statement + "\n"}
+    )
+    refused = _migrate(directory, url)
+    assert refused.code == 5, refused.stdout[-2000:]
+    (finding,) = refused.named("preflight.data")
+    assert (finding["rule"], finding["table"], finding["line"]) == (rule, "t", 1)
+    assert finding["rows"] in ("1", "2") and finding["fix"]
+    assert SECRET not in refused.stdout + refused.stderr
+    assert admin.execute("SELECT to_regclass('other')").fetchone() == (None,)
+    admin.execute(fix)
+    applied = _migrate(directory, url)
+    assert applied.code == 0, applied.stdout[-2000:]
+    assert applied.finished["applied"] == 2
+
+
+@pytest.mark.parametrize(("rule", "table", "fix", "statement"), CASES[:4])
+def test_a_backfill_before_it_is_never_refused(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any], rule: str, table: str, fix: str, statement: str
+) -> None:
+    """The statement that cleans the rows is pending too (earlier in the same file, or in an
+    earlier file): the check is left to the migration, which applies."""
+    admin.execute(table)
+    same_file = write(tmp_path / "same", {"0001_fix_and_step.sql": f"{fix}\n{statement}\n"})
+    result = _migrate(same_file, url)
+    assert result.code == 0, result.stdout[-2000:]
+    assert result.named("preflight.data_unknown") and not result.named("preflight.data")
+
+
+def test_warn_reports_and_off_does_not_probe(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """--data-preflight warn reports the finding and lets the migration fail on its own;
+    plan shows the finding and says migrate would refuse."""
+    admin.execute(CASES[0][1])
+    directory = write(tmp_path, {"0001_step.sql": CASES[0][3] + "\n"})
+    planned = run_cli("plan", "--post-deploy", "--migrations", str(directory), "--format", "json", url=url)
+    assert planned.code == 5 and '"rule": "not-null"' in planned.stdout
+    warned = _migrate(directory, url, "--data-preflight", "warn")
+    assert warned.code == 1 and warned.named("preflight.data")[0]["level"] == "warning"
+    off = _migrate(directory, url, "--data-preflight", "off")
+    assert off.code == 1 and not off.named("preflight.data")
+
+
+def test_a_slow_probe_is_unknown_and_a_busy_table_does_not_block_it(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any], server: Any, database: str
+) -> None:
+    """A probe over many rows with a tiny --data-timeout ends as data_unknown within it and the
+    run goes on; another session holding ROW EXCLUSIVE on the table does not block the probes."""
+    admin.execute(
+        "CREATE TABLE t (id int, a int); INSERT INTO t SELECT g, g FROM generate_series(1, 300000) g"
+    )
+    directory = write(tmp_path, {"0001_step.sql": "CREATE UNIQUE INDEX t_a ON t (a);\n"})
+    slow = _migrate(directory, url, "--data-timeout", "1ms")
+    assert slow.code == 0, slow.stdout[-2000:]
+    assert "did not finish within" in slow.named("preflight.data_unknown")[0]["reason"]
+    admin.execute("DROP INDEX t_a; INSERT INTO t VALUES (1, 1)")
+    write(directory, {"0002_again.sql": "CREATE UNIQUE INDEX t_a_again ON t (a) WHERE a < 2;\n"})
+    with psycopg.connect(server.url(database)) as holder:
+        holder.execute("LOCK TABLE t IN ROW EXCLUSIVE MODE")
+        started = time.monotonic()
+        blocked = _migrate(directory, url, "--data-timeout", "10s", "--lock-timeout", "1s", "--retries", "1")
+        took = time.monotonic() - started
+        holder.rollback()
+    assert blocked.code == 5 and blocked.named("preflight.data")[0]["rows"] == "1"
+    assert took < 10, took  # the probe's ACCESS SHARE never waits behind ROW EXCLUSIVE
