@@ -149,6 +149,18 @@ def _exit(code: int, writer: LineWriter | None = None) -> NoReturn:
     sys.exit(code)
 
 
+def _single(
+    ctx: click.Context, options: dict[str, Any], command: str, output: str | None = None, **changes: Any
+) -> Settings:
+    """The command's Settings; given --targets or --targets-query, the command runs on the fleet
+    instead, and this does not return."""
+    fleet = fleet_cli.options_of(options)
+    settings = replace(_settings(ctx, options), **changes)
+    if fleet is not None:
+        _fleet(command, settings, fleet, output)
+    return settings
+
+
 def _fleet(command: str, settings: Settings, fleet: FleetOptions, output: str | None = None) -> NoReturn:
     """Run `command` on every target of a fleet; `status` and `plan` print the targets' table."""
     progress = Progress()
@@ -181,10 +193,8 @@ def cli() -> None:
 @click.pass_context
 def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool, **options: Any) -> None:
     """Preflight, connect, lock, validate history, apply pending migrations, verify the schema."""
-    fleet = fleet_cli.options_of(options)
-    settings = replace(_settings(ctx, options), verify=not skip_verify)
-    if fleet is not None:
-        _fleet("plan" if dry_run else "migrate", settings, fleet, output if dry_run else None)
+    command = "plan" if dry_run else "migrate"
+    settings = _single(ctx, options, command, output if dry_run else None, verify=not skip_verify)
     if dry_run:
         _plan(settings, "migrate", output)
 
@@ -197,10 +207,7 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
 @click.pass_context
 def status(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: applied, pending, changed, missing, unresolved per migration."""
-    fleet = fleet_cli.options_of(options)
-    settings = _settings(ctx, options)
-    if fleet is not None:
-        _fleet("status", settings, fleet, output)
+    settings = _single(ctx, options, "status", output)
 
     def body(_: str) -> dict[str, Any]:
         current = _commands().status(settings)
@@ -245,11 +252,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 @click.pass_context
 def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
     """Read-only: what `migrate` would do now, with preflight findings. Writes nothing."""
-    fleet = fleet_cli.options_of(options)
-    settings = _settings(ctx, options)
-    if fleet is not None:
-        _fleet("plan", settings, fleet, output)
-    _plan(settings, "plan", output)
+    _plan(_single(ctx, options, "plan", output), "plan", output)
 
 
 @cli.command()
@@ -257,10 +260,7 @@ def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
 @click.pass_context
 def verify(ctx: click.Context, /, **options: Any) -> None:
     """Read-only: compare the live schema with the expected schema; list every difference."""
-    fleet = fleet_cli.options_of(options)
-    settings = _settings(ctx, options)
-    if fleet is not None:
-        _fleet("verify", settings, fleet)
+    settings = _single(ctx, options, "verify")
 
     _finish("verify", settings, lambda _: _commands().verify(settings))
 
