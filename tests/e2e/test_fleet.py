@@ -87,11 +87,12 @@ def _versions(conn: psycopg.Connection[Any], history_schema: str = "release_runn
 def test_a_fleet_names_each_failure_and_a_rerun_converges(
     tmp_path: Path, fleet: Fleet, server: Server
 ) -> None:
-    """Twelve targets, databases and schemas: bad data, a closed port, a lock held past
+    """Thirteen targets, databases and schemas: bad data (seen by the data preflight), an object
+    in the way (a migration that fails as it runs), a closed port, a lock held past
     --lock-wait, drift and an edited history each end their own target with their own cause and
     exit code; every other target is at head; the fleet exits with the most serious code; a
     rerun after the fixes converges and leaves the rest as they were."""
-    names = ["canary", "a", "b", "dirty", "busy", "drifted", "edited"]
+    names = ["canary", "a", "b", "dirty", "broken", "busy", "drifted", "edited"]
     databases = {name: fleet.database(name) for name in names}
     with fleet.admin(fleet.control) as conn:
         for tenant in ("t1", "t2", "t3", "t4"):
@@ -107,7 +108,7 @@ def test_a_fleet_names_each_failure_and_a_rerun_converges(
 
     first = _run(fleet, directory, _query([r for r in rows if r[0] != "closed"]))
     assert first.code == 0, first.stdout[-3000:]
-    assert first.finished["targets"]["ok"] == 11 and first.finished["applied"] == 22
+    assert first.finished["targets"]["ok"] == 12 and first.finished["applied"] == 24
     _break(fleet, databases)
     write(directory, SECOND)
     assert run_cli("snapshot", "--migrations", str(directory), "--scratch-url", server.admin).code == 0
@@ -115,15 +116,17 @@ def test_a_fleet_names_each_failure_and_a_rerun_converges(
     holder.execute("SELECT pg_advisory_lock(%s)", (RunnerLock.of("release_runner").key,))
     second = _run(fleet, directory, query, "--lock-wait", "1s", "--connect-timeout", "3")
     ended = _ended(second)
-    assert ended["dirty"] == ("failed", 1)
+    assert ended["dirty"] == ("refused", 5)  # the data preflight saw the duplicates
+    assert ended["broken"] == ("failed", 1)
     assert ended["closed"] == ("unreachable", 4) and ended["busy"] == ("unreachable", 4)
     assert ended["drifted"] == ("drift", 3) and ended["edited"] == ("refused", 5)
     for name in ("canary", "a", "b", "t1", "t2", "t3", "t4"):
         assert ended[name] == ("ok", 0), (name, second.stdout[-3000:])
     assert second.code == 1 and second.finished["status"] == "failed"
-    assert set(second.finished["not_ok"]) == {"dirty", "closed", "busy", "drifted", "edited"}
+    assert set(second.finished["not_ok"]) == {"dirty", "broken", "closed", "busy", "drifted", "edited"}
     errors = {e["target"]: e["error"] for e in second.named("target.finished") if e.get("error")}
-    assert "23505" in errors["dirty"] and "runner lock" in errors["busy"]
+    assert "data preflight" in errors["dirty"] and "42P07" in errors["broken"]
+    assert "runner lock" in errors["busy"]
     for tenant in ("t1", "t2", "t3", "t4"):
         with fleet.admin(fleet.control) as conn:
             assert _versions(conn, f"release_runner_{tenant}") == ["0001", "0002", "0003"]
@@ -131,20 +134,25 @@ def test_a_fleet_names_each_failure_and_a_rerun_converges(
     holder.close()
     with fleet.admin(databases["dirty"]) as conn:
         conn.execute("DELETE FROM accounts WHERE id = 2")
+    with fleet.admin(databases["broken"]) as conn:
+        conn.execute("DROP INDEX accounts_email")
     third = _run(fleet, directory, query, "--lock-wait", "1s", "--connect-timeout", "3")
     ended = _ended(third)
-    assert ended["dirty"] == ("ok", 0) and ended["busy"] == ("ok", 0)
+    assert ended["dirty"] == ("ok", 0) and ended["busy"] == ("ok", 0) and ended["broken"] == ("ok", 0)
     assert ended["drifted"] == ("drift", 3) and ended["edited"] == ("refused", 5)
     assert ended["closed"] == ("unreachable", 4) and third.code == 3
-    assert third.finished["applied"] == 2  # only dirty's and busy's 0003: the rest were at head
+    assert third.finished["applied"] == 3  # dirty's, broken's and busy's 0003: the rest were at head
     with fleet.admin(databases["edited"]) as conn:
         assert _versions(conn) == ["0001", "0002"]
 
 
 def _break(fleet: Fleet, databases: dict[str, str]) -> None:
-    """Bad data on one target, drift on another, an edited history on a third."""
+    """Bad data on one target, an object in the way on another, drift on a third, an edited
+    history on a fourth."""
     with fleet.admin(databases["dirty"]) as conn:
         conn.execute("INSERT INTO accounts VALUES (1, 'x@example.com'), (2, 'x@example.com')")
+    with fleet.admin(databases["broken"]) as conn:
+        conn.execute("CREATE INDEX accounts_email ON accounts (id)")
     with fleet.admin(databases["drifted"]) as conn:
         conn.execute("ALTER TABLE orders DROP COLUMN account")
     with fleet.admin(databases["edited"]) as conn:
@@ -163,9 +171,9 @@ def test_a_failing_canary_stops_the_fleet(tmp_path: Path, fleet: Fleet, server: 
         conn.execute("INSERT INTO accounts VALUES (1, 'x@example.com'), (2, 'x@example.com')")
     write(directory, SECOND)
     result = _run(fleet, directory, query, "--no-verify", "--parallel", "2")
-    assert result.code == 1
+    assert result.code == 5
     assert _ended(result) == {
-        "canary": ("failed", 1),
+        "canary": ("refused", 5),
         "a": ("skipped", 0),
         "b": ("skipped", 0),
         "c": ("skipped", 0),
