@@ -86,9 +86,9 @@ class ConnectionWatch:
         self.thread.join()
 
 
-def run_fleet(control: str, query: str, directory: Path) -> tuple[float, float]:
-    """One fleet run as a deploy runs it: (wall seconds, peak RSS in MB)."""
-    env = {**os.environ, "RELEASE_RUNNER_DATABASE_URL": control, "RELEASE_RUNNER_LOG_FORMAT": "json"}
+def migrate(url: str, directory: Path) -> tuple[list[str], dict[str, str]]:
+    """`release-runner migrate` as a deploy runs it, on `url`: its command and environment."""
+    env = {**os.environ, "RELEASE_RUNNER_DATABASE_URL": url, "RELEASE_RUNNER_LOG_FORMAT": "json"}
     command = [
         sys.executable,
         "-m",
@@ -98,6 +98,12 @@ def run_fleet(control: str, query: str, directory: Path) -> tuple[float, float]:
         "--migrations",
         str(directory),
     ]
+    return command, env
+
+
+def run_fleet(control: str, query: str, directory: Path) -> tuple[float, float]:
+    """One fleet run: (wall seconds, peak RSS in MB)."""
+    command, env = migrate(control, directory)
     command += ["--targets-query", query, "--parallel", str(PARALLEL)]
     started = time.perf_counter()
     done = subprocess.run(
@@ -113,16 +119,7 @@ def run_loop(urls: list[str], directory: Path) -> float:
     """What users do today: one single-database run after another."""
     started = time.perf_counter()
     for url in urls:
-        env = {**os.environ, "RELEASE_RUNNER_DATABASE_URL": url, "RELEASE_RUNNER_LOG_FORMAT": "json"}
-        command = [
-            sys.executable,
-            "-m",
-            "release_runner",
-            "migrate",
-            "--no-verify",
-            "--migrations",
-            str(directory),
-        ]
+        command, env = migrate(url, directory)
         subprocess.run(command, capture_output=True, env=env, cwd=ROOT, check=True)
     return time.perf_counter() - started
 
