@@ -27,7 +27,8 @@ from release_runner.core.statements import (
     split_statements,
 )
 
-NATIVE_NAME = re.compile(r"^(\d+)_([^/]+)\.sql$")
+# ASCII digits only: `\d` would take full-width and Arabic-Indic digits for a version too.
+NATIVE_NAME = re.compile(r"^([0-9]+)_([^/]+)\.sql$")
 DRIZZLE_BREAKPOINT = "--> statement-breakpoint"
 
 
@@ -196,9 +197,9 @@ def detect_formats(directory: Path) -> list[SourceFormat]:
         found.append(SourceFormat.DRIZZLE)
     if (directory / "migration_lock.toml").exists() or any(directory.glob("*/migration.sql")):
         found.append(SourceFormat.PRISMA)
-    if SourceFormat.DRIZZLE not in found and any(
-        p.name.lower().endswith(".sql") for p in directory.iterdir()
-    ):
+    # Only files are native migrations: a Prisma migration's folder may be named `…_add.sql`.
+    files = any(p.name.lower().endswith(".sql") and p.is_file() for p in directory.iterdir())
+    if SourceFormat.DRIZZLE not in found and files:
         found.append(SourceFormat.NATIVE)
     return found
 
@@ -239,7 +240,9 @@ def _read_native(directory: Path) -> MigrationSet:
     by_number: dict[int, Migration] = {}
     # scandir: the directory entry says what is a file without a stat() per migration.
     with os.scandir(directory) as scan:
-        entries = sorted((e for e in scan if e.name.lower().endswith(".sql")), key=lambda e: e.name)
+        # A name with white space around `.sql` (`0002_b.sql `) looks like a migration too: it
+        # is refused below by name, never skipped without a word.
+        entries = sorted((e for e in scan if e.name.strip().lower().endswith(".sql")), key=lambda e: e.name)
     for entry in entries:
         path = directory / entry.name
         if not entry.is_file():

@@ -254,3 +254,30 @@ def test_a_large_file_is_cut_at_its_real_semicolons(tmp_path: Path) -> None:
     assert [s.kind for s in statements] == ["CreateStmt", "InsertStmt", "CreateStmt", "CreateFunctionStmt"]
     assert [s.line for s in statements] == [1, 3, 30_004, 30_005]
     assert statements[1].text.endswith("'esc\\'; 29999')")
+
+
+# Full-width and Arabic-Indic digits, written as escapes (the characters look like 0002).
+@pytest.mark.parametrize(
+    "name", ["\uff10\uff10\uff10\uff12_b.sql", "\u0660\u0660\u0660\u0662_b.sql", "0002_b.sql ", " 0002_b.sql"]
+)
+def test_a_name_that_looks_like_a_migration_is_never_taken_or_skipped_silently(
+    tmp_path: Path, name: str
+) -> None:
+    """Versions are ASCII digits; a name with white space around it is refused, not skipped."""
+    write(tmp_path, {"0001_a.sql": "SELECT 1;\n", name: "SELECT 2;\n"})
+    with pytest.raises(UsageError, match="not a migration file name"):
+        read_directory(tmp_path)
+
+
+def test_a_prisma_folder_named_like_a_file_is_a_prisma_migration(tmp_path: Path) -> None:
+    """A folder that holds migration.sql is a Prisma migration whatever its name."""
+    write(
+        tmp_path,
+        {
+            "20240101000000_init/migration.sql": "CREATE TABLE a (id int);\n",
+            "20240102000000_add.sql/migration.sql": "CREATE TABLE b (id int);\n",
+        },
+    )
+    found = read_directory(tmp_path)
+    assert found.source_format == "prisma"
+    assert [m.version for m in found.migrations] == ["20240101000000_init", "20240102000000_add.sql"]
