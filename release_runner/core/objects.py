@@ -271,3 +271,24 @@ def as_schema(objects: Objects, source: str, target: str) -> Objects:
             }
             scoped[kind] = kept
     return scoped
+
+
+def without_tables(objects: Objects, tables: set[str]) -> Objects:
+    """The objects less these tables ("schema.table") and what belongs to them (columns,
+    constraints, indexes, triggers, policies, rules, the sequences they own), and less a schema
+    left empty by that: the history drizzle-kit or Prisma kept, which the runner reads and no
+    migration creates."""
+    prefixes = tuple(f"{table}." for table in tables)
+
+    def belongs(name: str, attrs: dict[str, Any]) -> bool:
+        owner = str(attrs.get("table") or attrs.get("owned_by") or "")
+        return name in tables or name.startswith(prefixes) or owner in tables or owner.startswith(prefixes)
+
+    kept = {
+        kind: {name: attrs for name, attrs in items.items() if not belongs(name, attrs)}
+        for kind, items in objects.items()
+    }
+    used = {name.split(".", 1)[0] for kind, items in kept.items() if kind != "schema" for name in items}
+    emptied = {table.split(".", 1)[0] for table in tables} - used
+    kept["schema"] = {name: attrs for name, attrs in kept.get("schema", {}).items() if name not in emptied}
+    return kept

@@ -13,7 +13,7 @@ from release_runner.core import schema as schema_module
 from release_runner.core.errors import DriftError, MigrationFailed, UsageError
 from release_runner.core.events import Event, Level
 from release_runner.core.migrations import Migration
-from release_runner.core.objects import Objects, as_schema, objects_from_catalog
+from release_runner.core.objects import Objects, as_schema, objects_from_catalog, without_tables
 from release_runner.core.settings import Settings
 from release_runner.db import catalog
 from release_runner.db.connection import Connection, with_search_path
@@ -43,6 +43,9 @@ def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
     # A schema target's functions are hashed as if they were the snapshot's (`public`).
     schema_as = (settings.schema_target, "public") if settings.schema_target else None
     objects = objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema), schema_as)
+    # drizzle-kit's and Prisma's own history tables: the runner reads them, no migration makes them.
+    foreign = {settings.drizzle_history, f"{settings.prisma_schema or 'public'}._prisma_migrations"}
+    objects = without_tables(objects, {name if "." in name else f"public.{name}" for name in foreign})
     return schema.Snapshot(objects, conn.info.server_version // 10000)
 
 

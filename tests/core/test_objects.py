@@ -10,7 +10,7 @@ import pytest
 
 from release_runner.core import schema
 from release_runner.core.errors import UsageError
-from release_runner.core.objects import RUNNER, objects_from_catalog
+from release_runner.core.objects import RUNNER, objects_from_catalog, without_tables
 
 EMPTY: dict[str, Any] = {
     key: []
@@ -103,3 +103,25 @@ def test_an_unreadable_snapshot_says_to_regenerate_it(tmp_path: Path, text: str)
     path.write_text(text)
     with pytest.raises(UsageError, match="regenerate"):
         schema.load(path)
+
+
+def test_a_foreign_history_table_and_what_belongs_to_it_are_left_out() -> None:
+    """The table, its columns, constraints, indexes and owned sequences, and a schema it leaves
+    empty; nothing else."""
+    objects: dict[str, dict[str, dict[str, Any]]] = {
+        "schema": {"public": {}, "drizzle": {}},
+        "table": {"drizzle.m": {}, "public.t": {}},
+        "column": {"drizzle.m.id": {}, "public.t.id": {}},
+        "constraint": {"drizzle.m.m_pkey": {"table": "drizzle.m"}},
+        "index": {"drizzle.m_pkey": {"table": "drizzle.m"}, "public.t_pkey": {"table": "public.t"}},
+        "sequence": {"drizzle.m_id_seq": {"owned_by": "drizzle.m.id"}},
+    }
+    kept = without_tables(objects, {"drizzle.m"})
+    assert kept == {
+        "schema": {"public": {}},
+        "table": {"public.t": {}},
+        "column": {"public.t.id": {}},
+        "constraint": {},
+        "index": {"public.t_pkey": {"table": "public.t"}},
+        "sequence": {},
+    }

@@ -306,3 +306,17 @@ def test_switch_from_drizzle_kit_push_as_the_readme_says(tmp_path: Path, server:
     deploy = run_cli("migrate", "--migrations", str(directory), url=url)
     assert deploy.code == 0, deploy.stdout
     assert [e["version"] for e in deploy.named("migration.applied")] == ["0004"]
+
+
+def test_the_adopted_tools_own_history_is_not_drift(url: str, admin: psycopg.Connection[Any]) -> None:
+    """drizzle-kit's and Prisma's history tables stay after adoption and are read on every run:
+    they are neither extras nor drift, even with --strict (issue 21, item 2)."""
+    sql = str(ROOT / "sql")
+    assert run_cli("migrate", "--migrations", sql, url=url).code == 0
+    admin.execute(
+        "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text, created_at bigint);"
+        "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64), migration_name varchar(255))"
+    )
+    verified = run_cli("verify", "--strict", "--migrations", sql, url=url)
+    assert verified.code == 0, verified.stdout[-2000:]
+    assert not verified.named("verify.mismatch")
