@@ -13,6 +13,7 @@ HERE = Path(__file__).parent
 for script, arguments in (
     ("apply.py", ["1000"]),
     ("imports.py", []),
+    ("fleet.py", ["100", "1000"]),
     ("preflight.py", []),
     ("corpus.py", []),
     ("verify.py", ["200", "2000", "10000"]),
