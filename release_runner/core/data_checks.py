@@ -17,7 +17,7 @@ from typing import Any
 
 from release_runner.core.detect import required_without_default
 from release_runner.core.preflight import Prepared
-from release_runner.core.statements import Statement, node, relation_name, sets_search_path
+from release_runner.core.statements import Statement, node, quote_ident, relation_name, sets_search_path
 
 ROWS = "rows"  # the probe's rows violate the statement
 CAST = "cast"  # the probe raises (a data exception) where the statement's cast would
@@ -136,7 +136,7 @@ def _constraint(
     if contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE") and keys and not constraint.get("indexname"):
         if contype == "CONSTR_PRIMARY":
             yield _not_null(item, statement, table, keys)
-        yield _duplicates(item, statement, table, keys, [_quoted(k) for k in keys], None, False)
+        yield _duplicates(item, statement, table, keys, [quote_ident(k) for k in keys], None, False)
     elif contype == "CONSTR_CHECK" and not constraint.get("skip_validation"):
         expression = _rendered(statement, lambda tree: tree.cmds[index].def_.raw_expr)
         query = f"SELECT 1 FROM {_sql(table)} WHERE NOT ({expression})"
@@ -148,7 +148,7 @@ def _constraint(
 
 
 def _not_null(item: Prepared, statement: Statement, table: str, columns: tuple[str, ...]) -> Probe:
-    nulls = " OR ".join(f"{_quoted(c)} IS NULL" for c in columns)
+    nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in columns)
     fix = "backfill the NULLs first (an UPDATE in an earlier migration), or give them a default"
     query = f"SELECT 1 FROM {_sql(table)} WHERE {nulls}"
     return Probe("not-null", item, statement, table, columns, query, fix=fix)
@@ -176,7 +176,7 @@ def _duplicates(
 
 def _unique_index(item: Prepared, statement: Statement, table: str) -> Iterator[Probe]:
     tree = _tree(statement)
-    expressions = [_render(p.expr) if p.expr is not None else _quoted(p.name) for p in tree.indexParams]
+    expressions = [_render(p.expr) if p.expr is not None else quote_ident(p.name) for p in tree.indexParams]
     columns = tuple(p.name or _render(p.expr) for p in tree.indexParams)
     predicate = _render(tree.whereClause) if tree.whereClause is not None else None
     yield _duplicates(item, statement, table, columns, expressions, predicate, bool(tree.nulls_not_distinct))
@@ -186,8 +186,9 @@ def _orphans(item: Prepared, statement: Statement, table: str, constraint: dict[
     own = [str(k["String"]["sval"]) for k in constraint.get("fk_attrs", [])]
     theirs = [str(k["String"]["sval"]) for k in constraint.get("pk_attrs", [])]
     referenced = relation_name(constraint.get("pktable")) or "?"
-    present = " AND ".join(f"t.{_quoted(c)} IS NOT NULL" for c in own)
-    match = " AND ".join(f"r.{_quoted(b)} = t.{_quoted(a)}" for a, b in zip(own, theirs, strict=False))
+    present = " AND ".join(f"t.{quote_ident(c)} IS NOT NULL" for c in own)
+    pairs = zip(own, theirs, strict=False)
+    match = " AND ".join(f"r.{quote_ident(b)} = t.{quote_ident(a)}" for a, b in pairs)
     missing = f"NOT EXISTS (SELECT 1 FROM {_sql(referenced)} r WHERE {match})"
     query = f"SELECT 1 FROM {_sql(table)} t WHERE {present} AND {missing}"
     fix = (
@@ -199,7 +200,7 @@ def _orphans(item: Prepared, statement: Statement, table: str, constraint: dict[
 
 def _cast(item: Prepared, statement: Statement, table: str, index: int, column: str) -> Probe:
     definition = _tree(statement).cmds[index].def_
-    using = _render(definition.raw_default) if definition.raw_default is not None else _quoted(column)
+    using = _render(definition.raw_default) if definition.raw_default is not None else quote_ident(column)
     target = _render(definition.typeName)
     query = f"SELECT count(({using})::{target}) FROM {_sql(table)}"
     fix = "fix the values that do not convert first, or convert with a USING expression that handles them"
@@ -223,10 +224,6 @@ def _render(part: Any) -> str:
     return str(RawStream()(part))
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _sql(table: str) -> str:
     """A name as written (dotted, case already folded by the parser), quoted part by part."""
-    return ".".join(_quoted(part) for part in table.split("."))
+    return ".".join(quote_ident(part) for part in table.split("."))

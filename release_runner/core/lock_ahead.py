@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from release_runner.core.statements import Statement, name_parts, node, relation_parts, sets_search_path
+from release_runner.core.statements import (
+    Statement,
+    name_parts,
+    node,
+    quote_ident,
+    relation_parts,
+    sets_search_path,
+)
 
 
 class LockMode(StrEnum):
@@ -242,7 +249,7 @@ def _literal(text: str) -> str:
 
 def _quoted(name: tuple[str, ...]) -> str:
     """The name as quoted identifiers, for to_regclass."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name)
+    return ".".join(quote_ident(part) for part in name)
 
 
 def block(locks: list[Lock], lock_timeout_ms: int) -> str | None:

@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from release_runner.core.statements import quote_ident
+
 Objects = dict[str, dict[str, dict[str, Any]]]
 Rows = Iterable[Any]
 
@@ -204,8 +206,7 @@ def _md5(definition: str | None, schema_as: tuple[str, str] | None) -> str | Non
 
 def _written(schema: str) -> str:
     """A pattern of `schema.` as the catalog renders it: bare where it can be, else quoted."""
-    quoted = '"' + schema.replace('"', '""') + '"'
-    return '(?:(?<![\\w"$])' + re.escape(schema) + "\\.|" + re.escape(quoted) + "\\.)"
+    return '(?:(?<![\\w"$])' + re.escape(schema) + "\\.|" + re.escape(quote_ident(schema)) + "\\.)"
 
 
 def _policies(rows: Rows) -> dict[str, dict[str, Any]]:

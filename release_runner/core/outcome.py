@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from release_runner.core.statements import Statement
+from release_runner.core.statements import Statement, quote_ident
 
 
 class Outcome(StrEnum):
@@ -45,7 +45,7 @@ def _identifier(name: str) -> str:
     """The name as SQL writes it: bare when it can be, quoted otherwise."""
     if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
         return name
-    return '"' + name.replace('"', '""') + '"'
+    return quote_ident(name)
 
 
 def judge(action: str, valid: bool | None) -> Outcome:

@@ -88,6 +88,12 @@ def dotted_name(items: list[dict[str, Any]]) -> str:
     return ".".join(name_parts(items))
 
 
+def quote_ident(name: str) -> str:
+    """One identifier in double quotes, its own quotes doubled: names here are already
+    case-folded by the parser or read from the catalog, so quoting keeps them exact."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sets_search_path(statement: Statement) -> bool:
     """True for `SET [LOCAL] search_path`/`SET SCHEMA` and a `set_config('search_path', ...)`:
     after it, an unqualified name in the file may mean another object than it does now."""
