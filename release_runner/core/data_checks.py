@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from release_runner.core.detect import required_without_default
+from release_runner.core import detect
 from release_runner.core.preflight import Prepared
 from release_runner.core.statements import Statement, node, quote_ident, relation_name, sets_search_path
 
@@ -78,9 +78,9 @@ def plan(prepared: list[Prepared]) -> tuple[list[Probe], list[Unknown]]:
                     )
                 else:
                     probes.append(probe)
-            table = _table(kind, body)
-            if kind in ("CreateStmt", "CreateTableAsStmt") and table:
-                created.add(table)
+            made, table = detect.created(statement), _table(kind, body)
+            if made is not None and made[0] == detect.RELATION:
+                created.add(made[1])
             elif kind in _WRITES and table:
                 changed[table] = statement
             elif kind in _ANYTHING:
@@ -94,8 +94,6 @@ def _table(kind: str, body: dict[str, Any]) -> str | None:
     if kind == "TruncateStmt":
         relations = body.get("relations", [])
         return relation_name(relations[0].get("RangeVar")) if relations else None
-    if kind == "CreateTableAsStmt":
-        return relation_name(body.get("into", {}).get("rel"))
     return relation_name(body.get("relation"))
 
 
@@ -117,7 +115,7 @@ def _alter(
     definition = command.get("def", {})
     if subtype == "AT_SetNotNull" and column:
         yield _not_null(item, statement, table, (column,))
-    elif subtype == "AT_AddColumn" and required_without_default(definition.get("ColumnDef", {})):
+    elif subtype == "AT_AddColumn" and detect.required_without_default(definition.get("ColumnDef", {})):
         name = str(definition["ColumnDef"].get("colname"))
         query = f"SELECT 1 FROM {_sql(table)}"
         fix = "add it with a DEFAULT, or nullable; backfill; then SET NOT NULL"
