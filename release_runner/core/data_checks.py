@@ -78,23 +78,27 @@ def plan(prepared: list[Prepared]) -> tuple[list[Probe], list[Unknown]]:
                     )
                 else:
                     probes.append(probe)
-            made, table = detect.created(statement), _table(kind, body)
+            made = detect.created(statement)
             if made is not None and made[0] == detect.RELATION:
                 created.add(made[1])
-            elif kind in _WRITES and table:
-                changed[table] = statement
+            elif kind in _WRITES:
+                changed.update(dict.fromkeys(_tables(kind, body), statement))
             elif kind in _ANYTHING:
                 anything = anything or statement
-            elif kind == "AlterTableStmt" and table:
-                changed.setdefault(table, statement)  # a default filled in, a column rewritten
+            elif kind == "AlterTableStmt":
+                for table in _tables(kind, body):  # a default filled in, a column rewritten
+                    changed.setdefault(table, statement)
     return probes, unknown
 
 
-def _table(kind: str, body: dict[str, Any]) -> str | None:
-    if kind == "TruncateStmt":
-        relations = body.get("relations", [])
-        return relation_name(relations[0].get("RangeVar")) if relations else None
-    return relation_name(body.get("relation"))
+def _tables(kind: str, body: dict[str, Any]) -> list[str]:
+    """The tables a write or ALTER TABLE names: every one a TRUNCATE lists."""
+    relations = (
+        [r.get("RangeVar") for r in body.get("relations", [])]
+        if kind == "TruncateStmt"
+        else [body.get("relation")]
+    )
+    return [name for name in map(relation_name, relations) if name]
 
 
 def _probes(item: Prepared, statement: Statement, kind: str, body: dict[str, Any]) -> Iterator[Probe]:

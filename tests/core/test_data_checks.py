@@ -49,6 +49,7 @@ def test_an_earlier_write_leaves_the_check_to_the_migration() -> None:
     for files in (
         ("UPDATE t SET a = 0 WHERE a IS NULL;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;\n",),
         ("DELETE FROM t WHERE id > 1;\n", "ALTER TABLE t ALTER COLUMN a SET NOT NULL;\n"),
+        ("TRUNCATE s, t;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;\n",),  # every table it names
         ("DO $$ BEGIN PERFORM 1; END $$;\nCREATE UNIQUE INDEX i ON t (a);\n",),
         ("SET search_path = app;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;\n",),
     ):
