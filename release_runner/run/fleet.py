@@ -179,12 +179,7 @@ def _one(target: Target, settings: Settings, work: Work, progress: Progress) -> 
     mine = progress.of(target.name)
     started = time.monotonic()
     ending = conclude(lambda: work(target_settings(settings, target)), mine)
-    facts = mine.summary(None, ending.status, ending.code, **ending.facts)
-    facts.pop("command")
-    facts["duration_ms"] = round((time.monotonic() - started) * 1000)
-    level = Level.INFO if ending.code == 0 else Level.ERROR
-    emit(Event.TARGET_FINISHED, level, **facts)
-    return TargetEnding(target, ending, facts)
+    return _finished(target, mine, ending, round((time.monotonic() - started) * 1000))
 
 
 def _skipped(target: Target, progress: Progress) -> TargetEnding:
@@ -194,11 +189,19 @@ def _skipped(target: Target, progress: Progress) -> TargetEnding:
         if interrupts.requested() is not None
         else "not started: a canary, or --max-failures targets, did not end ok"
     )
-    ending = Ending(TargetStatus.SKIPPED, 0, {"error": why})
-    facts = progress.of(target.name).summary(None, ending.status, 0, error=why)
+    return _finished(target, progress.of(target.name), Ending(TargetStatus.SKIPPED, 0, {"error": why}), 0)
+
+
+def _finished(target: Target, mine: Progress, ending: Ending, duration_ms: int) -> TargetEnding:
+    """Emit `target.finished` with the target's own summary facts (its counts, its error)."""
+    facts = mine.summary(None, ending.status, ending.code, **ending.facts)
     facts.pop("command")
-    facts["duration_ms"] = 0
-    emit(Event.TARGET_FINISHED, Level.WARNING, target=target.name, **facts)
+    facts["duration_ms"] = duration_ms
+    if ending.status == TargetStatus.SKIPPED:
+        level = Level.WARNING
+    else:
+        level = Level.INFO if ending.code == 0 else Level.ERROR
+    emit(Event.TARGET_FINISHED, level, target=target.name, **facts)
     return TargetEnding(target, ending, facts)
 
 
@@ -211,6 +214,8 @@ def summary(endings: list[TargetEnding]) -> tuple[int, dict[str, Any]]:
     not_ok = [item.target.name for item in endings if item.ending.status != TargetStatus.OK]
     code = targets_module.fleet_exit_code([item.ending.code for item in endings])
     signum = interrupts.requested()
-    if (signum is not None and code not in (128 + signum, 0)) or (not_ok and code == 0):
-        code = 128 + signum if signum is not None else 1
+    if signum is not None and (not_ok or code != 0):
+        code = 128 + signum  # an interrupted fleet says so, whatever its targets ended with
+    elif not_ok and code == 0:
+        code = 1  # a skipped target is not a green deploy
     return code, {"targets": counts, "not_ok": not_ok}
