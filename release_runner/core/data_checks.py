@@ -1,7 +1,7 @@
 """Pure: the data checks a release needs before it applies anything. For every pending statement
 that can fail on rows a table already has (NOT NULL, unique, CHECK, foreign key, a type change
-whose cast fails), one read-only probe: a query that finds violating rows, bounded to `limit`.
-run/data_checks.py runs them, time-boxed, and turns what they find into refusals.
+whose cast fails), one read-only probe: a query that finds violating rows. run/data_checks.py
+runs them, each bounded by LIMIT and all time-boxed, and turns what they find into refusals.
 
 Never a false refusal: a table created by the release has no rows to check; where an earlier
 pending statement (in the same file or an earlier one) may change the table's rows, or a DO

@@ -15,6 +15,7 @@ from release_runner.core.errors import RefusedError
 from release_runner.core.events import Event, Level
 from release_runner.core.preflight import Prepared
 from release_runner.core.settings import Settings, pg_duration
+from release_runner.core.statements import Statement
 from release_runner.db import catalog
 from release_runner.db.connection import Connection
 from release_runner.run.log import emit
@@ -100,13 +101,12 @@ def _report(finding: Found, settings: Settings) -> None:
     )
 
 
-def _unknown(item: Prepared, statement: object, table: str, rule: str, reason: str) -> None:
-    line = getattr(statement, "line", None)
+def _unknown(item: Prepared, statement: Statement, table: str, rule: str, reason: str) -> None:
     emit(
         Event.PREFLIGHT_DATA_UNKNOWN,
         version=item.migration.version,
         file=item.migration.label,
-        line=line,
+        line=statement.line,
         rule=rule or None,
         table=table,
         reason=f"not checked against the data: {reason}",
