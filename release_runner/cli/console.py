@@ -206,6 +206,8 @@ class Console(LineWriter):
         if facts.get("command") != "migrate":
             done = f"{facts.get('command')} done in {took}"
         extra = f"; {deferred} deferred to the post-deploy phase" if deferred else ""
+        if facts.get("data_checks"):
+            extra += f"; data checks run {facts['data_checks']}, against the live rows"
         if facts.get("exit_code") == 0:
             checked = "; schema verified" if self.verified else ""
             return self.paint(f"{done}{extra}{checked}", "green")

@@ -31,7 +31,12 @@ def options_of(options: dict[str, Any]) -> FleetOptions | None:
     )
     if fleet.targets_file is not None and fleet.targets_query is not None:
         raise click.UsageError("give --targets or --targets-query, not both")
-    return fleet if fleet.targets_file is not None or fleet.targets_query is not None else None
+    if fleet.targets_file is None and fleet.targets_query is None:
+        return None
+    if options.get("data_url"):
+        # One replica cannot hold every target's rows: each target's probes run on its own data.
+        raise click.UsageError("--data-url names one database's replica; a fleet probes each target itself")
+    return fleet
 
 
 def refuse_targets(command: str, options: dict[str, Any]) -> None:

@@ -50,6 +50,7 @@ from release_runner.run.log import emit
 from release_runner.run.progress import Progress
 
 URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
+_DEPLOY_TIME = {"data_checks": "at deploy time"}  # what `check` says of the data checks it cannot run
 
 
 def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
@@ -67,16 +68,13 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
                 break
     add_url_secrets(url)
     add_url_secrets(options.get("scratch_url"))
+    add_url_secrets(options.get("data_url"))
+    if options.get("data_url"):
+        options["data_url"] = _libpq_url(options["data_url"])[0]
     dropped: list[str] = []
     schema = None
     if url:
-        try:
-            url, dropped, schema = libpq_url(url)
-        except ValueError as error:
-            raise click.UsageError(
-                f"the database URL cannot be read ({error}); check its brackets, and percent-encode "
-                "special characters in the password (@ is %40, / is %2F)"
-            ) from None
+        url, dropped, schema = _libpq_url(url)
     compare_privileges = not options.pop("ignore_privileges", False)
     return Settings(
         database_url=url,
@@ -86,6 +84,17 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
         prisma_schema=schema,
         **options,
     )
+
+
+def _libpq_url(url: str) -> tuple[str, list[str], str | None]:
+    """libpq_url, its error a usage error that says how to write the URL."""
+    try:
+        return libpq_url(url)
+    except ValueError as error:
+        raise click.UsageError(
+            f"the database URL cannot be read ({error}); check its brackets, and percent-encode "
+            "special characters in the password (@ is %40, / is %2F)"
+        ) from None
 
 
 def _commands() -> ModuleType:
@@ -283,7 +292,8 @@ def check(ctx: click.Context, /, **options: Any) -> None:
     and compare with the committed snapshot."""
     settings = _settings(ctx, options)
 
-    _finish("check", settings, lambda _: {"replayed": _commands().check(settings)})
+    # The scratch database holds no production rows: say where the data checks happen instead.
+    _finish("check", settings, lambda _: {"replayed": _commands().check(settings), **_DEPLOY_TIME})
 
 
 @cli.command()

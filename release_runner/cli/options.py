@@ -220,6 +220,11 @@ DATA = [
         "foreign key, casts), read-only and time-boxed: on refuses, warn reports.",
     ),
     option("--data-timeout", type=DURATION, default="5s", help="statement_timeout of each data probe."),
+    option(
+        "--data-url",
+        metavar="URL",
+        help="Run the data probes on this database (a read replica of the target) instead.",
+    ),
 ]
 APPLY = [
     LOCK_TIMEOUT,

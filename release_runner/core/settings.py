@@ -143,6 +143,9 @@ class Settings:
     """`on`: probe the live rows for what pending statements would refuse, and refuse the run
     on a finding; `warn`: report only; `off`."""
     data_timeout: float = 5.0
+    data_url: str | None = None
+    """Where the data probes run instead of the target: a read replica of it (the findings are
+    as fresh as its replay). Never logged."""
     """statement_timeout and lock_timeout of each data probe (seconds)."""
     log_sql_values: bool = False
     """Print literal values of statements, rows and other sessions' queries as they are (local

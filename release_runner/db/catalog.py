@@ -1,6 +1,7 @@
 """Catalog reads, one query each: the live schema for verification, a view rendered by this
-server, an index's validity, table sizes, which schemas and types exist, and column types for
-the release-phase rules. Every read that renders a definition runs under fixed settings."""
+server, an index's validity, table sizes, which schemas and types exist, column types for the
+release-phase rules, and constraints and primary keys for the data checks. Every read that
+renders a definition runs under fixed settings."""
 
 from __future__ import annotations
 
@@ -116,6 +117,50 @@ def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple
         ([t for t, _ in columns], [c for _, c in columns]),
     ).fetchall()
     return {(table, column): (typname, typmod) for table, column, typname, typmod in rows}
+
+
+def _column_names(relation: str, numbers: str) -> str:
+    """SQL for the names of `relation`'s columns numbered `numbers` (an int2[]), in its order."""
+    return (
+        f"ARRAY(SELECT a.attname::text FROM unnest({numbers}) WITH ORDINALITY AS k(n, i)"
+        f" JOIN pg_attribute a ON a.attrelid = {relation} AND a.attnum = k.n ORDER BY k.i)"
+    )
+
+
+def constraints(conn: Connection, named: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The CHECK and FOREIGN KEY constraints named (table, constraint) that exist, for the data
+    checks of VALIDATE CONSTRAINT: `rule`, and a CHECK's `expression` or a key's `own` columns,
+    `referenced` table ("schema.name") and `theirs` columns."""
+    rows = conn.execute(
+        "SELECT w.t, w.name, c.contype, pg_get_expr(c.conbin, c.conrelid),"
+        f" {_column_names('c.conrelid', 'c.conkey')}, rn.nspname || '.' || r.relname,"
+        f" {_column_names('c.confrelid', 'c.confkey')}"
+        " FROM unnest(%s::text[], %s::text[]) AS w(t, name)"
+        f" JOIN pg_constraint c ON c.conrelid = to_regclass({_quoted('w.t')}) AND c.conname = w.name"
+        " LEFT JOIN pg_class r ON r.oid = c.confrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace"
+        " WHERE c.contype IN ('c', 'f')",
+        ([t for t, _ in named], [n for _, n in named]),
+    ).fetchall()
+    return {
+        (table, name): {
+            "rule": "check" if contype == "c" else "foreign-key",
+            "expression": expression or "",
+            "own": tuple(own),
+            "referenced": referenced or "",
+            "theirs": tuple(theirs),
+        }
+        for table, name, contype, expression, own, referenced, theirs in rows
+    }
+
+
+def primary_keys(conn: Connection, tables: list[str]) -> dict[str, tuple[str, ...]]:
+    """The primary key columns of these tables (those that have one): what REFERENCES t means."""
+    rows = conn.execute(
+        f"SELECT t.name, {_column_names('c.conrelid', 'c.conkey')} FROM unnest(%s::text[]) AS t(name)"
+        f" JOIN pg_constraint c ON c.conrelid = to_regclass({_quoted('t.name')}) AND c.contype = 'p'",
+        (tables,),
+    ).fetchall()
+    return {name: tuple(columns) for name, columns in rows}
 
 
 class ProbeFailed(Exception):

@@ -1,8 +1,9 @@
 """Data preflight: run core/data_checks.py's probes against the live rows before anything is
-applied, and refuse the release (exit 5, nothing applied) when the data would refuse a pending
-statement. Each probe runs in a READ ONLY transaction of its own, with its own statement_timeout
-and lock_timeout (`--data-timeout`), inside the run's time budget; it asks whether violating rows
-exist and counts at most LIMIT of them. A probe that times out or cannot run is a
+applied (on the target, or on a read replica given as `--data-url`), and refuse the release
+(exit 5, nothing applied) when the data would refuse a pending statement. Each probe runs in a
+READ ONLY transaction of its own, with its own statement_timeout and lock_timeout
+(`--data-timeout`), inside the run's time budget; it asks whether violating rows exist and
+counts at most LIMIT of them. A probe that times out or cannot run is a
 `preflight.data_unknown` warning, never a refusal. No value of a row is ever reported."""
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import time
 from dataclasses import dataclass
 
 from release_runner.core import data_checks, mask
-from release_runner.core.errors import RefusedError
+from release_runner.core.errors import RefusedError, UnreachableError
 from release_runner.core.events import Event, Level
 from release_runner.core.preflight import Prepared
 from release_runner.core.settings import Settings, pg_duration
 from release_runner.core.statements import Statement
 from release_runner.db import catalog
 from release_runner.db.connection import Connection
+from release_runner.run import session
 from release_runner.run.log import emit
 
 LIMIT = 1000
@@ -38,12 +40,38 @@ def check(
     deadline: float | None,
     refuse: bool = True,
 ) -> list[Found]:
-    """Probe every pending statement the data may refuse; report each finding and unknown, and
-    refuse the run on a finding (with `refuse`, and `--data-preflight on`; `warn` reports only).
-    Returns the findings."""
+    """Probe every pending statement the data may refuse (on `conn`, or on the `--data-url`
+    database: a read replica); report each finding and unknown, and refuse the run on a finding
+    (with `refuse`, and `--data-preflight on`; `warn` reports only). Returns the findings."""
     if settings.data_preflight == "off" or not prepared:
         return []
-    probes, unknown = data_checks.plan(prepared)
+    if settings.data_url is None:
+        found = _probe_all(conn, prepared, settings, deadline)
+    else:
+        found = _probe_replica(settings.data_url, prepared, settings, deadline)
+    for finding in found:
+        _report(finding, settings)
+    if found and refuse and settings.data_preflight == "on":
+        raise RefusedError(
+            f"data preflight: the live data would refuse {len(found)} pending statement(s); nothing was "
+            "applied: " + " | ".join(_describe(f) for f in found),
+            findings=len(found),
+        )
+    return found
+
+
+def _probe_all(
+    conn: Connection, prepared: list[Prepared], settings: Settings, deadline: float | None
+) -> list[Found]:
+    """Read what the statements leave to the catalog, plan, and run each probe in turn."""
+    validated, referenced = data_checks.wanted(prepared)
+    known = data_checks.Known(
+        {key: data_checks.Constraint(**value) for key, value in catalog.constraints(conn, validated).items()}
+        if validated
+        else {},
+        catalog.primary_keys(conn, referenced) if referenced else {},
+    )
+    probes, unknown = data_checks.plan(prepared, known)
     for item in unknown:
         _unknown(item.item, item.statement, item.table, "", item.reason)
     found: list[Found] = []
@@ -54,15 +82,31 @@ def check(
         rows = _run(conn, probe, settings.data_timeout)
         if rows:
             found.append(Found(probe, rows))
-    for finding in found:
-        _report(finding, settings)
-    if found and refuse and settings.data_preflight == "on":
-        raise RefusedError(
-            f"data preflight: the live data would refuse {len(found)} pending statement(s); nothing was "
-            "applied: " + " | ".join(_describe(f) for f in found),
-            findings=len(found),
-        )
     return found
+
+
+def _probe_replica(
+    url: str, prepared: list[Prepared], settings: Settings, deadline: float | None
+) -> list[Found]:
+    """The probes on the `--data-url` database. Unreachable, every probe is unknown (a replica
+    down never stops a deploy); a URL that can never work (a wrong password) is a usage error."""
+    budget = settings.connect_timeout
+    if deadline is not None:
+        budget = min(budget, max(deadline - time.monotonic(), 0.0))
+    try:
+        replica = session.open_connection(url, settings.application_name, budget)
+    except UnreachableError as error:
+        probes, unknown = data_checks.plan(prepared)
+        why = f"the --data-url database could not be reached ({error.fields.get('reason')})"
+        for probe in probes:
+            _unknown(probe.item, probe.statement, probe.table, probe.rule, why)
+        for item in unknown:
+            _unknown(item.item, item.statement, item.table, "", why)
+        return []
+    try:
+        return _probe_all(replica, prepared, settings, deadline)
+    finally:
+        replica.close()
 
 
 def _run(conn: Connection, probe: data_checks.Probe, timeout: float) -> int | None:

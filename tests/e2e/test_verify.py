@@ -204,7 +204,10 @@ def test_check_green_then_red(tmp_path: Path, server: Server) -> None:
     shutil.copytree(ROOT / "sql", tmp_path / "sql")
     directory = tmp_path / "sql"
     scratch = ["--migrations", str(directory), "--scratch-url", server.url("postgres")]
-    assert run_cli("check", *scratch).code == 0
+    green = run_cli("check", *scratch)
+    assert green.code == 0 and green.finished["data_checks"] == "at deploy time"
+    console = run_cli("check", *scratch, "--log-format", "console")
+    assert "data checks run at deploy time, against the live rows" in console.stdout
     write(directory, {"0007_more.sql": "ALTER TABLE orders ADD COLUMN coupon text;\n"})
     stale = run_cli("check", *scratch)
     assert stale.code == 3
