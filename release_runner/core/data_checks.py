@@ -135,15 +135,20 @@ class _Batch:
         """Judge one statement's probes against what came before it, then record what it does."""
         self.moved = self.moved or sets_search_path(statement)
         kind, body = node(statement)
-        for probe in _probes(item, statement, kind, body, self):
-            self._judge(probe)
+        try:
+            for probe in _probes(item, statement, kind, body, self):
+                self._judge(probe)
+        except RecursionError:  # an expression nested deeper than pglast renders back
+            table = relation_name(body.get("relation")) or "?"
+            self.unknown.append(Unknown(item, statement, table, "it is nested too deeply to read"))
         made = detect.created(statement)
         if made is not None and made[0] == detect.RELATION:
             self.created.add(_bare(made[1]))
+        elif kind in _ANYTHING or statement.unread or kind == "?":
+            # Code that runs, or a statement whose tree is not read: it may change any rows.
+            self.anything = self.anything or statement
         elif kind in _WRITES or kind in _MOVES:
             self.changed.update(dict.fromkeys(map(_bare, _tables(kind, body)), statement))
-        elif kind in _ANYTHING:
-            self.anything = self.anything or statement
         elif kind == "AlterTableStmt":
             self._alter_table(item, statement, body)
 

@@ -67,16 +67,18 @@ def refuses_transaction_block(statement: Statement) -> bool:
 
 
 def _string_constants(tree: Any) -> Iterator[str]:
-    """Every string constant in a parse tree."""
-    if isinstance(tree, dict):
-        constant = tree.get("A_Const")
-        if isinstance(constant, dict) and "sval" in constant:
-            yield str(constant["sval"].get("sval", ""))
-        for value in tree.values():
-            yield from _string_constants(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _string_constants(value)
+    """Every string constant in a parse tree (walked with a stack: a tree may be deeper than
+    Python's recursion limit)."""
+    pending = [tree]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            constant = item.get("A_Const")
+            if isinstance(constant, dict) and "sval" in constant:
+                yield str(constant["sval"].get("sval", ""))
+            pending.extend(reversed(item.values()))
 
 
 def enum_values_used_too_soon(statements: list[Statement]) -> list[tuple[Statement, str]]:

@@ -19,7 +19,7 @@ from release_runner.core.lock_ahead import Lock
 from release_runner.core.migrations import Migration, SourceFormat
 from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
 from release_runner.core.rules import RULES, Severity, allowed
-from release_runner.core.statements import SqlSyntaxError, Statement, node
+from release_runner.core.statements import UNREAD_DEEP, SqlSyntaxError, Statement, node
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,8 @@ def prepare(
         kind, body = node(statement)
         if kind == "CopyStmt" and not body.get("filename") and not body.get("is_program"):
             findings.append(_finding("copy-from-stdin", migration, statement))
+        if statement.unread == UNREAD_DEEP and not allowed("not-analysed", migration, statement):
+            findings.append(_finding("not-analysed", migration, statement))
     for statement, type_name in enum_values_used_too_soon(statements):
         if not allowed("enum-value-used-before-commit", migration, statement):
             findings.append(

@@ -120,6 +120,13 @@ _RULES = [
         "migration commits before the next starts. If this constant is not a use of the value, add "
         "`-- release-runner: allow enum-value-used-before-commit` above the statement",
     ),
+    Rule(
+        "not-analysed",
+        _W,
+        "nested too deeply for the runner to read its parse tree (a long UNION ALL seed, a long "
+        "chain of operators): preflight's rules, lock-ahead and the data checks do not see inside "
+        "it; the server checks it when it runs",
+    ),
     # Heavy locks and data loss, the way squawk and strong_migrations warn; some also break the
     # running release.
     Rule(

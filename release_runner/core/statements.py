@@ -33,6 +33,9 @@ class Statement:
     column: int
     node: dict[str, Any] | None = None
     allow: frozenset[str] = frozenset()
+    unread: str = ""
+    """Why its parse tree was not read (over 1 MiB, nested too deeply): then `node` holds at
+    most the kind its first word says, with an empty body."""
 
     @property
     def kind(self) -> str:
@@ -150,31 +153,81 @@ def split_statements(
 ) -> list[Statement]:
     """Split one chunk of a file with libpg_query; `chunk_offset` is its byte offset in the file.
     Raises SqlSyntaxError where the parser rejects it, unless `allow_parse_error` (the file's
-    `allow parse-error`) has the scanner alone cut it."""
+    `allow parse-error`) has the scanner alone cut it. A statement nested too deeply for its
+    tree to be read (a 1,000-row UNION ALL, a 500-term `||` chain) is kept unread, never a crash."""
     from pglast import parser
 
     if len(chunk) > LARGE:
         return _split_large(chunk, chunk_offset, lines, allow_parse_error)
-    data = chunk.encode()
     try:
         parsed = json.loads(parser.parse_sql_json(chunk))["stmts"]
-        spans = [(item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"]) for item in parsed]
-    except parser.ParseError as error:
-        if not allow_parse_error:
-            # libpg_query reports the error position in characters, not bytes.
-            message, index = error.args
-            line, column = lines.locate(chunk_offset + len(chunk[:index].encode()))
-            raise SqlSyntaxError(str(message), line, column) from None
-        spans = [(start, end - start, None) for start, end in _scan_spans(chunk)]
+        spans: list[Span] = [
+            (item.get("stmt_location", 0), item.get("stmt_len"), item["stmt"], "") for item in parsed
+        ]
+    except (RecursionError, parser.ParseError) as error:
+        if _too_deep(error):
+            spans = _one_by_one(chunk, chunk_offset, lines, allow_parse_error)
+        elif allow_parse_error:
+            spans = [(start, end - start, None, "") for start, end in _scan_spans(chunk)]
+        else:
+            raise _syntax_error(error, chunk, chunk_offset, lines) from None
+    return _statements(chunk, chunk_offset, lines, spans)
+
+
+_TOO_DEEP = "stack depth limit exceeded"  # libpg_query's own limit on nesting
+UNREAD_DEEP = "nested too deeply for the runner to read its parse tree"
+Span = tuple[int, "int | None", "dict[str, Any] | None", str]
+"""A statement's byte offset and length in its chunk (None: to the end), its parse tree, and
+why it has none to read (empty when it has one or the parser was told to stand aside)."""
+
+
+def _too_deep(error: Exception) -> bool:
+    """Python's recursion limit reading the tree, or libpg_query's own limit on nesting."""
+    return isinstance(error, RecursionError) or error.args[0] == _TOO_DEEP
+
+
+def _syntax_error(error: Exception, chunk: str, chunk_offset: int, lines: LineIndex) -> SqlSyntaxError:
+    # libpg_query reports the error position in characters, not bytes.
+    message, index = error.args
+    line, column = lines.locate(chunk_offset + len(chunk[: index or 0].encode()))
+    return SqlSyntaxError(str(message), line, column)
+
+
+def _one_by_one(chunk: str, chunk_offset: int, lines: LineIndex, allow_parse_error: bool) -> list[Span]:
+    """Spans of a chunk holding a statement too deep to read: cut by the scanner, each statement
+    parsed alone; the deep ones keep only the kind their first word says."""
+    from pglast import parser
+
+    data = chunk.encode()
+    spans: list[Span] = []
+    for start, end in _scan_spans(chunk):
+        text = data[start:end].decode()
+        try:
+            (item,) = json.loads(parser.parse_sql_json(text))["stmts"]
+            spans.append((start, end - start, item["stmt"], ""))
+        except (RecursionError, parser.ParseError) as error:
+            if _too_deep(error):
+                spans.append((start, end - start, _first_word_kind(text), UNREAD_DEEP))
+            elif allow_parse_error:
+                spans.append((start, end - start, None, ""))
+            else:
+                raise _syntax_error(error, text, chunk_offset + start, lines) from None
+    return spans
+
+
+def _statements(chunk: str, chunk_offset: int, lines: LineIndex, spans: list[Span]) -> list[Statement]:
+    """Statements of a chunk from their spans: text, file position, and the `allow` comments
+    between one statement and the one before it."""
+    data = chunk.encode()
     statements = []
     previous_end = 0
-    for start, length, node in spans:
+    for start, length, tree, unread in spans:
         end = len(data) if length is None else start + length
         text = data[start:end].decode().strip()
         start += len(data[start:end]) - len(data[start:end].lstrip())
         line, column = lines.locate(chunk_offset + start)
         allow = _allowed_rules(data[previous_end:start].decode())
-        statements.append(Statement(text, line, column, node, allow))
+        statements.append(Statement(text, line, column, tree, allow, unread))
         previous_end = end
     return statements
 
@@ -203,7 +256,21 @@ def _lexemes() -> tuple[re.Pattern[str], re.Pattern[str]]:
     return lexemes, re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 
 
-_LARGE_KINDS = {"INSERT": "InsertStmt", "UPDATE": "UpdateStmt", "DELETE": "DeleteStmt", "MERGE": "MergeStmt"}
+_FIRST_WORD_KINDS = {
+    "INSERT": "InsertStmt",
+    "UPDATE": "UpdateStmt",
+    "DELETE": "DeleteStmt",
+    "MERGE": "MergeStmt",
+    "SELECT": "SelectStmt",
+}
+
+
+def _first_word_kind(text: str) -> dict[str, Any] | None:
+    """The node of a statement whose tree is not read: its kind, as its first word says, with
+    an empty body (None when the word does not say)."""
+    word = re.match(r"[A-Za-z]+", text)
+    kind = _FIRST_WORD_KINDS.get(word.group(0).upper() if word else "")
+    return {kind: {}} if kind else None
 
 
 def _split_large(chunk: str, chunk_offset: int, lines: LineIndex, allow_parse_error: bool) -> list[Statement]:
@@ -222,8 +289,7 @@ def _split_large(chunk: str, chunk_offset: int, lines: LineIndex, allow_parse_er
             skipped = lead.end() if lead else 0
             text = piece[skipped:].rstrip().removesuffix(";").rstrip()
             line, column = lines.locate(byte_offset + len(piece[:skipped].encode()))
-            kind = _LARGE_KINDS.get(text.split(None, 1)[0].upper() if text else "")
-            statements.append(Statement(text, line, column, {kind: {}} if kind else None))
+            statements.append(Statement(text, line, column, _first_word_kind(text), unread="over 1 MiB"))
         start, byte_offset = end, byte_offset + size
     return statements
 

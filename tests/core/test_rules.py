@@ -32,7 +32,12 @@ def test_the_walker_and_the_registry_name_the_same_rules() -> None:
     )
     found = {j.hit.rule for j in detect.file_hits(migration_value("1", sql).statements, set())}
     assert found <= set(RULES)
-    assert found == {rule.id for rule in RULES.values() if rule.release or rule.lint is Severity.WARNING}
+    read_not_walked = {"not-analysed"}  # found where the tree is read (statements.py), not in it
+    assert found == {
+        rule.id
+        for rule in RULES.values()
+        if (rule.release or rule.lint is Severity.WARNING) and rule.id not in read_not_walked
+    }
 
 
 def test_allow_in_the_header_or_above_the_statement() -> None:

@@ -54,3 +54,24 @@ def test_line_index_counts_characters_not_bytes() -> None:
     index = LineIndex(text)
     assert index.locate(len("é = ".encode())) == (1, 5)
     assert index.locate(len("é = 1\n".encode())) == (2, 1)
+
+
+DEEP = {
+    "union-all seed": "INSERT INTO s " + " UNION ALL ".join(f"SELECT {i}, 'v{i}'" for i in range(1000)),
+    "text chain": "UPDATE s SET b = " + " || ".join(f"'x{i}'" for i in range(500)),
+    "plus chain": "SELECT " + " + ".join(str(i) for i in range(20000)),
+    "nested calls": "SELECT " + "abs(" * 400 + "1" + ")" * 400,
+}
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_a_statement_too_deep_to_read_is_kept_unread_never_a_crash(name: str) -> None:
+    """Whatever the server parses, the runner splits: a statement nested past Python's recursion
+    limit (or libpg_query's own) keeps its text, position and first-word kind, says why it is
+    unread, and leaves the statements around it parsed."""
+    text = f"CREATE TABLE s (a int, b text);\n{DEEP[name]};\nSELECT 'after;';\n"
+    before, deep, after = split_statements(text, 0, LineIndex(text))
+    assert before.kind == "CreateStmt" and after.kind == "SelectStmt" and after.text == "SELECT 'after;'"
+    assert deep.unread and deep.line == 2 and deep.text == DEEP[name]
+    assert deep.kind == {"I": "InsertStmt", "U": "UpdateStmt", "S": "SelectStmt"}[DEEP[name][0]]
+    assert node(deep)[1] == {}

@@ -236,3 +236,33 @@ def test_a_signal_during_start_up_ends_with_a_summary_not_a_traceback(tmp_path: 
         assert process.returncode in (0, 128 + signum), stdout[-3000:]
         summaries += 1
     assert summaries >= 10
+
+
+def test_statements_nested_past_any_recursion_limit_apply(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """What the server parses, the runner runs: a 1,000-row UNION ALL seed, a 500-term `||`
+    and a 3,000-term `+` chain are applied (a `not-analysed` warning names each), and a data
+    check after the seed is left to the migration, since the seed's rows were not read."""
+    seed = " UNION ALL ".join(f"SELECT {i}, 'v{i}'" for i in range(1000))
+    chain = " || ".join(f"'x{i}'" for i in range(500))
+    plus = " + ".join("1" for _ in range(3000))
+    admin.execute("CREATE TABLE s (a int, b text); INSERT INTO s VALUES (NULL, 'old')")
+    directory = write(
+        tmp_path,
+        {
+            "0001_seed.sql": f"INSERT INTO s {seed};\nUPDATE s SET a = {plus} WHERE a IS NULL;\n",
+            "0002_chain.sql": f"UPDATE s SET b = {chain} WHERE a = 1;\nALTER TABLE s ALTER a SET NOT NULL;\n",
+        },
+    )
+    result = run_cli("migrate", "--post-deploy", "--no-verify", "--migrations", str(directory), url=url)
+    assert result.code == 0, result.stdout[-3000:]
+    assert result.finished["applied"] == 2
+    warned = [f for f in result.named("preflight.warning") if f["rule"] == "not-analysed"]
+    assert [(Path(f["file"]).name, f["line"]) for f in warned] == [
+        ("0001_seed.sql", 1),
+        ("0001_seed.sql", 2),
+        ("0002_chain.sql", 1),
+    ]
+    assert result.named("preflight.data_unknown") and not result.named("preflight.data")
+    assert admin.execute("SELECT count(*), min(a) FROM s").fetchone() == (1001, 0)
