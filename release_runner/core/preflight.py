@@ -19,6 +19,7 @@ from release_runner.core.lock_ahead import Lock
 from release_runner.core.migrations import Migration, SourceFormat
 from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
 from release_runner.core.rules import RULES, Severity, allowed
+from release_runner.core.runner_state import changes_runner_schema, releases_runner_lock
 from release_runner.core.statements import UNREAD_DEEP, SqlSyntaxError, Statement, node
 
 
@@ -126,11 +127,14 @@ def _unwrap(statements: list[Statement]) -> tuple[list[Statement], bool]:
 
 
 def prepare(
-    migration: Migration, created: set[tuple[str, str]] | None = None, strict_lint: bool = False
+    migration: Migration,
+    created: set[tuple[str, str]] | None = None,
+    strict_lint: bool = False,
+    runner_schema: str = "release_runner",
 ) -> Prepared:
     """Split, classify and lint one migration. `created` carries what earlier migrations of the
     same batch created (new objects: locking or dropping them hurts nobody); it is updated with
-    this migration's."""
+    this migration's. `runner_schema` holds the runner's history (no migration may change it)."""
     try:
         statements = migration.statements
     except SqlSyntaxError as error:
@@ -147,6 +151,10 @@ def prepare(
             findings.append(_finding("copy-from-stdin", migration, statement))
         if statement.unread == UNREAD_DEEP and not allowed("not-analysed", migration, statement):
             findings.append(_finding("not-analysed", migration, statement))
+        if releases_runner_lock(statement):
+            findings.append(_finding("releases-runner-lock", migration, statement))
+        if changes_runner_schema(statement, runner_schema):
+            findings.append(_finding("runner-schema", migration, statement, schema=runner_schema))
     for statement, type_name in enum_values_used_too_soon(statements):
         if not allowed("enum-value-used-before-commit", migration, statement):
             findings.append(
@@ -190,9 +198,11 @@ def _transaction_findings(
     return findings
 
 
-def prepare_all(migrations: Iterable[Migration], strict_lint: bool = False) -> list[Prepared]:
+def prepare_all(
+    migrations: Iterable[Migration], strict_lint: bool = False, runner_schema: str = "release_runner"
+) -> list[Prepared]:
     created: set[tuple[str, str]] = set()
-    return [prepare(migration, created, strict_lint) for migration in migrations]
+    return [prepare(migration, created, strict_lint, runner_schema) for migration in migrations]
 
 
 def _finding(

@@ -121,6 +121,21 @@ _RULES = [
         "`-- release-runner: allow enum-value-used-before-commit` above the statement",
     ),
     Rule(
+        "releases-runner-lock",
+        _E,
+        "releases every session advisory lock, the runner's among them: another runner could then "
+        "apply the same migrations at the same time",
+        "Remove it: the runner resets the session after every migration itself; release a lock of "
+        "your own with pg_advisory_unlock(key)",
+    ),
+    Rule(
+        "runner-schema",
+        _E,
+        "changes the runner's own history in schema {schema}, which decides what is applied",
+        "Remove it; change the history with `release-runner repair` or `baseline`, or keep the "
+        "runner's history elsewhere with --history-schema",
+    ),
+    Rule(
         "not-analysed",
         _W,
         "nested too deeply for the runner to read its parse tree (a long UNION ALL seed, a long "

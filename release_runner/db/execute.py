@@ -19,7 +19,7 @@ from release_runner.core.preflight import Prepared
 from release_runner.core.redact import redact
 from release_runner.core.settings import pg_duration
 from release_runner.db.connection import KEEPALIVE, Connection
-from release_runner.db.history import RunContext
+from release_runner.db.history import GUARD_LOCK, GUARD_ROW, RunContext
 
 # Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
 # terminated the backend): the transaction is gone, and whether COMMIT landed must be read back.
@@ -119,6 +119,41 @@ class UnrecordedOutcome(Exception):
         self.failure = failure
 
 
+class GroundLost(Exception):
+    """The proof that rides after a migration failed (RunContext.guard): this session no longer
+    holds the runner lock, or the migration's history row is not there. A transactional
+    migration was rolled back with it; a no-transaction statement had run (`ran`: its status),
+    and `recorded` says whether its row says so."""
+
+    def __init__(self, message: str, lock: bool, ran: Status | None = None, recorded: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.lock = lock
+        """The lock is what was lost (else the row)."""
+        self.ran = ran
+        self.recorded = recorded
+
+
+def _ground_lost(error: psycopg.Error, context: RunContext) -> GroundLost | None:
+    """What a failed guard says, in words; None when the error is not the guard's."""
+    text = error.diag.message_primary or ""
+    if GUARD_LOCK in text:
+        return GroundLost(
+            "the runner lock was released while it ran (pg_advisory_unlock_all(), DISCARD ALL, or a "
+            "function that calls them), so another runner may be applying now; this run stops. "
+            "Remove that from the migration",
+            lock=True,
+        )
+    if GUARD_ROW in text:
+        table = context.history.table("history").as_string(None)
+        return GroundLost(
+            f"its history row was not written to {table} (a rule or trigger there keeps rows out); "
+            "drop that rule or trigger: the runner's own schema is not for migrations",
+            lock=False,
+        )
+    return None
+
+
 class IncompleteRun(Exception):
     """The server did not run every part of a message, and said no error: proof that what was
     sent is not what was meant (a NUL byte cut the text short, say). Never reported as applied."""
@@ -195,10 +230,11 @@ def apply(
             "RESET ROLE",
             context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
             *_undefer(prepared, context),
+            context.guard(prepared.migration, Status.APPLIED),
             "COMMIT",
             *SESSION_RESET,
         ]
-        _guarded(conn, prepared, prefix + texts + suffix, len(prefix))
+        _guarded(conn, prepared, prefix + texts + suffix, len(prefix), context=context)
         return
     _guarded(
         conn,
@@ -241,11 +277,23 @@ def _record(
     UnrecordedOutcome when the connection is lost on the way."""
     update = context.history.status_update(prepared.migration.version, status, error)
     try:
-        _guarded(conn, prepared, [*SESSION_RESET, update], None)
+        _guarded(
+            conn,
+            prepared,
+            [*SESSION_RESET, update, context.guard(prepared.migration, status)],
+            None,
+            context=context,
+        )
     except MigrationError as lost:
         if not lost.connection_lost:
             raise
         raise UnrecordedOutcome(status, error, failure) from None
+    except GroundLost as ground:
+        # The statement ran in autocommit and what it did stays; the guard's failure rolled the
+        # row's update back with it. With only the lock gone, the row can still say the truth.
+        if ground.lock:
+            _guarded(conn, prepared, [update], None)
+        raise GroundLost(ground.message, ground.lock, status, recorded=ground.lock) from None
 
 
 def drain(conn: Connection) -> None:
@@ -270,15 +318,20 @@ def _guarded(
     parts: list[str],
     first: int | None,
     in_transaction_after: bool = False,
+    context: RunContext | None = None,
 ) -> None:
     """Run parts; translate errors, rolling back an aborted transaction. `first` is the index of
-    the migration's first statement among `parts` (None: no statement of the file is there)."""
+    the migration's first statement among `parts` (None: no statement of the file is there);
+    with `context`, parts include its guard, whose failure is GroundLost."""
     try:
         _run_message(conn, parts, in_transaction_after)
     except _FailedPart as failed:
         lost = conn.broken or (failed.error.sqlstate or "").startswith(_CONNECTION_LOST_CLASSES)
         if not lost and conn.pgconn.transaction_status == TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
+        ground = _ground_lost(failed.error, context) if context is not None else None
+        if ground is not None:
+            raise ground from None
         index = None if first is None else failed.index - first
         raise MigrationError(
             prepared,

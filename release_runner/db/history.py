@@ -19,6 +19,7 @@ from psycopg import sql
 from release_runner.core.history import DeferredRow, HistoryRow, Mode, Status
 from release_runner.core.migrations import Migration
 from release_runner.db.connection import Connection, query
+from release_runner.db.lock import RunnerLock
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -153,6 +154,11 @@ def _os_user() -> str:
         return f"uid {os.getuid()}"
 
 
+# What RunContext.guard's failure says, in the server's message: which proof failed.
+GUARD_LOCK = "release-runner: runner lock released"
+GUARD_ROW = "release-runner: history row not written"
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class RunContext:
     """What every history row of a run records besides the migration itself."""
@@ -163,6 +169,8 @@ class RunContext:
     applied_by: str = field(default_factory=lambda: f"{_os_user()}@{socket.gethostname()}")
     deferred: frozenset[str] = frozenset()
     """Versions in the deferred table when the run began: only their rows need deleting."""
+    lock: RunnerLock | None = None
+    """The runner lock the run holds (None: the scratch replay, which holds none)."""
 
     @cached_property
     def insert_prefix(self) -> str:
@@ -188,6 +196,26 @@ class RunContext:
             f"{self.insert_prefix}{quoted}, (pg_catalog.date_part('epoch', "
             "pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::int)"
         )
+
+    def guard(self, migration: Migration, status: Status) -> str:
+        """One statement that fails unless this session still holds the runner lock and the
+        migration's row of this run says `status`; it rides just before COMMIT (or after a
+        no-transaction migration's outcome), so a migration that released the lock or kept its
+        row out (a rule or trigger on the history table) never commits as applied. It fails
+        with a cast of GUARD_LOCK or GUARD_ROW (SQLSTATE 22P02): plain SQL, no plpgsql needed.
+        The CASE depends on the catalog, so the cast is never folded at planning time."""
+        row = (
+            sql.SQL("SELECT 1 FROM {} WHERE version = {} AND run_id = {} AND status = {}")
+            .format(
+                self.history.table("history"),
+                sql.Literal(migration.version),
+                sql.Literal(self.run_id),
+                sql.Literal(str(status)),
+            )
+            .as_string(None)
+        )
+        lock = f"WHEN NOT {self.lock.held_here()} THEN '{GUARD_LOCK}' " if self.lock else ""
+        return f"SELECT (CASE {lock}WHEN NOT EXISTS ({row}) THEN '{GUARD_ROW}' END)::pg_catalog.int4"
 
     def undefer(self, migration: Migration) -> str:
         """The DELETE of a post-deploy migration's deferred row, to ride with its history row."""

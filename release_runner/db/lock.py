@@ -29,12 +29,26 @@ class RunnerLock:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
 
+    @property
+    def parts(self) -> dict[str, int]:
+        """The key as pg_locks shows a bigint advisory key: classid (high half), objid (low)."""
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        return {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
+
+    def held_here(self) -> str:
+        """SQL that is true while this session holds the lock, to ride in another message:
+        a migration may have released it (pg_advisory_unlock_all(), DISCARD ALL)."""
+        classid, objid = self.parts["classid"], self.parts["objid"]
+        return (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_catalog.pg_backend_pid() AND objsubid = 1"
+            f" AND classid = {classid}::bigint::oid AND objid = {objid}::bigint::oid)"
+        )
+
     def holders(self, conn: Connection) -> list[dict[str, Any]]:
         """The sessions holding it: pid, application name, state, idle seconds, query."""
-        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
-        params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            return cur.execute(query("lock_holder"), params).fetchall()
+            return cur.execute(query("lock_holder"), self.parts).fetchall()
 
 
 def terminate(conn: Connection, pid: int) -> bool:

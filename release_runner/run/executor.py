@@ -14,7 +14,7 @@ from tenacity import RetryCallState
 
 from release_runner.core.errors import Interrupted, MigrationFailed, UnreachableError
 from release_runner.core.events import Event
-from release_runner.core.history import HistoryRow
+from release_runner.core.history import HistoryRow, Status
 from release_runner.core.outcome import Outcome
 from release_runner.core.preflight import Prepared
 from release_runner.db import execute
@@ -123,6 +123,12 @@ class _Migration:
             emit(Event.MIGRATION_FAILED, **self.facts, error=str(error), attempt=self.count)
             label = self.item.migration.label
             raise MigrationFailed(f"{label}: {error}; deploy again once the file is fixed") from None
+        except execute.GroundLost as lost:
+            if lost.ran is Status.APPLIED and lost.recorded:
+                self.applied()  # a no-transaction statement that ran, and its row says so
+            else:
+                emit(Event.MIGRATION_FAILED, **self.facts, error=lost.message, attempt=self.count)
+            raise MigrationFailed(f"{self.item.migration.label}: {lost.message}") from None
         except Interrupted as interrupted:
             interrupted.outcome = self.left_by_interruption()
             raise

@@ -116,7 +116,7 @@ def lint(
     table's estimated rows and size when connected. In the release phase, with a connection,
     a statement that breaks the running release on an object that existed before the run is
     refused (the catalog says which existed)."""
-    prepared = prepare_all(pending, settings.strict_lint)
+    prepared = prepare_all(pending, settings.strict_lint, settings.history_schema)
     judged = [] if settings.post_deploy else release_hits(prepared)
     relations = {hit.name for _, hit in judged if hit.kind == detect.RELATION and hit.name}
     tables = sorted({f.table for item in prepared for f in item.findings if f.table} | relations)

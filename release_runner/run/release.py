@@ -57,7 +57,7 @@ def _migrate_locked(
     deadline: float | None,
 ) -> None:
     with session.locked(settings, deadline) as locked:
-        context = RunContext(locked.history, run_id, fly_context())
+        context = RunContext(locked.history, run_id, fly_context(), lock=locked.lock)
 
         def validate(conn: Connection) -> plan_module.Plan:
             # Safe to run again after a lost connection: it creates what is missing, imports

@@ -42,7 +42,7 @@ CASES = [
             "ALTER TABLE p DETACH PARTITION c CONCURRENTLY",
             "REINDEX SCHEMA s",
             "REINDEX DATABASE d",
-            "DISCARD ALL",
+            "REINDEX SYSTEM d",
             "CLUSTER",
             "ALTER DATABASE d SET TABLESPACE t",
             "ALTER SUBSCRIPTION s REFRESH PUBLICATION",
