@@ -42,7 +42,7 @@ from release_runner.cli.options import (
 from release_runner.core import errors, mask
 from release_runner.core.events import Event, Level
 from release_runner.core.redact import add_url_secrets
-from release_runner.core.settings import Settings, libpq_url
+from release_runner.core.settings import LONGEST_BACKOFF, Settings, libpq_url, stale_lock_floor
 from release_runner.core.targets import FleetOptions
 from release_runner.run import interrupts
 from release_runner.run.conclude import conclude
@@ -75,6 +75,7 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
     schema = None
     if url:
         url, dropped, schema = _libpq_url(url)
+    _refuse_reachable_staleness(options)
     compare_privileges = not options.pop("ignore_privileges", False)
     return Settings(
         database_url=url,
@@ -84,6 +85,20 @@ def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
         prisma_schema=schema,
         **options,
     )
+
+
+def _refuse_reachable_staleness(options: dict[str, Any]) -> None:
+    """A --stale-lock-after a live runner can reach would have a second runner end a working
+    one (during a retry's backoff, or while it probes a replica): refused, exit 2."""
+    stale = options.get("stale_lock_after")
+    floor = stale_lock_floor(options.get("data_timeout") or 0.0, options.get("data_url"))
+    if stale is not None and stale < floor:
+        raise click.UsageError(
+            f"--stale-lock-after {stale:g}s is shorter than a live runner can sit idle holding the "
+            f"lock (up to {LONGEST_BACKOFF:g}s between two attempts of a migration"
+            + (", and one data probe on the --data-url replica" if options.get("data_url") else "")
+            + f"); give {floor:g}s or more"
+        )
 
 
 def _libpq_url(url: str) -> tuple[str, list[str], str | None]:

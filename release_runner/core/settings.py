@@ -68,6 +68,18 @@ def libpq_url(url: str) -> tuple[str, list[str], str | None]:
     return urlunsplit(parts._replace(query=urlencode(kept, safe="/:", quote_via=quote))), dropped, search_path
 
 
+# The longest wait between two attempts of a migration (equal jitter up to this), and so the
+# longest a live runner's session sits idle while it holds the runner lock; a replica's data
+# probes hold it idle at most this long to connect, and one probe's --data-timeout at a time.
+LONGEST_BACKOFF = 10.0
+
+
+def stale_lock_floor(data_timeout: float, data_url: str | None) -> float:
+    """The least --stale-lock-after that no live runner can reach: twice the longest backoff,
+    and with --data-url, longer than one probe on the replica by a backoff."""
+    return max(2 * LONGEST_BACKOFF, data_timeout + LONGEST_BACKOFF if data_url else 0.0)
+
+
 FLY_CONTEXT = {"app": "FLY_APP_NAME", "machine": "FLY_MACHINE_ID", "image": "FLY_IMAGE_REF"}
 
 

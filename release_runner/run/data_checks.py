@@ -9,13 +9,14 @@ counts at most LIMIT of them. A probe that times out or cannot run is a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from release_runner.core import data_checks, mask
 from release_runner.core.errors import RefusedError, UnreachableError
 from release_runner.core.events import Event, Level
 from release_runner.core.preflight import Prepared
-from release_runner.core.settings import Settings, pg_duration
+from release_runner.core.settings import LONGEST_BACKOFF, Settings, pg_duration
 from release_runner.core.statements import Statement
 from release_runner.db import catalog
 from release_runner.db.connection import Connection
@@ -48,7 +49,7 @@ def check(
     if settings.data_url is None:
         found = _probe_all(conn, prepared, settings, deadline)
     else:
-        found = _probe_replica(settings.data_url, prepared, settings, deadline)
+        found = _probe_replica(conn, settings.data_url, prepared, settings, deadline)
     for finding in found:
         _report(finding, settings)
     if found and refuse and settings.data_preflight == "on":
@@ -61,9 +62,14 @@ def check(
 
 
 def _probe_all(
-    conn: Connection, prepared: list[Prepared], settings: Settings, deadline: float | None
+    conn: Connection,
+    prepared: list[Prepared],
+    settings: Settings,
+    deadline: float | None,
+    between: Callable[[], object] = lambda: None,
 ) -> list[Found]:
-    """Read what the statements leave to the catalog, plan, and run each probe in turn."""
+    """Read what the statements leave to the catalog, plan, and run each probe in turn
+    (`between` runs before each one)."""
     validated, referenced = data_checks.wanted(prepared)
     known = data_checks.Known(
         {key: data_checks.Constraint(**value) for key, value in catalog.constraints(conn, validated).items()}
@@ -79,6 +85,7 @@ def _probe_all(
         if deadline is not None and time.monotonic() >= deadline:
             _unknown(probe.item, probe.statement, probe.table, probe.rule, "the time budget was spent")
             continue
+        between()
         rows = _run(conn, probe, settings.data_timeout)
         if rows:
             found.append(Found(probe, rows))
@@ -86,11 +93,13 @@ def _probe_all(
 
 
 def _probe_replica(
-    url: str, prepared: list[Prepared], settings: Settings, deadline: float | None
+    locked: Connection, url: str, prepared: list[Prepared], settings: Settings, deadline: float | None
 ) -> list[Found]:
     """The probes on the `--data-url` database. Unreachable, every probe is unknown (a replica
     down never stops a deploy); a URL that can never work (a wrong password) is a usage error."""
-    budget = settings.connect_timeout
+    # The locked session sits idle meanwhile: a connect within a backoff's length, and a touch
+    # between probes, keep it below what --stale-lock-after may be (settings.stale_lock_floor).
+    budget = min(settings.connect_timeout, LONGEST_BACKOFF)
     if deadline is not None:
         budget = min(budget, max(deadline - time.monotonic(), 0.0))
     try:
@@ -104,7 +113,7 @@ def _probe_replica(
             _unknown(item.item, item.statement, item.table, "", why)
         return []
     try:
-        return _probe_all(replica, prepared, settings, deadline)
+        return _probe_all(replica, prepared, settings, deadline, lambda: locked.execute("SELECT 1"))
     finally:
         replica.close()
 

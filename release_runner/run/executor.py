@@ -17,6 +17,7 @@ from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Status
 from release_runner.core.outcome import Outcome
 from release_runner.core.preflight import Prepared
+from release_runner.core.settings import LONGEST_BACKOFF
 from release_runner.db import execute
 from release_runner.db.connection import DatabaseError, broken
 from release_runner.db.execute import MigrationError
@@ -112,7 +113,7 @@ class _Migration:
             retrying.policy(
                 self.retryable,
                 self.before_sleep,
-                wait=retrying.equal_jitter(0.5, 10.0),
+                wait=retrying.equal_jitter(0.5, LONGEST_BACKOFF),
                 deadline=Deadline(self.deadline),
                 attempts=settings.retries,
             )(self.attempt)

@@ -118,7 +118,7 @@ def _rerun_until_done(
     """Run migrate again; an index build cut short may stop it, and then its message must say
     what to do, and doing that must work."""
     rerun = run_cli(
-        "migrate", "--migrations", str(tmp_path), "--stale-lock-after", "3s", url=server.url(name)
+        "migrate", "--migrations", str(tmp_path), "--stale-lock-after", "20s", url=server.url(name)
     )
     if rerun.code == 5:
         error = rerun.finished["error"]

@@ -13,55 +13,98 @@ from typing import Any
 import psycopg
 
 from release_runner.db.lock import RunnerLock
-from tests.conftest import PASSWORD, ROLE, Server, history, run_cli, write
+from tests.conftest import PASSWORD, ROLE, Server, history, run_cli, wait_for, write
 
 KEY = RunnerLock.of("release_runner").key
 
 
-def test_a_vanished_runner_s_lock_is_taken_over(
-    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+def _idle_for(admin: psycopg.Connection[Any], pid: int, seconds: float) -> None:
+    """Wait until the server shows session `pid` idle for `seconds` (its own clock)."""
+    wait_for(lambda: (admin.execute(IDLE, (pid,)).fetchone() or (0,))[0] >= seconds, timeout=seconds + 30)
+
+
+IDLE = "SELECT extract(epoch FROM now() - state_change) FROM pg_stat_activity WHERE pid = %s"
+
+
+def test_a_vanished_runner_s_lock_is_taken_over_and_another_application_s_is_not(
+    tmp_path: Path, server: Server, url: str, admin: psycopg.Connection[Any]
 ) -> None:
-    """A release-runner session that holds the lock and sits idle (a runner whose machine
-    vanished) is ended and named in lock.taken_over; the deploy succeeds."""
+    """A release-runner session that holds the lock and sits idle past --stale-lock-after (a
+    runner whose machine vanished) is ended and named in lock.taken_over, and the deploy goes
+    on; a session of another application, idle as long, is waited for (exit 4)."""
     write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-    with psycopg.connect(url, autocommit=True, application_name="release-runner") as vanished:
-        vanished.execute("SELECT pg_advisory_lock(%s)", (KEY,))
-        pid = vanished.info.backend_pid
-        started = time.monotonic()
-        result = run_cli("migrate", "--migrations", str(tmp_path), "--stale-lock-after", "1s", url=url)
-        took = time.monotonic() - started
-    assert result.code == 0, result.stdout
-    (taken,) = result.named("lock.taken_over")
-    assert taken["holder"]["pid"] == pid
-    assert took < 10
-    assert history(admin) == [("0001", "applied", "transaction")]
-
-
-def test_a_working_runner_is_never_taken_over(tmp_path: Path, url: str) -> None:
-    """A holder that is running a statement, or that is not a release-runner, is waited for."""
-    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
-    for name, busy in (("release-runner", True), ("other-deploy", False)):
-        with psycopg.connect(url, autocommit=True, application_name=name) as holder:
-            holder.execute("SELECT pg_advisory_lock(%s)", (KEY,))
-            worker = threading.Thread(target=_busy, args=(holder,)) if busy else None
-            if worker:
-                worker.start()
-            time.sleep(1.5)
-            result = run_cli(
+    other_database = f"{url.rsplit('/', 1)[1]}_other"
+    admin.execute(f"CREATE DATABASE {other_database}")
+    other_url = server.url(other_database)
+    try:
+        with (
+            psycopg.connect(url, autocommit=True, application_name="release-runner") as vanished,
+            psycopg.connect(other_url, autocommit=True, application_name="other-deploy") as other,
+        ):
+            for holder in (vanished, other):
+                holder.execute("SELECT pg_advisory_lock(%s)", (KEY,))
+            pid = vanished.info.backend_pid
+            _idle_for(admin, other.info.backend_pid, 21)
+            _idle_for(admin, pid, 21)
+            migrate = (
                 "migrate",
                 "--migrations",
                 str(tmp_path),
                 "--stale-lock-after",
-                "1s",
+                "20s",
                 "--lock-wait",
-                "1s",
-                url=url,
+                "2s",
             )
-            if worker:
-                holder.cancel_safe()
-                worker.join()
-        assert result.code == 4, result.stdout
-        assert not result.named("lock.taken_over")
+            started = time.monotonic()
+            result = run_cli(*migrate, url=url)
+            took = time.monotonic() - started
+            waited = run_cli(*migrate, url=other_url)
+        assert result.code == 0, result.stdout
+        (taken,) = result.named("lock.taken_over")
+        assert taken["holder"]["pid"] == pid
+        assert took < 15, took
+        assert history(admin) == [("0001", "applied", "transaction")]
+        assert waited.code == 4 and not waited.named("lock.taken_over"), waited.stdout
+    finally:
+        admin.execute(f"DROP DATABASE {other_database} WITH (FORCE)")
+
+
+def test_a_working_runner_is_never_taken_over(tmp_path: Path, url: str) -> None:
+    """A release-runner holder that is running a statement is waited for, however long."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    with psycopg.connect(url, autocommit=True, application_name="release-runner") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (KEY,))
+        worker = threading.Thread(target=_busy, args=(holder,))
+        worker.start()
+        time.sleep(1.5)  # the statement has run a while; what is asserted is that it is not idle
+        result = run_cli(
+            "migrate",
+            "--migrations",
+            str(tmp_path),
+            "--stale-lock-after",
+            "20s",
+            "--lock-wait",
+            "1s",
+            url=url,
+        )
+        holder.cancel_safe()
+        worker.join()
+    assert result.code == 4, result.stdout
+    assert not result.named("lock.taken_over")
+
+
+def test_a_stale_lock_after_a_live_runner_can_reach_is_refused(tmp_path: Path) -> None:
+    """Under twice the longest backoff (or, with --data-url, one probe on the replica plus a
+    backoff), a second runner could end a working one: exit 2, naming the least value."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a ();\n"})
+    for extra, floor in (
+        (("--stale-lock-after", "2s"), "20s"),
+        (("--stale-lock-after", "0s"), "20s"),
+        (("--stale-lock-after", "20s", "--data-url", "postgresql://x/y", "--data-timeout", "30s"), "40s"),
+    ):
+        result = run_cli("migrate", "--migrations", str(tmp_path), *extra, url="postgresql://127.0.0.1:9/x")
+        assert result.code == 2, result.stdout
+        assert f"give {floor} or more" in result.stdout + result.stderr
 
 
 def _busy(holder: psycopg.Connection[Any]) -> None:
