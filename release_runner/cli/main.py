@@ -1,6 +1,7 @@
-"""The command line: turns options and environment into Settings, renders events (JSON lines or
-the console), calls one command function, and maps its outcome to an exit code. Every run ends
-with one `release.finished` line, whatever ends it: success, an error, a signal, a crash."""
+"""The command line: turns options and environment into Settings (cli/inputs.py), renders
+events (JSON lines or the console), calls one command function, and maps its outcome to an exit
+code. Every run ends with one `release.finished` line, whatever ends it: success, an error, a
+signal, a crash."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import click
 from release_runner import __version__
 from release_runner.cli import documents, log
 from release_runner.cli import fleet as fleet_cli
+from release_runner.cli.inputs import settings_of
 from release_runner.cli.lines import LineWriter
 from release_runner.cli.options import (
     APPLY,
@@ -41,75 +43,14 @@ from release_runner.cli.options import (
 )
 from release_runner.core import errors, mask
 from release_runner.core.events import Event, Level
-from release_runner.core.redact import add_url_secrets
-from release_runner.core.settings import LONGEST_BACKOFF, Settings, libpq_url, stale_lock_floor
+from release_runner.core.settings import Settings
 from release_runner.core.targets import FleetOptions
 from release_runner.run import interrupts
 from release_runner.run.conclude import conclude
 from release_runner.run.log import emit
 from release_runner.run.progress import Progress
 
-URL_FALLBACKS = ("DIRECT_DATABASE_URL", "DATABASE_URL")
 _DEPLOY_TIME = {"data_checks": "at deploy time"}  # what `check` says of the data checks it cannot run
-
-
-def _settings(ctx: click.Context, options: dict[str, Any]) -> Settings:
-    """Options -> Settings (every option a command passes here is a Settings field; a name that
-    is not raises). The URL's source is kept, its value registered as a secret."""
-    url = options.pop("database_url", None)
-    source = None
-    if url:
-        from_env = ctx.get_parameter_source("database_url") == click.core.ParameterSource.ENVIRONMENT
-        source = "RELEASE_RUNNER_DATABASE_URL" if from_env else "--database-url"
-    else:
-        for name in URL_FALLBACKS:
-            if os.environ.get(name):
-                url, source = os.environ[name], name
-                break
-    add_url_secrets(url)
-    add_url_secrets(options.get("scratch_url"))
-    add_url_secrets(options.get("data_url"))
-    if options.get("data_url"):
-        options["data_url"] = _libpq_url(options["data_url"])[0]
-    dropped: list[str] = []
-    schema = None
-    if url:
-        url, dropped, schema = _libpq_url(url)
-    _refuse_reachable_staleness(options)
-    compare_privileges = not options.pop("ignore_privileges", False)
-    return Settings(
-        database_url=url,
-        database_url_source=source,
-        database_url_dropped=tuple(dropped),
-        compare_privileges=compare_privileges,
-        prisma_schema=schema,
-        **options,
-    )
-
-
-def _refuse_reachable_staleness(options: dict[str, Any]) -> None:
-    """A --stale-lock-after a live runner can reach would have a second runner end a working
-    one (during a retry's backoff, or while it probes a replica): refused, exit 2."""
-    stale = options.get("stale_lock_after")
-    floor = stale_lock_floor(options.get("data_timeout") or 0.0, options.get("data_url"))
-    if stale is not None and stale < floor:
-        raise click.UsageError(
-            f"--stale-lock-after {stale:g}s is shorter than a live runner can sit idle holding the "
-            f"lock (up to {LONGEST_BACKOFF:g}s between two attempts of a migration"
-            + (", and one data probe on the --data-url replica" if options.get("data_url") else "")
-            + f"); give {floor:g}s or more"
-        )
-
-
-def _libpq_url(url: str) -> tuple[str, list[str], str | None]:
-    """libpq_url, its error a usage error that says how to write the URL."""
-    try:
-        return libpq_url(url)
-    except ValueError as error:
-        raise click.UsageError(
-            f"the database URL cannot be read ({error}); check its brackets, and percent-encode "
-            "special characters in the password (@ is %40, / is %2F)"
-        ) from None
 
 
 def _commands() -> ModuleType:
@@ -179,7 +120,7 @@ def _single(
     """The command's Settings; given --targets or --targets-query, the command runs on the fleet
     instead, and this does not return."""
     fleet = fleet_cli.options_of(options)
-    settings = replace(_settings(ctx, options), **changes)
+    settings = replace(settings_of(ctx, options), **changes)
     if fleet is not None:
         _fleet(command, settings, fleet, output)
     return settings
@@ -294,7 +235,7 @@ def verify(ctx: click.Context, /, **options: Any) -> None:
 @click.pass_context
 def snapshot(ctx: click.Context, /, **options: Any) -> None:
     """Replay every migration into a scratch database and write the expected-schema file."""
-    settings = _settings(ctx, options)
+    settings = settings_of(ctx, options)
 
     _finish("snapshot", settings, lambda _: {"file": str(_commands().snapshot(settings))})
 
@@ -305,7 +246,7 @@ def snapshot(ctx: click.Context, /, **options: Any) -> None:
 def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,
     and compare with the committed snapshot."""
-    settings = _settings(ctx, options)
+    settings = settings_of(ctx, options)
 
     # The scratch database holds no production rows: say where the data checks happen instead.
     _finish("check", settings, lambda _: {"replayed": _commands().check(settings), **_DEPLOY_TIME})
@@ -344,7 +285,7 @@ def repair(
     given = {action: version for action, version in chosen.items() if version}
     if len(given) != 1:
         raise click.UsageError("give exactly one of --applied, --forget or --accept-checksum VERSION")
-    settings = _settings(ctx, options)
+    settings = settings_of(ctx, options)
 
     ((action, version),) = given.items()
     _finish("repair", settings, lambda run_id: _commands().repair(settings, version, action, reason, run_id))
@@ -369,7 +310,7 @@ def repair(
 def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **options: Any) -> None:
     """Adopt a database built without history (drizzle-kit push, by hand): verify, then record."""
     fleet_cli.refuse_targets("baseline", options)
-    settings = _settings(ctx, options)
+    settings = settings_of(ctx, options)
 
     _finish(
         "baseline",
@@ -384,7 +325,7 @@ def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **o
 @click.pass_context
 def new(ctx: click.Context, /, name: str, **options: Any) -> None:
     """Create the next migration file in a native directory: NAME says what it does."""
-    settings = _settings(ctx, options)
+    settings = settings_of(ctx, options)
 
     _finish("new", settings, lambda _: {"file": str(_commands().new(settings, name))})
 
