@@ -68,6 +68,24 @@ KEEPALIVE = (
     "SET tcp_keepalives_interval = 5",
     "SET tcp_keepalives_count = 3",
 )
+# The session the runner expects, whatever the role's or database's defaults say (they outlive
+# any session: a migration may have set them). Its own login role: `ALTER ROLE ... SET role`
+# would make it another role from login on, and RESET ROLE goes back to that default, not to
+# the login role. Triggers and foreign keys on: a default of session_replication_role =
+# replica would switch them off for every migration. Set when connecting and again after each
+# migration's RESET ALL. session_replication_role is set only when it differs: only a
+# superuser may set it at all, and a role that cannot is refused (SessionUnsettable).
+RUNNER_SESSION = (
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "SET ROLE NONE",
+    "SELECT pg_catalog.set_config('session_replication_role', 'origin', false)"
+    " WHERE pg_catalog.current_setting('session_replication_role') <> 'origin'",
+    *KEEPALIVE,
+)
+
+
+class SessionUnsettable(Exception):
+    """The server would not give the runner the session it expects (RUNNER_SESSION)."""
 
 
 def query(name: str) -> str:
@@ -120,10 +138,21 @@ def open_connection(url: str, application_name: str, connect_timeout: int = 10) 
 
 
 def connect(url: str, application_name: str, connect_timeout: int) -> Connection:
-    """One attempt at the runner's own connection: keepalives set on the server side too.
-    (Retrying is the caller's policy: see run/session.py.)"""
+    """One attempt at the runner's own connection, in the session it expects (RUNNER_SESSION:
+    its login role, triggers on, keepalives on the server side too). (Retrying is the caller's
+    policy: see run/session.py.) Raises SessionUnsettable when the server refuses that."""
     conn = open_connection(url, application_name, connect_timeout)
-    conn.execute(";".join(KEEPALIVE))
+    try:
+        conn.execute(";".join(RUNNER_SESSION))
+    except psycopg.errors.InsufficientPrivilege as error:
+        conn.close()
+        raise SessionUnsettable(
+            f"{error.diag.message_primary}: the role's or database's defaults set "
+            "session_replication_role (to `replica`, which switches triggers and foreign keys off "
+            "for every migration), and this role may not set it back. Run `ALTER DATABASE ... "
+            "RESET session_replication_role` (and `ALTER ROLE ... RESET session_replication_role`) "
+            "as a superuser, or connect as one"
+        ) from None
     return conn
 
 

@@ -18,7 +18,7 @@ from release_runner.core.history import Mode, Status
 from release_runner.core.preflight import Prepared
 from release_runner.core.redact import redact
 from release_runner.core.settings import pg_duration
-from release_runner.db.connection import KEEPALIVE, Connection
+from release_runner.db.connection import RUNNER_SESSION, Connection
 from release_runner.db.history import GUARD_LOCK, GUARD_ROW, RunContext
 
 # Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
@@ -29,15 +29,14 @@ RETRYABLE_SQLSTATES = {
     "40P01": "deadlock",
     "40001": "serialization_failure",
 }
-# What a migration may leave in the session that `RESET ALL` does not undo: the role and session
-# authorization, temporary tables, sequence caches, prepared statements, LISTENs. Run after every
-# migration so nothing it set reaches the next one or the runner's own statements. (`DISCARD
-# ALL` would also release the runner's advisory lock.)
+# What a migration may leave in the session: settings (RESET ALL, then the runner's own session
+# again: its login role, session_replication_role, keepalives), and what RESET ALL does not undo:
+# temporary tables, sequence caches, prepared statements, LISTENs. Run after every migration so
+# nothing it set reaches the next one or the runner's own statements. (`DISCARD ALL` would also
+# release the runner's advisory lock.)
 SESSION_RESET = (
-    "RESET SESSION AUTHORIZATION",
-    "RESET ROLE",
     "RESET ALL",
-    *KEEPALIVE,
+    *RUNNER_SESSION,
     "DISCARD TEMP",
     "DISCARD SEQUENCES",
     "DEALLOCATE ALL",
@@ -224,10 +223,11 @@ def apply(
             # A message of its own: pg_stat_activity then shows the file's statements, not this.
             _guarded(conn, prepared, [*prefix, lock_ahead], None, in_transaction_after=True)
             prefix = []
-        # The history row is written as the runner's own role, whatever role the file switched to.
+        # The history row is written as the runner's own login role, whatever role the file
+        # switched to (RESET ROLE would go back to the role's default `role` setting instead).
         suffix = [
-            "RESET SESSION AUTHORIZATION",
-            "RESET ROLE",
+            "SET SESSION AUTHORIZATION DEFAULT",
+            "SET ROLE NONE",
             context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
             *_undefer(prepared, context),
             context.guard(prepared.migration, Status.APPLIED),

@@ -65,6 +65,8 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
         return retrying.policy(
             connection.is_transient, before_sleep, wait=retrying.equal_jitter(0.25, 5.0), deadline=deadline
         )(attempt)
+    except connection.SessionUnsettable as error:
+        raise UsageError(redact(str(error))) from None
     except connection.DatabaseError as error:
         message = redact(str(error).strip())
         if connection.pool_exhausted(error):
