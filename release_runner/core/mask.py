@@ -19,17 +19,33 @@ def show_values(shown: bool) -> None:
     _shown = shown
 
 
+def values_shown() -> bool:
+    return _shown
+
+
 # What a query cut short (pg_stat_activity keeps 200 characters here) may hold when the parser
 # cannot normalise it: quoted strings, possibly unterminated, dollar-quoted bodies, numbers.
 _LITERALS = re.compile(
     r"""[EeBbXxNnUu]?'(?:[^']|'')*(?:'|$)|\$([A-Za-z_]\w*)?\$.*?(?:\$\1\$|$)|(?<![\w$])\d+(?:\.\d+)?""",
     re.DOTALL,
 )
-# DETAIL lines that echo row values: "Key (email)=(a@b.c) already exists.", "Failing row
-# contains (1, secret).", "Key (id)=(5) is not present in table ...".
-_DETAIL_VALUES = re.compile(
-    r"(\)=\(|row contains \()(.*?)(\)(?: already exists| is not present| is still|\.|$))"
+# A row's values in a DETAIL: "Key (email)=(a@b.c) already exists.", "Key (t)=(x) is
+# duplicated.", "Failing row contains (1, secret).": from the opening parenthesis to the last
+# closing one of the message, since a value may itself hold "). ".
+_ROW_VALUES = re.compile(r"(\)=\(|row contains \()(.*)(\))", re.DOTALL)
+# Double-quoted text in a server message names an object when one of these words stands right
+# before it (`relation "users"`, `column "a" of relation "t"`, `syntax error at or near "x"`);
+# any other quoted text is a value (`invalid input syntax for type integer: "x"`, `Token "x"
+# is invalid.`, `unexpected spaces found in "x"`) and is masked.
+_OBJECT_WORDS = re.compile(
+    r"\b(?:relation|table|column|constraint|index|type|function|procedure|routine|schema|role|"
+    r"database|sequence|view|trigger|extension|policy|publication|subscription|tablespace|"
+    r"collation|operator|rule|domain|cursor|savepoint|statement|parameter|language|server|"
+    r"attribute|aggregate|near|user|variable|portal|event trigger|family|class|method|option|"
+    r"server at|host name)s? $",
+    re.IGNORECASE,
 )
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
 
 
 def statement(text: str) -> str:
@@ -70,10 +86,23 @@ def literals(text: str) -> list[str]:
 
 
 def message(text: str | None, values: list[str]) -> str | None:
-    """A server message (primary, detail or hint) without the statement's constants and the
-    row values it echoes."""
+    """A server message (primary, detail or hint) as data: the statement's constants cut out,
+    a row's values masked, and every double-quoted text masked unless a word that names an
+    object kind stands before it. Server text is data until proven otherwise."""
     if text is None or _shown:
         return text
     for value in values:
         text = text.replace(value, "[value]")
-    return _DETAIL_VALUES.sub(lambda m: f"{m.group(1)}[values]{m.group(3)}", text)
+    text = _ROW_VALUES.sub(lambda m: f"{m.group(1)}[values]{m.group(3)}", text)
+    return _QUOTED.sub(
+        lambda m: m.group(0) if _OBJECT_WORDS.search(text[: m.start()][-40:]) else "[value]", text
+    )
+
+
+def raised(context: str | None) -> bool:
+    """Whether an error comes from a RAISE in PL/pgSQL (its CONTEXT says `at RAISE`): its text
+    is the author's and may carry values from rows anywhere in it, quoted or not."""
+    return bool(context) and "at RAISE" in str(context)
+
+
+RAISED = "[the text of a RAISE in the migration: not shown, it may hold values; --log-sql-values shows it]"

@@ -53,9 +53,13 @@ def add_url_secrets(url: str | None) -> None:
         return
     # The userinfo runs to the last @ of the authority: a password may hold an unencoded @,
     # and libpq, which splits at the first, then echoes the rest as a host name.
-    for match in re.finditer(r"[^\s:/@]*:([^\s/]+)@", url):
-        password = match.group(1)
-        for piece in {password, unquote(password), *password.split("@")}:
+    for match in re.finditer(r"://[^:/@]*:(.*)@", url):
+        password = match.group(1)  # to the last @: it may hold spaces, @ and : unencoded
+        for piece in {password, unquote(password), *password.split("@"), *password.split()}:
             add_secret(piece)
-    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url, re.IGNORECASE):
-        add_secret(match.group(1).strip("'"))
+    # A key/value password runs to the next `key=` (an unquoted one with a space is two words
+    # to libpq, and it echoes the second).
+    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|.*?)(?=\s+\w+\s*=|$)", url, re.IGNORECASE):
+        password = match.group(1).strip("'")
+        for piece in {password, *password.split()}:
+            add_secret(piece)

@@ -73,9 +73,16 @@ class MigrationError(Exception):
             else None
         )
         values = mask.constants(failing.node) if failing else []
-        self.message = redact(mask.message((diag.message_primary or str(error)).strip(), values) or "")
-        self.detail = mask.message(diag.message_detail, values)
-        self.hint = mask.message(diag.message_hint, values)
+        primary, detail, hint = (
+            (diag.message_primary or str(error)).strip(),
+            diag.message_detail,
+            diag.message_hint,
+        )
+        if mask.raised(diag.context) and not mask.values_shown():
+            primary, detail, hint = mask.RAISED, detail and mask.RAISED, hint and mask.RAISED
+        self.message = redact(mask.message(primary, values) or "")
+        self.detail = mask.message(detail, values)
+        self.hint = mask.message(hint, values)
         self.retry_reason = "connection_lost" if connection_lost else None
         if self.sqlstate in RETRYABLE_SQLSTATES:
             self.retry_reason = RETRYABLE_SQLSTATES[self.sqlstate]
@@ -208,34 +215,50 @@ def apply(
     touches existing tables first takes their locks in one more (lock_ahead.py). No-transaction: a
     `started` row, the statement in autocommit, then the final status with the reset. Raises
     MigrationError, or IncompleteRun when the server did not run all of it."""
-    lock = pg_duration(lock_timeout)
-    statement = pg_duration(statement_timeout)
-    texts = [s.text for s in prepared.statements]
     if prepared.transactional:
-        lock_ahead = lock_ahead_module.block(prepared.locks_ahead, round(lock_timeout * 1000))
-        prefix = [
-            "BEGIN",
-            f"SET LOCAL lock_timeout = '{lock}'",
-            f"SET LOCAL statement_timeout = '{statement}'",
-            *_watch_client(conn, "SET LOCAL"),
-        ]
-        if lock_ahead:
-            # A message of its own: pg_stat_activity then shows the file's statements, not this.
-            _guarded(conn, prepared, [*prefix, lock_ahead], None, in_transaction_after=True)
-            prefix = []
-        # The history row is written as the runner's own login role, whatever role the file
-        # switched to (RESET ROLE would go back to the role's default `role` setting instead).
-        suffix = [
-            "SET SESSION AUTHORIZATION DEFAULT",
-            "SET ROLE NONE",
-            context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
-            *_undefer(prepared, context),
-            context.guard(prepared.migration, Status.APPLIED),
-            "COMMIT",
-            *SESSION_RESET,
-        ]
-        _guarded(conn, prepared, prefix + texts + suffix, len(prefix), context=context)
-        return
+        _apply_in_transaction(conn, prepared, context, lock_timeout, statement_timeout)
+    else:
+        _apply_alone(conn, prepared, context, lock_timeout, statement_timeout)
+
+
+def _apply_in_transaction(
+    conn: Connection, prepared: Prepared, context: RunContext, lock_timeout: float, statement_timeout: float
+) -> None:
+    """Lock-ahead (if any) in one message; then the statements, the history row, the guard,
+    COMMIT and the session reset in the next."""
+    lock, statement = pg_duration(lock_timeout), pg_duration(statement_timeout)
+    texts = [s.text for s in prepared.statements]
+    lock_ahead = lock_ahead_module.block(prepared.locks_ahead, round(lock_timeout * 1000))
+    prefix = [
+        "BEGIN",
+        f"SET LOCAL lock_timeout = '{lock}'",
+        f"SET LOCAL statement_timeout = '{statement}'",
+        *_watch_client(conn, "SET LOCAL"),
+    ]
+    if lock_ahead:
+        # A message of its own: pg_stat_activity then shows the file's statements, not this.
+        _guarded(conn, prepared, [*prefix, lock_ahead], None, in_transaction_after=True)
+        prefix = []
+    # The history row is written as the runner's own login role, whatever role the file
+    # switched to (RESET ROLE would go back to the role's default `role` setting instead).
+    suffix = [
+        "SET SESSION AUTHORIZATION DEFAULT",
+        "SET ROLE NONE",
+        context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
+        *_undefer(prepared, context),
+        context.guard(prepared.migration, Status.APPLIED),
+        "COMMIT",
+        *SESSION_RESET,
+    ]
+    _guarded(conn, prepared, prefix + texts + suffix, len(prefix), context=context)
+
+
+def _apply_alone(
+    conn: Connection, prepared: Prepared, context: RunContext, lock_timeout: float, statement_timeout: float
+) -> None:
+    """A no-transaction migration: its `started` row, the statement in autocommit, then the
+    final status with the session reset."""
+    lock, statement = pg_duration(lock_timeout), pg_duration(statement_timeout)
     _guarded(
         conn,
         prepared,
@@ -251,7 +274,7 @@ def apply(
     # An interruption (KeyboardInterrupt) passes through: what the statement did is for the
     # caller to find out from the catalog, not to guess.
     try:
-        _guarded(conn, prepared, texts, 0)
+        _guarded(conn, prepared, [s.text for s in prepared.statements], 0)
     except MigrationError as failure:
         if not failure.connection_lost:
             _record(conn, prepared, context, Status.FAILED, failure.message, failure)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import tenacity
 from tenacity import RetryCallState
 
+from release_runner.core import mask
 from release_runner.core.errors import UnreachableError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.redact import redact
@@ -57,7 +58,7 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
 
     def before_sleep(state: RetryCallState) -> None:
         if report:
-            reason = redact(str(retrying.failure(state)).strip())
+            reason = redact(mask.message(str(retrying.failure(state)).strip(), []) or "")
             delay_ms = round(retrying.delay(state) * 1000)
             emit(Event.DB_CONNECT_RETRY, attempt=state.attempt_number, reason=reason, delay_ms=delay_ms)
 
@@ -68,7 +69,8 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
     except connection.SessionUnsettable as error:
         raise UsageError(redact(str(error))) from None
     except connection.DatabaseError as error:
-        message = redact(str(error).strip())
+        # libpq quotes what it cannot read of the URL (a password with a space, say): data.
+        message = redact(mask.message(str(error).strip(), []) or "")
         if connection.pool_exhausted(error):
             raise UnreachableError(connection.POOL_EXHAUSTED, reason=message) from None
         if connection.is_transient(error):

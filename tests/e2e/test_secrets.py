@@ -115,3 +115,63 @@ def test_a_password_with_an_unencoded_at_sign_never_prints(
     assert result.code in (2, 4), result.stdout
     assert "ssword99" not in _everything(result)
     assert PASSWORD not in _everything(result)
+
+
+ROWS = (
+    f"CREATE TYPE mood AS ENUM ('ok'); CREATE TABLE t (a text, b int CHECK (b > 0));"
+    f" INSERT INTO t VALUES ('{SECRET}', 1), ('x). {SECRET}, (', 2)"
+)
+
+
+@pytest.mark.parametrize(
+    ("statement", "sqlstate"),
+    [
+        ("UPDATE t SET b = a::int;", "22P02"),
+        ("ALTER TABLE t ALTER a TYPE uuid USING a::uuid;", "22P02"),
+        ("ALTER TABLE t ALTER a TYPE mood USING a::mood;", "22P02"),
+        ("ALTER TABLE t ALTER a TYPE jsonb USING a::jsonb;", "22P02"),
+        ("UPDATE t SET a = (SELECT a FROM t WHERE b = 1);\nCREATE UNIQUE INDEX t_a ON t (a);", "23505"),
+        ("UPDATE t SET b = -b WHERE a LIKE 'x)%';", "23514"),
+        (
+            "DO $$ DECLARE v text; BEGIN SELECT a INTO v FROM t WHERE b = 1;"
+            " RAISE EXCEPTION 'bad token %', v USING DETAIL = 'was ' || v, HINT = 'fix ' || v; END $$;",
+            "P0001",
+        ),
+    ],
+)
+def test_values_from_rows_in_server_messages_are_masked(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any], statement: str, sqlstate: str
+) -> None:
+    """Values the server takes from rows, not from the statement (a cast, a duplicate key, a
+    failing row whose value holds `).`, a RAISE with DETAIL and HINT) never print; the failure
+    still says its file, line and SQLSTATE."""
+    admin.execute(ROWS)
+    write(tmp_path, {"0001_rows.sql": statement + "\n"})
+    args = ("migrate", "--post-deploy", "--data-preflight", "off", "--migrations", str(tmp_path))
+    result = run_cli(*args, url=url)
+    assert result.code == 1, result.stdout[-2000:]
+    failed = result.named("migration.failed")[0]
+    assert failed["sqlstate"] == sqlstate and failed["line"], failed
+    assert SECRET not in _everything(result), [line for line in result.stdout.splitlines() if SECRET in line]
+    assert SECRET in _everything(run_cli(*args, "--log-sql-values", url=url))
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://{role}:hunter2 {secret}@127.0.0.1:{port}/{db}",
+        "host=127.0.0.1 port={port} dbname={db} user={role} password=hunter2 {secret}",
+    ],
+)
+def test_a_password_with_a_space_never_prints(
+    tmp_path: Path, server: Server, database: str, given: str
+) -> None:
+    """libpq echoes what it cannot read (`unexpected spaces found in "…"`, `missing "=" after
+    "…"`): neither half of the password is printed."""
+    write(tmp_path, {"0001_a.sql": "SELECT 1;\n"})
+    url = given.format(role=ROLE, secret=SECRET, port=server.port, db=database)
+    result = run_cli(
+        "migrate", "--migrations", str(tmp_path), "--connect-timeout", "3s", "--database-url", url
+    )
+    assert result.code in (2, 4), result.stdout
+    assert SECRET not in _everything(result) and "hunter2" not in _everything(result)
