@@ -39,6 +39,12 @@ def require_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def said(error: BaseException) -> str:
+    """What the server or libpq said, fit to print: quoted values masked (libpq quotes what it
+    cannot read of a URL, a password with a space among it), secrets redacted."""
+    return redact(mask.message(str(error).strip(), []) or "")
+
+
 def open_connection(url: str, application_name: str, budget: float, report: bool = True) -> Connection:
     """Connect with retries of transient failures (equal-jitter backoff from 0.25 s to 5 s)
     until `budget` seconds have passed; `db.connect_retry` reports each retry when `report`.
@@ -58,7 +64,7 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
 
     def before_sleep(state: RetryCallState) -> None:
         if report:
-            reason = redact(mask.message(str(retrying.failure(state)).strip(), []) or "")
+            reason = said(retrying.failure(state))
             delay_ms = round(retrying.delay(state) * 1000)
             emit(Event.DB_CONNECT_RETRY, attempt=state.attempt_number, reason=reason, delay_ms=delay_ms)
 
@@ -69,8 +75,7 @@ def open_connection(url: str, application_name: str, budget: float, report: bool
     except connection.SessionUnsettable as error:
         raise UsageError(redact(str(error))) from None
     except connection.DatabaseError as error:
-        # libpq quotes what it cannot read of the URL (a password with a space, say): data.
-        message = redact(mask.message(str(error).strip(), []) or "")
+        message = said(error)
         if connection.pool_exhausted(error):
             raise UnreachableError(connection.POOL_EXHAUSTED, reason=message) from None
         if connection.is_transient(error):
@@ -278,7 +283,7 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
     except connection.OperationalError as error:
         # A connection problem, whichever connection it came from: the database could not be
         # reached for what the run needed (exit 4), never a crash.
-        message = redact(str(error).strip())
+        message = said(error)
         if connection.pool_exhausted(error):
             raise UnreachableError(connection.POOL_EXHAUSTED) from error
         # Lost between migrations (or while reading history or the catalog): a transactional
@@ -294,7 +299,7 @@ def locked(settings: Settings, deadline: float | None = None) -> Iterator[Sessio
             raise
         raise UsageError(
             f"the database refused a step of the runner ({error.sqlstate}, {problem}): "
-            f"{redact(str(error).strip())}; check the role's privileges (it needs CREATE on the "
+            f"{said(error)}; check the role's privileges (it needs CREATE on the "
             "database for the history schema, and ownership of what the migrations change) and "
             "that the URL points at the primary",
             sqlstate=error.sqlstate,
