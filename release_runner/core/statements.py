@@ -8,14 +8,13 @@ imported only when statements are needed, so commands with nothing pending never
 from __future__ import annotations
 
 import bisect
-import functools
 import json
 import re
 from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from release_runner.core import mask
+from release_runner.core import lexer, mask
 
 DIRECTIVE = re.compile(r"^\s*--\s*release-runner:\s*(.*?)\s*$")
 # Rules a file may switch off; `parse-error` lets a statement the bundled parser rejects run.
@@ -232,28 +231,11 @@ def _statements(chunk: str, chunk_offset: int, lines: LineIndex, spans: list[Spa
     return statements
 
 
-# A chunk larger than this (a data load) is first cut at its top-level semicolons by a regular
-# expression: the parser's tree of a 50 MB INSERT takes gigabytes. Each statement under the
-# limit is then parsed as usual; one over it (an INSERT of many rows, say) runs unparsed, its
-# syntax checked by the server inside its transaction, and only its kind read from its first word.
+# A chunk larger than this (a data load) is first cut at its top-level semicolons by lexer.py:
+# the parser's tree of a 50 MB INSERT takes gigabytes. Each statement under the limit is then
+# parsed as usual; one over it (an INSERT of many rows, say) runs unparsed, its syntax checked
+# by the server inside its transaction, and only its kind read from its first word.
 LARGE = 1 << 20
-
-
-@functools.cache
-def _lexemes() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """The lexer for large chunks and the pattern of what may lead a statement (compiled on
-    first use: most runs never see a large file)."""
-    lexemes = re.compile(
-        r"""(?P<semicolon>;)
-          | [Ee]'(?:[^'\\]|''|\\.)*'
-          | '(?:[^']|'')*'
-          | "(?:[^"]|"")*"
-          | --[^\n]*
-          | /\*.*?\*/
-          | \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$.*?\$(?P=tag)?\$""",
-        re.VERBOSE | re.DOTALL,
-    )
-    return lexemes, re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 
 
 _FIRST_WORD_KINDS = {
@@ -274,23 +256,27 @@ def _first_word_kind(text: str) -> dict[str, Any] | None:
 
 
 def _split_large(chunk: str, chunk_offset: int, lines: LineIndex, allow_parse_error: bool) -> list[Statement]:
-    lexemes, leading = _lexemes()
-    cuts = [m.end() for m in lexemes.finditer(chunk) if m.lastgroup == "semicolon"]
+    """A large chunk cut where lexer.py says statements end. A piece that opens a BEGIN ATOMIC
+    body and does not parse yet runs on to the next cut, as psql reads it."""
+    cuts = lexer.semicolons(chunk)
+    ends = cuts if cuts and cuts[-1] == len(chunk) else [*cuts, len(chunk)]
     statements: list[Statement] = []
-    start = 0
-    byte_offset = chunk_offset
-    for end in [*cuts, len(chunk)] if not cuts or cuts[-1] < len(chunk) else cuts:
+    start, byte_offset = 0, chunk_offset
+    for end in ends:
         piece = chunk[start:end]
-        size = len(piece.encode())
         if len(piece) <= LARGE:
-            statements.extend(split_statements(piece, byte_offset, lines, allow_parse_error))
+            try:
+                statements.extend(split_statements(piece, byte_offset, lines, allow_parse_error))
+            except SqlSyntaxError:
+                if end != ends[-1] and lexer.opens_atomic_body(piece):
+                    continue  # the body's own semicolon: keep the start, take the next piece too
+                raise
         else:
-            lead = leading.match(piece)
-            skipped = lead.end() if lead else 0
+            skipped = lexer.lead(piece)
             text = piece[skipped:].rstrip().removesuffix(";").rstrip()
             line, column = lines.locate(byte_offset + len(piece[:skipped].encode()))
             statements.append(Statement(text, line, column, _first_word_kind(text), unread="over 1 MiB"))
-        start, byte_offset = end, byte_offset + size
+        start, byte_offset = end, byte_offset + len(piece.encode())
     return statements
 
 

@@ -72,7 +72,8 @@ KEEPALIVE = (
 # any session: a migration may have set them). Its own login role: `ALTER ROLE ... SET role`
 # would make it another role from login on, and RESET ROLE goes back to that default, not to
 # the login role. Triggers and foreign keys on: a default of session_replication_role =
-# replica would switch them off for every migration. Set when connecting and again after each
+# replica would switch them off for every migration. Backslashes in '…' read as the runner's
+# parser reads them (standard_conforming_strings). Set when connecting and again after each
 # migration's RESET ALL. session_replication_role is set only when it differs: only a
 # superuser may set it at all, and a role that cannot is refused (SessionUnsettable).
 RUNNER_SESSION = (
@@ -80,6 +81,8 @@ RUNNER_SESSION = (
     "SET ROLE NONE",
     "SELECT pg_catalog.set_config('session_replication_role', 'origin', false)"
     " WHERE pg_catalog.current_setting('session_replication_role') <> 'origin'",
+    # The parser and the large-file lexer read '\' as PostgreSQL's default does; so must the server.
+    "SET standard_conforming_strings = on",
     *KEEPALIVE,
 )
 

@@ -162,7 +162,8 @@ def _ground_lost(error: psycopg.Error, context: RunContext) -> GroundLost | None
 
 class IncompleteRun(Exception):
     """The server did not run every part of a message, and said no error: proof that what was
-    sent is not what was meant (a NUL byte cut the text short, say). Never reported as applied."""
+    sent is not what was meant (a NUL byte cut the text short, say). Reported as applied only
+    when the history row shows that the message's COMMIT landed (run/executor.py)."""
 
 
 def _run_message(conn: Connection, parts: list[str], in_transaction_after: bool = False) -> None:
@@ -191,7 +192,7 @@ def _run_message(conn: Connection, parts: list[str], in_transaction_after: bool 
             conn.execute("ROLLBACK")
         raise IncompleteRun(
             f"the server answered {len(results)} of {len(parts)} parts and the session is "
-            f"{'idle' if idle else 'inside a transaction'}; nothing of it is reported as applied"
+            f"{'idle' if idle else 'inside a transaction'}"
         )
 
 

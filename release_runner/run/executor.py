@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from tenacity import RetryCallState
 
@@ -121,9 +121,7 @@ class _Migration:
         except MigrationError as error:
             settle.fail(error, self.item, self.watcher, self.facts, self.count, settings.time_budget)
         except execute.IncompleteRun as error:
-            emit(Event.MIGRATION_FAILED, **self.facts, error=str(error), attempt=self.count)
-            label = self.item.migration.label
-            raise MigrationFailed(f"{label}: {error}; deploy again once the file is fixed") from None
+            self.incomplete(error)
         except execute.GroundLost as lost:
             if lost.ran is Status.APPLIED and lost.recorded:
                 self.applied()  # a no-transaction statement that ran, and its row says so
@@ -133,6 +131,21 @@ class _Migration:
         except Interrupted as interrupted:
             interrupted.outcome = self.left_by_interruption()
             raise
+
+    def incomplete(self, error: execute.IncompleteRun) -> NoReturn:
+        """The server ran other parts than were sent. Its history row says whether the message's
+        COMMIT landed: then the migration is applied (reported so), and the run still stops,
+        since what ran may not be what the file says."""
+        label = self.item.migration.label
+        row = self.session.history.row(self.session.conn, self.item.migration.version)
+        if row is not None and row.applied and row.run_id == self.context.run_id:
+            self.applied()
+            raise MigrationFailed(
+                f"{label}: committed and recorded as applied, but {error}; what ran may differ from "
+                "the file: check what it changed"
+            )
+        emit(Event.MIGRATION_FAILED, **self.facts, error=str(error), attempt=self.count)
+        raise MigrationFailed(f"{label}: {error}; deploy again once the file is fixed")
 
     def announce(self) -> None:
         item = self.item

@@ -44,6 +44,17 @@ FILES = {
     "0006_d.sql": "INSERT INTO counter VALUES ('0006');\nSELECT pg_sleep(0.03);\n",
 }
 COUNTED = ["0001", "0002", "0003", "0005", "0006"]
+# The large-file kind of trial: 0003 is a data load over 1 MiB, read by the large-file lexer,
+# whose last row holds a dollar quote with `$$;` inside.
+LOAD_ROWS = 25000
+FILES_LARGE = {
+    **FILES,
+    "0003_b.sql": "INSERT INTO counter VALUES ('0003');\nCREATE TABLE b (id int, v text);\n"
+    "INSERT INTO b VALUES "
+    + ",\n".join(f"({i}, '{'x' * 40}')" for i in range(LOAD_ROWS))
+    + ", (-1, $q$x$$;y$q$);\n",
+}
+KINDS = {"small": FILES, "large": FILES_LARGE}
 
 
 def _one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
@@ -71,9 +82,10 @@ def _fault_and_rerun(
 ) -> str:
     """One trial: a fault at a random moment of a migrate, then reruns until it is done; every
     migration must have been applied exactly once and nothing left behind."""
-    fault = rng.choice(FAULTS)
+    fault, kind = rng.choice(FAULTS), rng.choice(sorted(KINDS))
     delay = rng.uniform(0.05, 1.2)
-    story = f"{fault} at {delay:.2f}s"
+    story = f"{fault} at {delay:.2f}s ({kind} files)"
+    tmp_path = tmp_path / kind
     process = start_cli("migrate", "--migrations", str(tmp_path), url=server.url(name, proxy.port))
     time.sleep(delay)  # the random moment of the fault, not a wait for something to happen
     if fault == "cut":
@@ -92,6 +104,9 @@ def _fault_and_rerun(
     assert statuses == [(f"000{n}", "applied") for n in range(1, 7)], f"{story}: {statuses}"
     assert _one(admin, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0, story
     assert _one(admin, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0, story
+    if kind == "large":
+        loaded = admin.execute("SELECT count(*), max(v) FILTER (WHERE id = -1) FROM b").fetchone()
+        assert loaded == (LOAD_ROWS + 1, "x$$;y"), f"{story}: {loaded}"
     return story
 
 
@@ -149,7 +164,8 @@ def _rerun_until_done(
 @pytest.mark.db
 def test_random_faults_never_lose_double_or_misreport(tmp_path: Path, server: Server, proxy: Proxy) -> None:
     """TRIALS random faults, each followed by a rerun: every check holds in every trial."""
-    write(tmp_path, FILES)
+    for kind, files in KINDS.items():
+        write(tmp_path / kind, files)
     rng = random.Random(SEED)
     stories = []
     started = time.monotonic()
@@ -161,4 +177,5 @@ def test_random_faults_never_lose_double_or_misreport(tmp_path: Path, server: Se
     print("\n".join(stories))  # shown with -s: which faults hit where
     assert len(stories) == TRIALS
     assert {story.split(" ")[0] for story in stories} == set(FAULTS), f"seed {SEED}: {stories}"
+    assert all(any(f"({kind} files)" in story for story in stories) for kind in KINDS), stories
     assert time.monotonic() - started < 240

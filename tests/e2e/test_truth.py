@@ -266,3 +266,32 @@ def test_statements_nested_past_any_recursion_limit_apply(
     ]
     assert result.named("preflight.data_unknown") and not result.named("preflight.data")
     assert admin.execute("SELECT count(*), min(a) FROM s").fetchone() == (1001, 0)
+
+
+def test_a_file_over_a_mebibyte_is_sent_as_written(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any], database: str
+) -> None:
+    """A data load over 1 MiB goes through the large-file reader: a dollar quote holding `$$;`,
+    a typed literal ending in a backslash before a constant holding `;`, a nested comment, a
+    BEGIN ATOMIC body and a pg_dump-style function all arrive as PostgreSQL reads them, even
+    with a database default of standard_conforming_strings = off; the run says what happened."""
+    admin.execute(f"ALTER DATABASE {database} SET standard_conforming_strings = off")
+    rows = ",\n".join(f"({i}, '{'x' * 40}')" for i in range(30000))
+    text = (
+        "CREATE TABLE t (id int, v text);\n"
+        f"INSERT INTO t VALUES {rows};\n"
+        "INSERT INTO t VALUES (-1, $q$x$$;y$q$), (-2, 'a\\' || 'b;c') /* a /* nested */ ; comment */;\n"
+        "CREATE FUNCTION one() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n"
+        "CREATE FUNCTION dumped() RETURNS text LANGUAGE sql AS $_$ SELECT 'DO $$ BEGIN; END $$;' $_$;\n"
+    )
+    assert len(text) > 1 << 20
+    directory = write(tmp_path, {"0001_load.sql": text})
+    result = run_cli("migrate", "--no-verify", "--migrations", str(directory), url=url)
+    assert result.code == 0, result.stdout[-2000:]
+    assert result.finished["applied"] == 1
+    assert admin.execute("SELECT count(*) FROM t").fetchone() == (30002,)
+    assert admin.execute("SELECT v FROM t WHERE id < 0 ORDER BY id DESC").fetchall() == [
+        ("x$$;y",),
+        ("a\\b;c",),
+    ]
+    assert admin.execute("SELECT one(), dumped()").fetchone() == (1, "DO $$ BEGIN; END $$;")
