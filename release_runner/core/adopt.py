@@ -1,5 +1,7 @@
 """Pure: match the history that drizzle-kit or Prisma kept in the database to migration files,
-so a first run of release-runner imports what was applied instead of applying it again.
+so a first run of release-runner imports what was applied instead of applying it again; and
+tell a database that a push built (its objects there, no history anywhere) before a first
+`migrate` fails on `already exists`.
 
 drizzle-kit migrate keeps `drizzle.__drizzle_migrations(hash, created_at)`: hash is the SHA-256
 of the file's text, created_at the journal entry's `when`. Prisma keeps `_prisma_migrations`
@@ -11,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from release_runner.core.detect import RELATION, created
 from release_runner.core.migrations import Migration
+from release_runner.core.statements import dotted_name, node
 
 
 @dataclass(frozen=True)
@@ -71,3 +75,44 @@ def match_prisma(rows: list[dict[str, Any]], migrations: list[Migration]) -> Ado
         else:
             applied.append(migration)
     return Adoption("prisma", applied, problems)
+
+
+FUNCTION = "function"  # besides detect's relations, schemas and types: what adoption looks for
+
+
+def created_objects(migration: Migration) -> list[tuple[str, str]]:
+    """(kind, name) of the relations (an index too), schemas, types and functions a migration
+    creates outright: not with IF NOT EXISTS or OR REPLACE, which run on a database that has
+    them already."""
+    found = []
+    for statement in migration.statements:
+        kind, body = node(statement)
+        if body.get("if_not_exists") or body.get("replace"):
+            continue
+        made = created(statement)
+        if kind == "IndexStmt" and body.get("idxname"):
+            schema = (body.get("relation") or {}).get("schemaname")
+            made = (RELATION, f"{schema}.{body['idxname']}" if schema else str(body["idxname"]))
+        elif kind == "CreateFunctionStmt":
+            made = (FUNCTION, dotted_name(body.get("funcname", [])))
+        if made is not None:
+            found.append(made)
+    return found
+
+
+def built_without_history(
+    pending: list[Migration], existing: set[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], Migration | None]:
+    """On a database with no history: what the first pending migration creates that is there
+    already (it would fail with `already exists`), and the newest pending migration up to which
+    everything created is there (what `baseline --version` should say: a migration that
+    creates nothing of these kinds does not decide, one with something missing ends the run;
+    None when not even the first one is whole)."""
+    first = [made for made in created_objects(pending[0]) if made in existing] if pending else []
+    whole: Migration | None = None
+    for migration in pending if first else []:
+        made = created_objects(migration)
+        if any(item not in existing for item in made):
+            break
+        whole = migration if made else whole
+    return first, whole

@@ -98,11 +98,18 @@ _EXISTING = {
     "schema": "SELECT n FROM unnest(%s::text[]) AS n WHERE EXISTS"
     " (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = n)",
     "type": f"SELECT n FROM unnest(%s::text[]) AS n WHERE to_regtype({_quoted('n')}) IS NOT NULL",
+    # any overload, in the named schema or, unqualified, one on search_path
+    "function": "SELECT n FROM unnest(%s::text[]) AS n WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_proc p"
+    " JOIN pg_catalog.pg_namespace s ON s.oid = p.pronamespace"
+    " WHERE p.proname = regexp_replace(n, '^.*[.]', '')"
+    " AND (s.nspname = split_part(n, '.', 1) AND strpos(n, '.') > 0"
+    " OR strpos(n, '.') = 0 AND s.nspname = ANY (current_schemas(false))))",
 }
 
 
 def existing(conn: Connection, kind: str, names: list[str]) -> set[str]:
-    """Which of these schemas or types (`kind`) exist, for the release-phase rules."""
+    """Which of these schemas, types or functions (`kind`) exist, for the release-phase rules
+    and adoption."""
     return {row[0] for row in conn.execute(_EXISTING[kind], (names,)).fetchall()}
 
 

@@ -138,12 +138,24 @@ def _existing(
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], detect.ColumnType]]:
     """The (kind, name) of the objects the hits name that exist (the relations are known from
     their sizes), and the current types of the columns a type change names."""
-    existing = {(detect.RELATION, name) for name in relations}
-    for kind in (detect.SCHEMA, detect.TYPE):
-        names = sorted({hit.name for _, hit in judged if hit.kind == kind and hit.name})
-        existing |= {(kind, name) for name in catalog.existing(conn, kind, names)} if names else set()
+    existing = _present(conn, {(hit.kind, hit.name) for _, hit in judged if hit.name}, relations)
     retyped = [(h.name or "", h.column or "") for _, h in judged if h.rule == "change-column-type"]
     return existing, catalog.column_types(conn, retyped) if retyped else {}
+
+
+def _present(
+    conn: Connection, objects: set[tuple[str, str]], relations: set[str] | None = None
+) -> set[tuple[str, str]]:
+    """Which of these (kind, name) objects exist: relations from the catalog (or `relations`,
+    when their sizes were read already), schemas and types from it too."""
+    if relations is None:
+        names = sorted(name for kind, name in objects if kind == detect.RELATION)
+        relations = set(catalog.table_sizes(conn, names)) if names else set()
+    existing = {(detect.RELATION, name) for name in relations}
+    for kind in (detect.SCHEMA, detect.TYPE, adopt.FUNCTION):
+        names = sorted({name for k, name in objects if k == kind})
+        existing |= {(kind, name) for name in catalog.existing(conn, kind, names)} if names else set()
+    return existing
 
 
 def preflight(
@@ -221,3 +233,37 @@ def _settle_unresolved(conn: Connection, settings: Settings, current: plan_modul
         )
         changed = changed or verdict is not Outcome.UNKNOWN
     return changed
+
+
+def refuse_if_built_without_history(
+    conn: Connection, pending: list[migrations_module.Migration], settings: Settings
+) -> None:
+    """On a database with no history at all (ours or imported): when the first pending
+    migration creates what is there already, the database was built another way (drizzle-kit
+    push, prisma db push, by hand) and `migrate` would fail on `already exists`. Refuse before
+    anything runs (exit 5), naming the objects and the `baseline` command that adopts it."""
+    try:
+        wanted = sorted({made for migration in pending for made in adopt.created_objects(migration)})
+    except SqlSyntaxError:
+        return  # preflight names the file and line
+    there, whole = adopt.built_without_history(pending, _present(conn, set(wanted)))
+    if not there:
+        return
+    shown = ", ".join(f"{name} ({kind})" for kind, name in there[:5]) + (" ..." if len(there) > 5 else "")
+    command = f"release-runner baseline --migrations {settings.migrations_dir}"
+    if whole is not None and whole is not pending[-1]:
+        command += f" --version {whole.version}"
+    advice = (
+        f"adopt it: `{command}` checks that the live schema is what the migrations up to "
+        f"{(whole or pending[-1]).version} make and records them as applied; then `release-runner "
+        "migrate` applies the rest"
+        if whole is not None
+        else f"it holds part of what {pending[0].label} makes: finish or undo that by hand, then "
+        f"`{command} --version {pending[0].version}`"
+    )
+    raise RefusedError(
+        f"the database already has {shown}, which {pending[0].label} creates, and no migration "
+        "history: it was built without release-runner (drizzle-kit push, prisma db push, or by "
+        f"hand). Nothing was applied; {advice}",
+        objects=len(there),
+    )

@@ -82,6 +82,8 @@ def _migrate_locked(
             phase=phase.name,
             release_id=settings.release_id,
         )
+        if phase.apply and current.fresh:
+            locked.read(lambda conn: refusals.refuse_if_built_without_history(conn, phase.apply, settings))
         prepared = (
             locked.read(lambda conn: refusals.preflight(phase.apply, settings, conn)) if phase.apply else []
         )

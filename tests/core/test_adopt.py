@@ -46,3 +46,21 @@ def test_prisma_history_skips_rolled_back_and_refuses_unfinished() -> None:
     assert adoption.applied == [first]
     assert ["edited after Prisma" in p for p in adoption.problems] == [True, False, False]
     assert "never finished" in adoption.problems[1] and "has no folder" in adoption.problems[2]
+
+
+def test_a_database_built_without_history_is_told_apart() -> None:
+    """What the first pending migration creates outright and is there already; and the newest
+    migration up to which everything created is there (one that creates nothing does not
+    decide; IF NOT EXISTS and OR REPLACE never count)."""
+    pending = [
+        migration_value("0001", "CREATE TABLE a (id int);\nCREATE TYPE mood AS ENUM ('x');"),
+        migration_value("0002", "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"),
+        migration_value("0003", "ALTER TABLE a ADD b int;\nCREATE TABLE IF NOT EXISTS c (id int);"),
+        migration_value("0004", "CREATE INDEX a_b ON s.a (b);"),
+    ]
+    existing = {("relation", "a"), ("type", "mood"), ("function", "f")}
+    there, whole = adopt.built_without_history(pending, existing)
+    assert there == [("relation", "a"), ("type", "mood")] and whole is pending[1]
+    assert adopt.built_without_history(pending, {("relation", "s.a_b")}) == ([], None)
+    assert adopt.created_objects(pending[3]) == [("relation", "s.a_b")]
+    assert adopt.built_without_history(pending, {("relation", "a")}) == ([("relation", "a")], None)

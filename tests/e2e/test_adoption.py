@@ -217,13 +217,19 @@ def test_baseline_refuses_a_missing_column_and_records_nothing(
 def test_baseline_at_an_older_version_replays_to_compare(
     url: str, server: Server, admin: psycopg.Connection[Any]
 ) -> None:
-    """Baseline at 0003: the expected schema comes from a replay of 0001-0003; migrate then
-    applies 0004-0006."""
+    """A first `migrate` on a database pushed up to 0003 is refused before anything runs, naming
+    what is there and the exact baseline command; that command (the expected schema from a
+    replay of 0001-0003) adopts it, and migrate then applies 0004-0006."""
     admin.execute(f"SET ROLE {ROLE}")  # built by the role of the runner's URL
     for path in sorted((ROOT / "sql").glob("000[1-3]_*.sql")):
         admin.execute(path.read_text())
     admin.execute("RESET ROLE")
-    result = run_cli("baseline", "--version", "0003", "--scratch-url", server.url("postgres"), url=url)
+    first = run_cli("migrate", url=url)
+    assert first.code == 5, first.stdout[-2000:]
+    assert "no migration history" in first.finished["error"] and not first.named("migration.started")
+    command = "release-runner baseline --migrations sql --version 0003"
+    assert f"`{command}`" in first.finished["error"]
+    result = run_cli(*command.split()[1:], "--scratch-url", server.url("postgres"), url=url)
     assert result.code == 0, result.stdout
     assert len(history(admin)) == 3
     after = run_cli("migrate", url=url)
