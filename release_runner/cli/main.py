@@ -253,7 +253,7 @@ def check(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@with_options([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER, TARGETS])
+@with_options([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES, TARGETS])
 @option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
 @option(
     "--forget",

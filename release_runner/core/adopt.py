@@ -10,7 +10,7 @@ of the file's text, created_at the journal entry's `when`. Prisma keeps `_prisma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from release_runner.core.detect import RELATION, created
@@ -25,13 +25,23 @@ class Adoption:
     source: str
     applied: list[Migration]
     problems: list[str]
+    edited: dict[str, str] = field(default_factory=dict)
+    """Problems about a file it applied with another text, by the file's version: once the
+    runner's own history has that version (imported earlier), its checksum judges the file
+    (and `repair --accept-checksum` settles it), not the foreign row."""
+
+    def unsettled(self, known: set[str]) -> list[str]:
+        """The problems, but those about files the runner's own history already holds."""
+        settled = {problem for version, problem in self.edited.items() if version in known}
+        return [problem for problem in self.problems if problem not in settled]
 
 
 def match_drizzle(rows: list[dict[str, Any]], migrations: list[Migration]) -> Adoption:
     by_hash = {m.raw_sha256: m for m in migrations}
     by_when = {m.drizzle_when: m for m in migrations if m.drizzle_when is not None}
     applied: list[Migration] = []
-    problems = []
+    problems: list[str] = []
+    changed: dict[str, str] = {}
     for row in rows:
         match = by_hash.get(row["hash"])
         if match is not None:
@@ -43,18 +53,20 @@ def match_drizzle(rows: list[dict[str, Any]], migrations: list[Migration]) -> Ad
                 f"{edited.path}: drizzle applied a different text of this file (hash "
                 f"{row['hash'][:12]}...); restore the applied text and put the change in a new migration"
             )
+            changed[edited.version] = problems[-1]
         else:
             problems.append(
                 f"drizzle.__drizzle_migrations row id {row['id']} (created_at {row['created_at']}, hash "
                 f"{row['hash'][:12]}...) matches no file in the journal; restore the file"
             )
-    return Adoption("drizzle", applied, problems)
+    return Adoption("drizzle", applied, problems, changed)
 
 
 def match_prisma(rows: list[dict[str, Any]], migrations: list[Migration]) -> Adoption:
     by_name = {m.version: m for m in migrations}
     applied: list[Migration] = []
-    problems = []
+    problems: list[str] = []
+    changed: dict[str, str] = {}
     for row in rows:
         if row["rolled_back_at"] is not None:
             continue  # Prisma's record of a migration that was rolled back: not applied
@@ -72,9 +84,10 @@ def match_prisma(rows: list[dict[str, Any]], migrations: list[Migration]) -> Ado
                 f"{migration.path}: edited after Prisma applied it (checksum differs); restore "
                 "the applied text and put the change in a new migration"
             )
+            changed[migration.version] = problems[-1]
         else:
             applied.append(migration)
-    return Adoption("prisma", applied, problems)
+    return Adoption("prisma", applied, problems, changed)
 
 
 FUNCTION = "function"  # besides detect's relations, schemas and types: what adoption looks for

@@ -65,7 +65,7 @@ def history(
     known = {row.version for row in rows}
     to_import = [m for m in adoption.applied if m.version not in known]
     imported = [HistoryRow(m.version, m.name, m.checksum, Mode.IMPORTED, Status.APPLIED) for m in to_import]
-    return rows + imported, to_import, adoption.problems
+    return rows + imported, to_import, adoption.unsettled(known)
 
 
 def current_plan(

@@ -326,3 +326,26 @@ def test_the_adopted_tools_own_history_is_not_drift(url: str, admin: psycopg.Con
     verified = run_cli("verify", "--strict", "--migrations", sql, url=url)
     assert verified.code == 0, verified.stdout[-2000:]
     assert not verified.named("verify.mismatch")
+
+
+def test_accepting_a_checksum_settles_a_file_drizzle_applied(
+    tmp_path: Path, url: str, server: Server, admin: psycopg.Connection[Any]
+) -> None:
+    """A comment added to a file drizzle applied (and the runner imported): migrate refuses
+    (exit 5); `repair --accept-checksum` settles it for every history that judges the file,
+    so the next migrate goes on (it used to stay refused by drizzle's old hash)."""
+    directory = _drizzle_folder(tmp_path / "drizzle")
+    _drizzle_migrate(admin, directory, 2)
+    assert run_cli("migrate", "--migrations", str(directory), url=url).code == 0
+    edited = directory / "0000_users.sql"
+    edited.write_text("-- the users of the app\n" + edited.read_text())
+    refused = run_cli("migrate", "--migrations", str(directory), url=url)
+    assert refused.code == 5, refused.stdout[-2000:]
+    scratch = ("--scratch-url", server.url("postgres"))
+    assert run_cli("snapshot", "--migrations", str(directory), *scratch, url=url).code == 0
+    # drizzle-kit (here: the test's admin) built the tables, so their owner is another role
+    mine = ("--migrations", str(directory), "--ignore-privileges")
+    accepted = run_cli("repair", "--accept-checksum", "0000", "--reason", "a comment", *mine, url=url)
+    assert accepted.code == 0, accepted.stdout[-2000:]
+    after = run_cli("migrate", *mine, url=url)
+    assert after.code == 0 and after.finished["applied"] == 0, after.stdout[-2000:]
