@@ -12,7 +12,7 @@ from typing import Any
 
 from release_runner.core import phases, schema
 from release_runner.core import plan as plan_module
-from release_runner.core.errors import UsageError
+from release_runner.core.errors import BehindError, RefusedError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.history import RepairAction
 from release_runner.core.report import PlanReport
@@ -37,6 +37,30 @@ def verify(settings: Settings) -> None:
     expected = verification.expected_schema(settings)
     with session.connected(settings) as conn:
         verification.verify_live(conn, settings, expected)
+
+
+def ready(settings: Settings, verify: bool) -> dict[str, Any]:
+    """Read-only, one connection, no lock: whether the database is in step with this image.
+    Raises RefusedError (not in sync: an edited file, an unresolved migration), BehindError
+    (migrations of this image not applied yet) or, with `verify`, DriftError."""
+    found = gate.load(settings)
+    expected = verification.expected_schema(settings) if verify else None
+    with session.connected(settings) as conn:
+        verdict = plan_module.readiness(gate.current_plan(conn, settings, found))
+        if verdict.problems:
+            raise RefusedError(
+                "not in sync with this image: " + " | ".join(verdict.problems), problems=len(verdict.problems)
+            )
+        if verdict.behind:
+            raise BehindError(
+                f"{len(verdict.behind)} migration(s) of this image not applied yet "
+                f"({', '.join(verdict.behind[:5])}{' ...' if len(verdict.behind) > 5 else ''}); "
+                "the release phase applies them",
+                behind=verdict.behind,
+            )
+        if verify:
+            verification.verify_live(conn, settings, expected)
+    return {"ahead": verdict.ahead} if verdict.ahead else {}
 
 
 def status(settings: Settings) -> plan_module.Plan:

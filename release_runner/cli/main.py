@@ -50,6 +50,7 @@ from release_runner.run.conclude import conclude
 from release_runner.run.log import emit
 from release_runner.run.progress import Progress
 
+READY_CONNECT_TIMEOUT = 5.0  # `ready`'s --connect-timeout unless given: a readiness probe answers soon
 _DEPLOY_TIME = {"data_checks": "at deploy time"}  # what `check` says of the data checks it cannot run
 
 
@@ -228,6 +229,25 @@ def verify(ctx: click.Context, /, **options: Any) -> None:
     settings = _single(ctx, options, "verify")
 
     _finish("verify", settings, lambda _: _commands().verify(settings))
+
+
+@cli.command()
+@with_options(COMMON + VERIFY)
+@option(
+    "--verify",
+    "check_schema",
+    envvar="RELEASE_RUNNER_READY_VERIFY",
+    is_flag=True,
+    help="Also compare the live schema with the snapshot.",
+)
+@click.pass_context
+def ready(ctx: click.Context, /, check_schema: bool, **options: Any) -> None:
+    """Read-only readiness check: exit 0 when every migration of this image is applied; 6
+    behind, 5 not in sync, 3 drift (--verify), 4 unreachable. One connection, no lock."""
+    settings = settings_of(ctx, options)
+    if ctx.get_parameter_source("connect_timeout") is click.core.ParameterSource.DEFAULT:
+        settings = replace(settings, connect_timeout=READY_CONNECT_TIMEOUT)  # a probe must answer soon
+    _finish("ready", settings, lambda _: _commands().ready(settings, check_schema))
 
 
 @cli.command()

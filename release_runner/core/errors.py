@@ -60,6 +60,13 @@ class RefusedError(ReleaseError):
     status = "refused"
 
 
+class BehindError(ReleaseError):
+    """`ready`: migrations of this image are not applied yet; a rollout should wait for them."""
+
+    exit_code = 6
+    status = "behind"
+
+
 class FleetError(ReleaseError):
     """Not every target of a fleet ended ok: the exit code is the most serious of theirs, and
     the summary counts the targets by status and names those that did not end ok."""

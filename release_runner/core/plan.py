@@ -144,3 +144,30 @@ def make_plan(
     for row in by_version.values():
         entries.append(Entry(row.version, row.name, State.MISSING, None, row))
     return Plan(entries, foreign_problems or [])
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """`ready`'s reading of a plan: what keeps a new image from serving, and what is ahead."""
+
+    behind: list[str]
+    """Versions this image has that are not applied (post-deploy ones may wait: not here)."""
+    problems: list[str]
+    """Why the database is not in sync whatever is applied next (edited, unresolved, ...)."""
+    ahead: list[str]
+    """Applied versions newer than this image's newest file: an older release during a
+    rollout reads a database ahead of it, which is not judged."""
+
+
+def readiness(plan: Plan) -> Readiness:
+    newest = max((e.version for e in plan.entries if e.migration), default="")
+    ahead = [e.version for e in plan.entries if e.state is State.MISSING and e.version > newest]
+    problems = [
+        problem for entry in plan.entries if entry.version not in ahead and (problem := entry.problem())
+    ]
+    behind = [
+        e.version
+        for e in plan.entries
+        if e.state is State.PENDING and e.migration and not e.migration.directives.post_deploy
+    ]
+    return Readiness(behind, [*plan.foreign_problems, *problems], ahead)

@@ -36,10 +36,24 @@ def test_dockerfile_snippets_lint_clean(tmp_path: Path, index: int) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _runs(command: list[str]) -> None:
+    """A command a snippet gives the runner: click accepts its command and options."""
+    assert command[0] == "release-runner", command
+    result = subprocess.run(
+        [sys.executable, "-m", "release_runner", *command[1:], "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("index", range(len(_snippets("toml"))))
 def test_toml_snippets_parse(index: int) -> None:
-    """Each fly.toml snippet is valid TOML."""
-    tomllib.loads(_snippets("toml")[index])
+    """Each fly.toml snippet is valid TOML; a Machine check runs a command the runner has."""
+    document = tomllib.loads(_snippets("toml")[index])
+    for check in document.get("http_service", {}).get("machine_checks", []):
+        _runs(check["command"])
 
 
 @pytest.mark.parametrize("index", range(len(_snippets("sh"))))
@@ -52,10 +66,13 @@ def test_shell_snippets_parse(index: int) -> None:
 @pytest.mark.parametrize("index", range(len(_snippets("yaml"))))
 def test_yaml_snippets_parse_and_run_the_runner(index: int) -> None:
     """Each CI snippet is valid YAML whose steps install the runner before they run it; a
-    Kubernetes Job runs one shard of N per completion index."""
+    Kubernetes Job runs one shard of N per completion index; a readiness probe runs `ready`."""
     import yaml
 
     document = yaml.safe_load(_snippets("yaml")[index])
+    if "readinessProbe" in document:
+        _runs(document["readinessProbe"]["exec"]["command"])
+        return
     if document.get("kind") == "Job":
         spec = document["spec"]
         (container,) = spec["template"]["spec"]["containers"]
