@@ -37,6 +37,7 @@ class Event(StrEnum):
     MIGRATION_WAITING = "migration.waiting"
     MIGRATION_RETRY = "migration.retry"
     MIGRATION_ALREADY_APPLIED = "migration.already_applied"
+    MIGRATION_LOST = "migration.lost"
     MIGRATION_RECONCILED = "migration.reconciled"
     MIGRATION_CREATED = "migration.created"
     MIGRATION_APPLIED = "migration.applied"

@@ -38,6 +38,9 @@ _TRANSIENT = (
     "ssl syscall error",
     "eof detected",
     "terminating connection",
+    # target_session_attrs=read-write while a standby is being promoted (a failover)
+    "session is read-only",
+    "server is in hot standby mode",
 )
 # ...and of those that never heal: retrying would only hide them until the budget runs out.
 _PERMANENT = (

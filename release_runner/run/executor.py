@@ -37,35 +37,91 @@ def apply_all(
 ) -> None:
     """Apply in order on the session's connection (replaced by the session on a reconnect).
     `deadline` (a time.monotonic() value) ends the run: no migration starts after it, and one
-    still running is cancelled. After a reconnect the history is read again, since another
-    runner may have taken the lock meanwhile and applied what was pending."""
+    still running is cancelled. After a reconnect the history is read again: another runner
+    may have taken the lock meanwhile and applied what was pending, and a failover to a
+    standby that had not caught up may have lost what this run committed (_Committed)."""
     settings = session.settings
 
     def report(version: str, blockers: list[dict[str, Any]]) -> None:
         emit(Event.MIGRATION_WAITING, version=version, blockers=blockers)
 
     watcher = Watcher(require_url(settings), settings.application_name, deadline, report)
-    seen_reconnects = session.reconnects
-    applied: dict[str, HistoryRow] = {}
+    queue, committed = list(prepared), _Committed(session)
+    session.after_reconnect = committed.check
     try:
-        for done, item in enumerate(prepared):
-            if session.reconnects != seen_reconnects:
-                seen_reconnects = session.reconnects
-                applied = {r.version: r for r in session.history.read(session.conn) if r.applied}
+        while queue:
+            item = queue.pop(0)
             interrupts.check()  # a fleet's interruption: no migration starts after it
-            row = applied.get(item.migration.version)
+            row = committed.applied.get(item.migration.version)
             if row is not None:
                 _already_applied(item, context, row.run_id)
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise UnreachableError(
                     f"time budget of {settings.time_budget:g}s spent before {item.migration.label}; "
-                    f"{done} applied, {len(prepared) - done} pending; deploy again "
+                    f"{len(committed.ours)} applied, {len(queue) + 1} pending; deploy again "
                     "(or run `release-runner migrate`) to continue",
                 )
-            _Migration(session, item, context, watcher, deadline).run()
+            try:
+                _Migration(session, item, context, watcher, deadline).run()
+            except LostCommits as lost:
+                queue = committed.requeue(lost.items, item) + queue
+                continue
+            committed.ours.append(item)
     finally:
+        session.after_reconnect = None
         watcher.close()
+
+
+class LostCommits(Exception):
+    """After a reconnect, the server lacks migrations this run committed (`items`)."""
+
+    def __init__(self, items: list[Prepared]) -> None:
+        super().__init__(", ".join(item.migration.label for item in items))
+        self.items = items
+
+
+@dataclass(eq=False, repr=False)
+class _Committed:
+    """What this run committed, checked against the history after every reconnect (`check`,
+    the session's after_reconnect): another runner may have applied what was pending meanwhile
+    (`applied`), and a failover to a standby that had not caught up loses commits this run
+    made; those are named (`migration.lost`) and applied again before anything else."""
+
+    session: Session
+    applied: dict[str, HistoryRow] = field(default_factory=dict)
+    ours: list[Prepared] = field(default_factory=list)
+
+    def check(self) -> None:
+        self.applied = {r.version: r for r in self.session.history.read(self.session.conn) if r.applied}
+        gone = [item for item in self.ours if item.migration.version not in self.applied]
+        if gone:
+            raise LostCommits(gone)
+
+    def requeue(self, gone: list[Prepared], current: Prepared) -> list[Prepared]:
+        """Report the lost ones; they run again first, then the one that was running (a
+        transaction: its row tells whether it committed). A no-transaction migration among them
+        is never run again blindly: the run stops, saying so."""
+        labels = ", ".join(item.migration.label for item in gone)
+        for item in [*gone, current]:
+            if not item.transactional:
+                raise MigrationFailed(
+                    f"the server this run reconnected to lacks what it committed ({labels}: a failover "
+                    f"to a standby that had not caught up), and {item.migration.label} runs without a "
+                    "transaction, so it is not run again blindly; check what the server has, then "
+                    "`release-runner repair` or deploy again"
+                )
+        for item in gone:
+            emit(
+                Event.MIGRATION_LOST,
+                version=item.migration.version,
+                name=item.migration.name,
+                file=item.migration.label,
+                reason="applied by this run, but the server it reconnected to does not have it (a "
+                "failover to a standby that had not caught up): it is applied again",
+            )
+        self.ours = [item for item in self.ours if item not in gone]
+        return [*gone, current]
 
 
 def _already_applied(item: Prepared, context: RunContext, run_id: str | None) -> None:

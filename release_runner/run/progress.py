@@ -65,6 +65,11 @@ class Progress:
             self.deferred += 1
         elif event == Event.MIGRATION_STARTED:
             self.migration = str(facts["file"])  # named in the summary if it fails or is cut short
+        elif event == Event.MIGRATION_LOST:
+            # Its commit is gone with the server that had it (a failover): it is pending again.
+            if str(facts["version"]) in self.applied:
+                self.applied.remove(str(facts["version"]))
+            self.pending += 1
         elif event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED):
             # Counted as applied by this run only if this run's COMMIT did it.
             if event == Event.MIGRATION_APPLIED or facts.get("ours"):

@@ -110,6 +110,11 @@ class LocalCluster:
             start_new_session=True,
         )
 
+    def tool(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one of the server's programs as the cluster's owner (the tests make a standby
+        with pg_basebackup and promote it with pg_ctl)."""
+        return self._run(str(self.bindir / name), *args)
+
     def start(self) -> None:
         result = self._run(
             str(self.bindir / "initdb"),
@@ -127,6 +132,11 @@ class LocalCluster:
         if result.returncode != 0:
             self.remove()
             raise UsageError(f"initdb failed: {result.stderr.strip()[-500:]}; {INSTALL_ADVICE}")
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the server on the data directory as it is (a standby's, made by pg_basebackup,
+        in the tests)."""
         options = [
             f"-p {self.port}",
             f"-k {self.directory}",

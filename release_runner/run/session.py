@@ -149,6 +149,9 @@ class Session:
         self.lock = RunnerLock.of(settings.history_schema)
         self.history = HistoryStore(settings.history_schema)
         self.reconnects = 0
+        self.after_reconnect: Callable[[], None] | None = None
+        """Run once the lock is taken again after a reconnect (the executor checks there that
+        what this run committed is still on the server)."""
 
     @property
     def conn(self) -> Connection:
@@ -167,6 +170,8 @@ class Session:
         re-take the lock."""
         self._replace()
         self.take_lock()
+        if self.after_reconnect is not None:
+            self.after_reconnect()
         return self.conn
 
     def take_lock(self) -> None:
