@@ -167,8 +167,16 @@ def health(actual: Objects, expected: Objects | None) -> list[Mismatch]:
 
 
 def compare(expected: Objects | None, actual: Objects) -> list[Mismatch]:
-    """diff() when there is a snapshot, plus health(), without reporting an object twice."""
-    found = diff(expected, actual) if expected is not None else []
+    """diff() when there is a snapshot, plus health(), without reporting an object twice: an
+    index that differs only in being INVALID is reported as `invalid` (with what to do), not
+    as `changed`."""
+    checked = health(actual, expected)
+    invalid = {m.name for m in checked if m.kind is Kind.INVALID}
+    found = [
+        m
+        for m in (diff(expected, actual) if expected is not None else [])
+        if not (m.object_type == "index" and m.name in invalid and set(m.expected or {}) == {"valid"})
+    ]
     reported = {(m.object_type, m.name) for m in found if m.fails}
-    found.extend(m for m in health(actual, expected) if (m.object_type, m.name) not in reported)
+    found.extend(m for m in checked if (m.object_type, m.name) not in reported)
     return found

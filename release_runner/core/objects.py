@@ -26,6 +26,9 @@ _TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "alway
 # The role that runs the migrations owns what they create: in a scratch replay that is the
 # scratch server's user, in production the app's migration role. Both read as this.
 RUNNER = "(runner)"
+DEFAULT_PRIVILEGES = "default privileges"  # a kind of object: ALTER DEFAULT PRIVILEGES, by role
+_STORAGE = {"p": "plain", "e": "external", "m": "main", "x": "extended"}
+_DEFAULT_ACL_KIND = {"r": "tables", "S": "sequences", "f": "functions", "T": "types", "n": "schemas"}
 
 
 def _drop_none(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +76,14 @@ def objects_from_catalog(raw: dict[str, Any], schema_as: tuple[str, str] | None 
             f"{schema}.{table}.{name}": {"definition": definition}
             for schema, table, name, definition in raw["rules"]
         },
+        "statistics": {
+            f"{schema}.{table}.{name}": {"definition": definition}
+            for schema, table, name, definition in raw["statistics"]
+        },
+        DEFAULT_PRIVILEGES: {
+            f"{role} in {schema or 'every schema'} on {_DEFAULT_ACL_KIND.get(kind, kind)}": {"acl": acl}
+            for role, schema, kind, acl in raw["default_privileges"]
+        },
     }
     _add_privileges(objects, raw["privileges"], raw["runner"])
     return objects
@@ -100,7 +111,7 @@ def _columns(by_field: list[Any]) -> dict[str, dict[str, Any]]:
     """The most numerous objects: they come one array per field (each null when there are no
     columns), and are built field by field, absent values left out, with no second pass."""
     columns: dict[str, dict[str, Any]] = {}
-    for schema, table, column, type_, notnull, default, identity, generated, collation in (
+    for schema, table, column, type_, notnull, default, identity, generated, collation, storage, acl in (
         zip(*by_field, strict=True) if by_field[0] is not None else ()
     ):
         attrs: dict[str, Any] = {"type": type_, "nullable": not notnull}
@@ -112,6 +123,10 @@ def _columns(by_field: list[Any]) -> dict[str, dict[str, Any]]:
             attrs["generated"] = generated
         if collation is not None:
             attrs["collation"] = collation
+        if storage is not None:
+            attrs["storage"] = _STORAGE[storage]
+        if acl is not None:
+            attrs["acl"] = acl  # the runner's role is named RUNNER in _add_privileges
         columns[f"{schema}.{table}.{column}"] = attrs
     return columns
 
@@ -225,7 +240,8 @@ def _policies(rows: Rows) -> dict[str, dict[str, Any]]:
 
 
 def _add_privileges(objects: Objects, rows: Rows, runner: str) -> None:
-    """Owners and ACLs, on the objects they belong to, with the runner's role as RUNNER."""
+    """Owners and ACLs, on the objects they belong to, with the runner's role as RUNNER (in
+    column-level and default ACLs too, and as the role that default privileges belong to)."""
     for kind, name, owner, acl in rows:
         if kind == "schema" and name not in objects["schema"]:
             objects["schema"][name] = {}  # public: its privileges matter, its presence is a given
@@ -233,6 +249,15 @@ def _add_privileges(objects: Objects, rows: Rows, runner: str) -> None:
         if target is not None:
             target["owner"] = RUNNER if owner == runner else owner
             target["acl"] = sorted(_runner_in_acl(item, runner) for item in acl)
+    for column in objects["column"].values():
+        if "acl" in column:
+            column["acl"] = sorted(_runner_in_acl(item, runner) for item in column["acl"])
+    objects[DEFAULT_PRIVILEGES] = {
+        (RUNNER + name[len(runner) :] if name.startswith(f"{runner} in ") else name): {
+            "acl": sorted(_runner_in_acl(item, runner) for item in attrs["acl"])
+        }
+        for name, attrs in objects[DEFAULT_PRIVILEGES].items()
+    }
 
 
 def _runner_in_acl(item: str, runner: str) -> str:

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from release_runner.core.errors import UsageError
-from release_runner.core.objects import Objects
+from release_runner.core.objects import DEFAULT_PRIVILEGES, Objects
 
 FORMAT = "release-runner/schema-snapshot"
 # 2: definitions are rendered with search_path = pg_catalog (every name schema-qualified),
 # whatever the session's search_path; a version 1 file is refused with "regenerate it".
-FORMAT_VERSION = 2
+# 3: column-level GRANTs, a column's SET STORAGE, owners and USAGE of types, ALTER DEFAULT
+# PRIVILEGES and statistics objects are compared; an older file would show every enum as changed.
+FORMAT_VERSION = 3
 
 
 _PRIVILEGED = ("owner", "acl")
@@ -24,12 +26,13 @@ _PRIVILEGED = ("owner", "acl")
 
 def without_privileges(objects: Objects) -> Objects:
     """The same objects with owners and privileges left out (`--ignore-privileges`, for teams
-    whose roles differ between environments)."""
+    whose roles differ between environments): default privileges are nothing else."""
     return {
         kind: {
             name: {k: v for k, v in attrs.items() if k not in _PRIVILEGED} for name, attrs in items.items()
         }
         for kind, items in objects.items()
+        if kind != DEFAULT_PRIVILEGES
     }
 
 

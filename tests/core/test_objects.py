@@ -31,19 +31,33 @@ EMPTY: dict[str, Any] = {
         "rules",
         "privileges",
         "policies",
+        "statistics",
+        "default_privileges",
     ]
 }
 
 
 def _raw(**sections: Any) -> dict[str, Any]:
-    return {**EMPTY, "columns": [None] * 9, "runner": "deployer", **sections}
+    return {**EMPTY, "columns": [None] * 11, "runner": "deployer", **sections}
 
 
 def test_tables_columns_and_identity() -> None:
     raw = _raw(
         schemas=["public"],
         tables=[("public", "t", "r", False, False, "p", "d", None, None, None)],
-        columns=[["public"], ["t"], ["id"], ["bigint"], [True], [None], ["a"], [None], [None]],
+        columns=[
+            ["public"],
+            ["t"],
+            ["id"],
+            ["bigint"],
+            [True],
+            [None],
+            ["a"],
+            [None],
+            [None],
+            [None],
+            [None],
+        ],
         sequence_columns=[("i", "public", "t_id_seq", "public", "t", "id", 1, 1, 1, 9, False)],
     )
     objects = objects_from_catalog(raw)
@@ -65,6 +79,47 @@ def test_the_runner_role_reads_the_same_everywhere() -> None:
     assert table["owner"] == RUNNER
     assert table["acl"] == [f"{RUNNER}=arwd/{RUNNER}", f"app=r/{RUNNER}"]
     assert "owner" not in schema.without_privileges(objects_from_catalog(raw))["table"]["public.t"]
+
+
+ACL = ["app=r/deployer"]
+
+
+def test_column_grants_default_privileges_type_acls_statistics_and_storage() -> None:
+    """What decides who reads what (a column-level GRANT, ALTER DEFAULT PRIVILEGES, a type's
+    USAGE) is compared, with the runner's role as (runner); --ignore-privileges leaves all of it
+    out; statistics objects and a column's SET STORAGE are compared too."""
+    raw = _raw(
+        schemas=["public"],
+        enums=[("public", "mood", ["ok"])],
+        columns=[
+            ["public"],
+            ["t"],
+            ["secret"],
+            ["text"],
+            [False],
+            [None],
+            [""],
+            [None],
+            [None],
+            ["m"],
+            [ACL],
+        ],
+        privileges=[("enum", "public.mood", "deployer", ["deployer=U/deployer"])],
+        default_privileges=[("deployer", "public", "r", ["app=r/deployer"])],
+        statistics=[("public", "t", "t_ab", "CREATE STATISTICS public.t_ab ON a, b FROM public.t")],
+    )
+    objects = objects_from_catalog(raw)
+    assert objects["column"]["public.t.secret"] == {
+        "type": "text",
+        "nullable": True,
+        "storage": "main",
+        "acl": [f"app=r/{RUNNER}"],
+    }
+    assert objects["enum"]["public.mood"]["acl"] == [f"{RUNNER}=U/{RUNNER}"]
+    assert objects["default privileges"] == {f"{RUNNER} in public on tables": {"acl": [f"app=r/{RUNNER}"]}}
+    assert objects["statistics"]["public.t.t_ab"]["definition"].startswith("CREATE STATISTICS")
+    bare = schema.without_privileges(objects)
+    assert "default privileges" not in bare and "acl" not in bare["column"]["public.t.secret"]
 
 
 def test_an_index_is_compared_by_what_it_does_not_its_name() -> None:

@@ -87,8 +87,12 @@ DAMAGE = [
         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'orders_account_id_placed_at_idx'::regclass",
         "index",
         "public.orders_account_id_placed_at_idx",
-        "changed",
+        "invalid",  # with what to do, as the README says; not a bare `changed`
     ),
+    # who may read what, and the rest that was not compared before
+    ("GRANT SELECT (email) ON accounts TO PUBLIC", "column", "public.accounts.email", "changed"),
+    ("REVOKE USAGE ON TYPE account_status FROM PUBLIC", "enum", "public.account_status", "changed"),
+    ("ALTER TABLE orders ALTER note SET STORAGE MAIN", "column", "public.orders.note", "changed"),
     (
         "ALTER TABLE orders DROP CONSTRAINT orders_account_id_fkey;"
         " ALTER TABLE orders ADD CONSTRAINT orders_account_id_fkey FOREIGN KEY (account_id)"
@@ -121,6 +125,28 @@ def test_damage_fails_verification(
     found = {(m["object_type"], m["name"], m["kind"]) for m in result.named("verify.mismatch")}
     assert (object_type, name, kind) in found, found
     assert name in result.finished["error"]
+
+
+def test_extra_default_privileges_and_statistics_warn_and_strict_fails(
+    migrated: str, admin: psycopg.Connection[Any]
+) -> None:
+    """ALTER DEFAULT PRIVILEGES and CREATE STATISTICS made by hand are objects only in the
+    database: named (a warning), failing with --strict; --ignore-privileges leaves the default
+    privileges out."""
+    admin.execute(
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC;"
+        " CREATE STATISTICS orders_stats ON account_id, placed_at FROM orders"
+    )
+    relaxed = run_cli("verify", url=migrated)
+    assert relaxed.code == 0
+    found = {(m["object_type"], m["name"], m["kind"]) for m in relaxed.named("verify.mismatch")}
+    assert found == {
+        ("default privileges", "postgres in public on tables", "extra"),
+        ("statistics", "public.orders.orders_stats", "extra"),
+    }
+    assert run_cli("verify", "--strict", url=migrated).code == 3
+    ignored = run_cli("verify", "--ignore-privileges", url=migrated)
+    assert {m["object_type"] for m in ignored.named("verify.mismatch")} == {"statistics"}
 
 
 def test_extra_column_warns_and_strict_fails(migrated: str, admin: psycopg.Connection[Any]) -> None:
@@ -188,7 +214,7 @@ def test_snapshot_is_deterministic(tmp_path: Path, server: Server) -> None:
         outputs.append((tmp_path / "sql" / "schema.snapshot.json").read_bytes())
     assert outputs[0] == outputs[1] == (ROOT / "sql" / "schema.snapshot.json").read_bytes()
     document = json.loads(outputs[0])
-    assert document["format_version"] == 2  # names rendered with search_path = pg_catalog
+    assert document["format_version"] == 3  # names rendered with search_path = pg_catalog
     assert "public.accounts.email" in document["objects"]["column"]
 
 

@@ -46,9 +46,13 @@ SELECT json_build_object(
         array_agg(a.attidentity),
         array_agg(CASE WHEN a.atthasdef AND a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END),
         -- 0: not collatable, 100: the database default; anything else was asked for.
-        array_agg(CASE WHEN a.attcollation NOT IN (0, 100) THEN a.attcollation::regcollation::text END))
+        array_agg(CASE WHEN a.attcollation NOT IN (0, 100) THEN a.attcollation::regcollation::text END),
+        -- SET STORAGE other than the type's own, and column-level GRANTs (null: none)
+        array_agg(CASE WHEN a.attstorage <> ty.typstorage THEN a.attstorage END),
+        json_agg(a.attacl::text[]))  -- json: array_agg cannot hold null or uneven arrays
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type ty ON ty.oid = a.atttypid
     LEFT JOIN pg_attrdef ad ON a.atthasdef AND ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     WHERE r.relkind IN ('r', 'p')),
   -- Sequences that belong to a column: an identity column's (its options), and an OWNED BY
@@ -170,7 +174,26 @@ SELECT json_build_object(
       SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner),
              coalesce(n.nspacl, acldefault('n', n.nspowner))::text[]
       FROM pg_namespace n JOIN nsp ON nsp.oid = n.oid
+      UNION ALL
+      -- enums, domains and composite types (USAGE on a type decides who may use its columns)
+      SELECT CASE t.typtype WHEN 'e' THEN 'enum' WHEN 'd' THEN 'domain' ELSE 'type' END,
+             nsp.nspname || '.' || t.typname, pg_get_userbyid(t.typowner),
+             coalesce(t.typacl, acldefault('T', t.typowner))::text[]
+      FROM pg_type t JOIN nsp ON nsp.oid = t.typnamespace
+      WHERE (t.typtype IN ('e', 'd')
+             OR t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
     ) owned),
+  -- ALTER DEFAULT PRIVILEGES: what objects created later grant, by role, schema and kind.
+  'default_privileges', (
+    SELECT coalesce(json_agg(json_build_array(
+        pg_get_userbyid(da.defaclrole), n.nspname, da.defaclobjtype, da.defaclacl::text[])), '[]')
+    FROM pg_default_acl da LEFT JOIN pg_namespace n ON n.oid = da.defaclnamespace
+    WHERE n.oid IS NULL OR n.nspname NOT IN ('pg_catalog', 'information_schema', %(history)s)),
+  'statistics', (
+    SELECT coalesce(json_agg(json_build_array(r.schema, r.name, s.stxname, pg_get_statisticsobjdef(s.oid))), '[]')
+    FROM pg_statistic_ext s JOIN rels r ON r.oid = s.stxrelid),
   'policies', (
     SELECT coalesce(json_agg(json_build_array(
         r.schema, r.name, po.polname, po.polcmd, po.polpermissive,
