@@ -138,7 +138,9 @@ def cli_env(url: str | None = None, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("RELEASE_RUNNER_") and k not in ("DATABASE_URL", "DIRECT_DATABASE_URL")
+        # GITHUB_STEP_SUMMARY: a test asks for a step summary itself, never gets the runner's
+        if not k.startswith("RELEASE_RUNNER_")
+        and k not in ("DATABASE_URL", "DIRECT_DATABASE_URL", "GITHUB_STEP_SUMMARY")
     }
     if url:
         env["RELEASE_RUNNER_DATABASE_URL"] = url

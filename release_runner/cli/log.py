@@ -45,10 +45,16 @@ def _json_line(event_dict: EventDict, **_: Any) -> str:
 
 
 def configure(
-    log_format: str, stream: TextIO, run_id: str, progress: Progress, no_color: bool = False
+    log_format: str,
+    stream: TextIO,
+    run_id: str,
+    progress: Progress,
+    no_color: bool = False,
+    record: Processor | None = None,
 ) -> LineWriter:
     """Configure structlog for this run and return the writer (which knows whether its stream
-    was lost). `--log-format auto` is the console on a terminal, JSON lines elsewhere."""
+    was lost). `--log-format auto` is the console on a terminal, JSON lines elsewhere. `record`
+    (the report's) sees every event after redaction, as the JSON lines hold it."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(run_id=run_id, **fly_context())
     writer: LineWriter
@@ -64,6 +70,7 @@ def configure(
             structlog.processors.add_log_level,
             progress,
             redact_facts,
+            *([record] if record is not None else []),
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             renderer,
         ],

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from release_runner import __version__
-from release_runner.cli import documents, log
+from release_runner.cli import documents, log, report
 from release_runner.cli import fleet as fleet_cli
 from release_runner.cli.inputs import settings_of
 from release_runner.cli.lines import LineWriter
@@ -33,6 +33,7 @@ from release_runner.cli.options import (
     LOG_FORMAT,
     MIGRATIONS,
     MIGRATIONS_FORMAT,
+    REPORT,
     SCRATCH_URL,
     STALE_LOCK_AFTER,
     STRICT_LINT,
@@ -79,8 +80,13 @@ def _finish(
     run_id = log.new_run_id()
     progress = progress or Progress()
     stream = sys.stderr if document else sys.stdout
-    writer = log.configure(settings.log_format, stream, run_id, progress, settings.no_color)
-    _exit(_run(command, settings, body, run_id, progress), writer)
+    targets = report.targets(command, settings.report)
+    record = report.begin() if targets else None
+    writer = log.configure(settings.log_format, stream, run_id, progress, settings.no_color, record)
+    code = _run(command, settings, body, run_id, progress)
+    if record is not None:
+        report.write(record, targets)
+    _exit(code, writer)
 
 
 def _run(
@@ -150,7 +156,7 @@ def cli() -> None:
 
 
 @cli.command()
-@with_options(COMMON + APPLY + VERIFY + FLEET)
+@with_options(COMMON + APPLY + VERIFY + FLEET + [REPORT])
 @option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
 @FORMAT
 @option(
@@ -197,6 +203,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 
     def body(_: str) -> dict[str, Any]:
         document = _commands().plan_report(settings).as_dict()
+        report.attach(document)
         if output == "json":
             click.echo(json.dumps(document, indent=2))
         else:
@@ -213,7 +220,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
 
 
 @cli.command()
-@with_options(COMMON + APPLY + FLEET)
+@with_options(COMMON + APPLY + FLEET + [REPORT])
 @FORMAT
 @click.pass_context
 def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
@@ -261,7 +268,7 @@ def snapshot(ctx: click.Context, /, **options: Any) -> None:
 
 
 @cli.command()
-@with_options([*COMMON, SCRATCH_URL, STRICT_LINT])
+@with_options([*COMMON, SCRATCH_URL, STRICT_LINT, REPORT])
 @click.pass_context
 def check(ctx: click.Context, /, **options: Any) -> None:
     """CI gate: read the directory, apply every migration to a scratch database from empty,

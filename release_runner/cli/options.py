@@ -239,6 +239,13 @@ APPLY = [
     *DATA,
 ]
 VERIFY = [STRICT, REQUIRE_SNAPSHOT, IGNORE_PRIVILEGES]
+REPORT = option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a Markdown report of the run to FILE (plan and check also append one to "
+    "$GITHUB_STEP_SUMMARY when it is set).",
+)
 
 
 def with_options(options: list[Decorator]) -> Decorator:

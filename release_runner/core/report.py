@@ -31,6 +31,7 @@ class PlanReport:
                 "file": item.migration.label,
                 "transaction_mode": item.transaction_mode,
                 "statements": len(item.statements),
+                "locks": [lock.describe() for lock in item.locks_ahead],
                 "lock_timeout_ms": round(item.lock_timeout(self.settings.lock_timeout) * 1000),
                 "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
             }

@@ -162,6 +162,8 @@ class Settings:
     log_sql_values: bool = False
     """Print literal values of statements, rows and other sessions' queries as they are (local
     debugging only: they may be passwords or tokens). Off: masked."""
+    report: Path | None = None
+    """`--report FILE`: where the Markdown report of the run goes (cli/report.py)."""
     log_format: str = "auto"
     no_color: bool = False
     """No colour on the terminal (as the NO_COLOR environment variable also says)."""
