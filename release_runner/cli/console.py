@@ -49,7 +49,8 @@ class Console(LineWriter):
         self.live = stream.isatty()
         self.total = 0
         self.done = 0
-        self.verified: bool | None = None
+        self.verified: str | None = None
+        """What verification checked, for the closing sentence."""
         self.running: tuple[str, float] | None = None  # label, started
         self.lock = threading.Lock()
         self.ticker: threading.Thread | None = None
@@ -184,7 +185,7 @@ class Console(LineWriter):
             colour = "red" if level is Level.ERROR else "yellow"
             return self.paint(f"  {facts.get('describe')}", colour)
         if event is Event.VERIFY_PASSED:
-            self.verified = True
+            self.verified = _VERIFIED[bool(facts.get("snapshot"))]
             return None
         if event is Event.RELEASE_FINISHED:
             return self.summary(facts)
@@ -209,14 +210,18 @@ class Console(LineWriter):
         if facts.get("data_checks"):
             extra += f"; data checks run {facts['data_checks']}, against the live rows"
         if facts.get("exit_code") == 0:
-            checked = "; schema verified" if self.verified else ""
+            checked = f"; {self.verified}" if self.verified else ""
             return self.paint(f"{done}{extra}{checked}", "green")
         left = f"; {pending} still pending" if pending else ""
-        return self.paint(
-            f"{facts.get('status')} (exit {facts.get('exit_code')}): {facts.get('error')}\n"
-            f"{done if applied else 'nothing applied'}{left}{extra}",
-            "red",
-        )
+        # Only migrate applies anything: a read-only command's failure does not say "nothing applied".
+        after = (done if applied else "nothing applied") if facts.get("command") == "migrate" else done
+        outcome = f"{facts.get('status')} (exit {facts.get('exit_code')}): {facts.get('error')}"
+        return self.paint(f"{outcome}\n{after}{left}{extra}", "red")
+
+
+# What verification checked, for the closing sentence: without a snapshot only what needs
+# none was checked, which is not "verified".
+_VERIFIED = {True: "schema verified", False: "invalid indexes and constraints checked (no snapshot)"}
 
 
 def _blockers(sessions: list[dict[str, Any]]) -> str:

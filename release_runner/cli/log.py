@@ -84,6 +84,18 @@ def early_summary(command: str | None, status: str, code: int, message: str) -> 
     """The `release.finished` line of a run that never started (a usage error, a signal during
     start-up), for log searches; returns the writer, which knows whether stdout was lost."""
 
-    writer = configure("json", sys.stdout, new_run_id(), Progress())
+    writer = configure(_asked_format(), sys.stdout, new_run_id(), Progress())
     emit(Event.RELEASE_FINISHED, Level.ERROR, **Progress().summary(command, status, code, error=message))
     return writer
+
+
+def _asked_format() -> str:
+    """The --log-format the command line or environment asks for, read from the raw arguments
+    (click could not parse them): a usage error on a terminal is told in words, not JSON."""
+    arguments = sys.argv[1:]
+    for index, argument in enumerate(arguments):
+        if argument.startswith("--log-format="):
+            return argument.partition("=")[2]
+        if argument == "--log-format" and index + 1 < len(arguments):
+            return arguments[index + 1]
+    return os.environ.get("RELEASE_RUNNER_LOG_FORMAT", "auto")

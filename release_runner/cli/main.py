@@ -357,6 +357,20 @@ def new(ctx: click.Context, /, name: str, **options: Any) -> None:
     _finish("new", settings, lambda _: {"file": str(_commands().new(settings, name))})
 
 
+@cli.command(name="help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_(ctx: click.Context, /, command: str | None) -> None:
+    """Show the help of COMMAND (or the list of commands): `release-runner help migrate`."""
+    group = ctx.parent
+    assert group is not None
+    found = cli.get_command(group, command) if command else None
+    if command and found is None:
+        raise click.UsageError(f"no command {command!r}; `release-runner help` lists them")
+    target = found or cli
+    click.echo(target.get_help(click.Context(target, info_name=command or "release-runner", parent=group)))
+
+
 def main() -> None:
     """Signals are ours from the first moment (`__main__.run` installs them before this module
     is even imported), so even one that arrives while the options are read ends with a summary

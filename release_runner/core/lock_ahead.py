@@ -115,7 +115,7 @@ class Lock:
             "table": name,
             "index": f"the table of index {name}",
             "references": f"the tables {name} references",
-            "references-column": f"the table {name}.{self.detail} references",
+            "references-column": f"the table {name}.{self.detail} references, if it has a foreign key",
             "references-constraint": f"the table {name}'s {self.detail} references",
         }[self.via]
         return f"{where} ({self.mode})"

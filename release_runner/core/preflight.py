@@ -145,6 +145,8 @@ def prepare(
     nontransactional = [s for s in statements if refuses_transaction_block(s)]
     explicit = migration.directives.no_transaction
     findings = _transaction_findings(migration, statements, nontransactional)
+    if not statements and not allowed("empty-migration", migration):
+        findings.append(_finding("empty-migration", migration, Statement("", 1, 1)))
     for statement in statements:
         kind, body = node(statement)
         if kind == "CopyStmt" and not body.get("filename") and not body.get("is_program"):

@@ -136,6 +136,13 @@ _RULES = [
         "runner's history elsewhere with --history-schema",
     ),
     Rule(
+        "empty-migration",
+        _W,
+        "holds no statement (only comments, as `release-runner new` writes a file): it is recorded as "
+        "applied and changes nothing",
+        "Write its SQL before deploying, or delete the file",
+    ),
+    Rule(
         "not-analysed",
         _W,
         "nested too deeply for the runner to read its parse tree (a long UNION ALL seed, a long "

@@ -91,7 +91,11 @@ def table_sizes(conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]
         f" JOIN pg_class c ON c.oid = to_regclass({_quoted('t.name')})",
         (tables,),
     ).fetchall()
-    return {name: {"estimated_rows": max(rows_, 0), "size_bytes": size} for name, rows_, size in rows}
+    # reltuples is -1 for a table never vacuumed or analysed: its rows are unknown, not 0
+    return {
+        name: {"estimated_rows": rows_ if rows_ >= 0 else None, "size_bytes": size}
+        for name, rows_, size in rows
+    }
 
 
 _EXISTING = {

@@ -10,7 +10,7 @@ import pytest
 from release_runner.core import lock_ahead
 from release_runner.core.migrations import read_directory
 from release_runner.core.preflight import Prepared, prepare, prepare_all, release_hits
-from tests.conftest import CORPUS, ROOT, write
+from tests.conftest import CORPUS, ROOT, migration_value, write
 
 EXISTING = "-- existing table t(a int, b int) is created elsewhere\n"
 
@@ -339,3 +339,9 @@ def test_after_a_search_path_change_only_qualified_names_are_looked_up(tmp_path:
     assert {lock.name for lock in prepared.locks_ahead} == {("before",), ("app", "t2")}
     hits = release_hits([prepared])
     assert [hit.name for _, hit in hits] == ["app.t2"]
+
+
+def test_an_empty_migration_is_a_warning() -> None:
+    """Only comments, as `new` writes a file: recorded as applied and doing nothing, so said."""
+    (item,) = prepare_all([migration_value("1", "-- what this migration does\n")])
+    assert [(f.rule, f.severity, f.line) for f in item.findings] == [("empty-migration", "warning", 1)]

@@ -98,6 +98,8 @@ def test_help_and_version() -> None:
 
     assert "release-runner, version" in run_cli("--version").stdout
     for name, command in cli.commands.items():
+        if name == "help":
+            continue  # `help COMMAND` shows the others' help: test_help_command
         result = run_cli(name, "--help")
         assert result.code == 0 and "RELEASE_RUNNER_MIGRATIONS" in result.stdout
         for param in command.params:
@@ -106,6 +108,17 @@ def test_help_and_version() -> None:
                 names = [param.envvar] if isinstance(param.envvar, str) else param.envvar
                 shown = " ".join(result.stdout.split())
                 assert all(env in shown for env in names), (name, param.envvar)
+
+
+def test_help_command_and_usage_errors_in_words() -> None:
+    """`help COMMAND` shows that command's help; a usage error with --log-format console ends
+    in words, not a JSON line; an unknown command for help is a usage error (exit 2)."""
+    shown = run_cli("help", "migrate")
+    assert shown.code == 0 and "--dry-run" in shown.stdout
+    assert run_cli("help", "nope").code == 2
+    bogus = run_cli("migrate", "--bogus", "--log-format", "console")
+    assert bogus.code == 2 and not bogus.stdout.lstrip().startswith("{")
+    assert "refused (exit 2)" in bogus.stdout
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,9 @@ def test_plan_reports_pending_locks_findings_and_data(
     )
     assert planned.code == 5, planned.stderr[-2000:]
     text = report.read_text()
-    assert text.startswith("## release-runner plan: refused (exit 5)\n\nnothing applied (read-only); pending 1")
+    assert text.startswith(
+        "## release-runner plan: refused (exit 5)\n\nnothing applied (read-only); pending 1"
+    )
     assert "### Pending migrations" in text and "ACCESS EXCLUSIVE" in text and "set-not-null" in text
     assert "### Data checks" in text and "not-null" in text and "at least" not in text
     assert summary.read_text() == "earlier step\n" + text
