@@ -15,6 +15,7 @@ for script, arguments in (
     ("imports.py", []),
     ("fleet.py", ["100", "1000"]),
     ("preflight.py", []),
+    ("preflight_data.py", []),
     ("corpus.py", []),
     ("verify.py", ["200", "2000", "10000"]),
     ("traffic.py", []),
