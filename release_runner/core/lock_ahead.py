@@ -12,7 +12,7 @@ Then the server's own `lock_not_available` error (55P03) ends the attempt as a p
 timeout would, and the runner's retries apply. A query on a table the migration touches waits at
 most one round, not the sum of every wait.
 
-Modes are the ones PostgreSQL 15 takes for each statement (tests/test_lock_ahead.py checks them
+Modes are the ones PostgreSQL 15 takes for each statement (tests/db/test_lock_ahead.py checks them
 against pg_locks): never stronger, so a VALIDATE CONSTRAINT or CREATE INDEX does not start
 blocking reads; never weaker, so no statement waits again to upgrade. What the parse tree cannot
 show (tables a function or trigger touches, row locks an UPDATE waits for) is left to the

@@ -1,6 +1,6 @@
 """Every Dockerfile, TOML, YAML and shell snippet in the README is checked, so the manual cannot
 rot: Dockerfiles by hadolint, TOML and YAML by their parsers, shell by `bash -n`. (The worked
-example's SQL files are deployed by tests/test_phases.py.)"""
+example's SQL files are deployed by tests/e2e/test_phases.py.)"""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_yaml_snippets_parse_and_run_the_runner(index: int) -> None:
 def test_sql_snippets_parse(tmp_path: Path, index: int) -> None:
     """Each SQL snippet reads as a migration file would: its directives are known and its
     statements parse. (Those that name a file, `-- sql/…`, are also deployed by
-    tests/test_phases.py.)"""
+    tests/e2e/test_phases.py.)"""
     from release_runner.core.migrations import read_directory
 
     (tmp_path / "0001_snippet.sql").write_text(_snippets("sql")[index])
