@@ -116,10 +116,20 @@ class Console(LineWriter):
                     self.ticker.start()
                 raise structlog.DropEvent
             text = self.render(event, level, facts)
-            if event in (Event.MIGRATION_APPLIED, Event.MIGRATION_FAILED, Event.MIGRATION_ALREADY_APPLIED):
+            if event is Event.RELEASE_FINISHED and self.running is not None:
+                # Ended while a migration ran (a signal, a crash): it gets its own line, and the
+                # live line stops before the summary, never to be drawn after it.
+                ended = f"{self.paint('✗', 'red')} {self.running[0]} {facts.get('status')}"
+                text = f"{ended}\n{text}"
+            if event in (
+                Event.MIGRATION_APPLIED,
+                Event.MIGRATION_FAILED,
+                Event.MIGRATION_ALREADY_APPLIED,
+                Event.RELEASE_FINISHED,
+            ):
                 self.clear_live()
                 self.running = None
-                self.done += event is not Event.MIGRATION_FAILED
+                self.done += event in (Event.MIGRATION_APPLIED, Event.MIGRATION_ALREADY_APPLIED)
             if text is None:
                 raise structlog.DropEvent
             return text

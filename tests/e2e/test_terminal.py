@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import secrets
+import signal
 import subprocess
 from pathlib import Path
 
@@ -16,13 +17,16 @@ from tests.conftest import CLI, PASSWORD, ROOT, Server, cli_env, write
 _ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, list[str]]:
+def _on_terminal(
+    args: list[str], env: dict[str, str], interrupt_on: str | None = None
+) -> tuple[int, str, list[str]]:
     """Run the CLI with a pty as stdout; returns the exit code, the raw bytes as text and the
-    lines on the screen at the end (each line as the last carriage return left it)."""
+    lines on the screen at the end (each line as the last carriage return left it). With
+    `interrupt_on`, Ctrl-C (SIGINT) once that text is on the screen."""
     main, secondary = pty.openpty()
     process = subprocess.Popen([*CLI, *args], stdout=secondary, stderr=secondary, env=env, cwd=ROOT)
     os.close(secondary)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             chunk = os.read(main, 65536)
@@ -31,6 +35,9 @@ def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, list[s
         if not chunk:
             break
         chunks.append(chunk)
+        if interrupt_on is not None and interrupt_on.encode() in b"".join(chunks):
+            process.send_signal(signal.SIGINT)
+            interrupt_on = None
     os.close(main)
     code = process.wait(timeout=60)
     raw = b"".join(chunks).decode()
@@ -59,7 +66,8 @@ def test_a_person_sees_lines_a_counter_and_a_sentence(tmp_path: Path, url: str) 
         ["[3/3]", f"{tmp_path}/0003_c.sql"],
     ]
     assert re.search(r"0002_slow\.sql (1\.\d|2\.\d) s$", applied[1]), applied[1]
-    assert screen[-1].startswith("applied 3 migrations in ") and screen[-1].endswith("; schema verified")
+    assert screen[-1].startswith("applied 3 migrations in ")
+    assert screen[-1].endswith("; invalid indexes and constraints checked (no snapshot)")  # not "verified"
     assert "\x1b[32m" in raw  # green ticks
     assert re.search(r"\[2/3\][^\n]*0002_slow\.sql[^\n]*\r", raw)  # the live line, redrawn in place
 
@@ -100,3 +108,19 @@ def test_a_fleet_on_a_terminal_names_its_targets(tmp_path: Path, server: Server)
     assert not any("0001_a.sql" in line for line in screen)
     assert screen[-1].startswith("migrate: 3 of 4 targets ok in ") and screen[-1].endswith("not ok: closed")
     assert re.search(r"\[\d/4\][^\n]*running: ", raw)  # the live line
+
+
+def test_ctrl_c_ends_the_live_line_before_the_summary(tmp_path: Path, url: str) -> None:
+    """Ctrl-C while a migration runs: the interrupted file gets its own line, the summary is
+    the last thing on the screen, and the live line is never drawn after it."""
+    write(tmp_path, {"0001_long.sql": "SELECT pg_sleep(20);\n"})
+    code, raw, screen = _on_terminal(
+        ["migrate", "--migrations", str(tmp_path)], cli_env(url), interrupt_on="0001_long.sql"
+    )
+    assert code == 130, raw
+    assert screen[-1].startswith("nothing applied") and screen[-2].startswith("interrupted (exit 130)"), (
+        screen
+    )
+    assert any(line.startswith("✗") and "0001_long.sql" in line and "interrupted" in line for line in screen)
+    summary_at = raw.rfind("interrupted (exit 130)")
+    assert summary_at > 0 and "\r\x1b[K" not in raw[summary_at:], repr(raw[summary_at:])  # no redraw after
