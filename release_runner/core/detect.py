@@ -18,6 +18,7 @@ does not expect. A `USING` clause is a conversion, never a widening.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,8 @@ def _alter_table(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
             yield Hit("drop-column", statement, table, column=column)
         elif subtype == "AT_SetNotNull":
             yield Hit("set-not-null", statement, table, column=column)
+        elif subtype == "AT_DropNotNull":
+            yield Hit("drop-not-null", statement, table, column=column)
         elif subtype == "AT_ColumnDefault" and not definition:
             yield Hit("drop-default", statement, table, column=column)
         elif subtype == "AT_AlterColumnType":
@@ -208,9 +211,23 @@ def _truncate(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
         yield Hit("truncate", statement, relation_name(item.get("RangeVar")))
 
 
-def _rename_enum_value(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
+def _enum_value(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
+    name = dotted_name(body.get("typeName", []))
     if body.get("oldVal"):
-        yield Hit("rename-enum-value", statement, dotted_name(body.get("typeName", [])), TYPE)
+        yield Hit("rename-enum-value", statement, name, TYPE)
+    elif body.get("newVal") is not None:
+        yield Hit("add-enum-value", statement, name, TYPE)
+
+
+# What a DO block's code may do to the schema that the rules cannot read (its body is a string).
+_DO_CHANGES = re.compile(
+    r"\b(?:DROP\s+(?:COLUMN|TABLE|VIEW|TYPE)|RENAME\s+(?:COLUMN\s+|TO\b))", re.IGNORECASE
+)
+
+
+def _do_block(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
+    if _DO_CHANGES.search(statement.text):
+        yield Hit("do-block-changes-schema", statement, None)
 
 
 _DETECTORS: dict[str, Callable[[Statement, dict[str, Any]], Iterator[Hit]]] = {
@@ -220,7 +237,8 @@ _DETECTORS: dict[str, Callable[[Statement, dict[str, Any]], Iterator[Hit]]] = {
     "AlterObjectSchemaStmt": _set_schema,
     "IndexStmt": _index,
     "TruncateStmt": _truncate,
-    "AlterEnumStmt": _rename_enum_value,
+    "AlterEnumStmt": _enum_value,
+    "DoStmt": _do_block,
 }
 
 

@@ -135,6 +135,29 @@ _RULES = [
         "Remove it; change the history with `release-runner repair` or `baseline`, or keep the "
         "runner's history elsewhere with --history-schema",
     ),
+    # What breaks the running release only once new code writes the new shape: warnings, in
+    # every phase, since the text cannot tell whether new code will.
+    Rule(
+        "add-enum-value",
+        _W,
+        "adds an enum label: a running client that does not know it (an old Prisma client) fails on "
+        "rows that hold it, once new code writes them",
+        "Deploy the code that reads the new label before the code that writes it",
+    ),
+    Rule(
+        "drop-not-null",
+        _W,
+        "makes a column nullable: a running client that believes it required fails on the first NULL "
+        "new code writes",
+        "Deploy the code that handles NULL here before the code that writes it",
+    ),
+    Rule(
+        "do-block-changes-schema",
+        _W,
+        "a DO block that drops or renames: its code is a string the release-phase rules cannot read, "
+        "so nothing checks whether the running release still uses what it removes",
+        "Write the DROP or RENAME as a statement of its own, where the rules see it",
+    ),
     Rule(
         "empty-migration",
         _W,

@@ -50,12 +50,22 @@ CASES = [
         )
     ),
     (
-        "ALTER TYPE mood ADD VALUE 'meh';\nUPDATE t SET m = 'meh' WHERE a = 1;\n",
+        "-- release-runner: allow add-enum-value\nALTER TYPE mood ADD VALUE 'meh';\nUPDATE t SET m = 'meh' WHERE a = 1;\n",
         "enum-value-used-before-commit",
         "error",
-        2,
+        3,
         1,
         "55P04",
+    ),
+    ("ALTER TYPE mood ADD VALUE 'meh';\n", "add-enum-value", "warning", 1, 1, "old Prisma client"),
+    ("ALTER TABLE t ALTER a DROP NOT NULL;\n", "drop-not-null", "warning", 1, 1, "first NULL"),
+    (
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE t DROP COLUMN a'; END $$;\n",
+        "do-block-changes-schema",
+        "warning",
+        1,
+        1,
+        "cannot read",
     ),
     ("SELECT 1;\nCREATE DATABASE x;\n", "nontransactional-statement", "error", 2, 1, "transaction"),
     (
@@ -242,9 +252,10 @@ def test_new_enum_value_rules(tmp_path: Path) -> None:
         tmp_path / "b",
         {"0001_add.sql": "ALTER TYPE mood ADD VALUE 'meh';\n", "0002_use.sql": "UPDATE t SET m = 'meh';\n"},
     )
-    assert [p.findings for p in prepare_all(read_directory(tmp_path / "b").migrations)] == [[], []]
+    prepared = prepare_all(read_directory(tmp_path / "b").migrations)
+    assert [[f.rule for f in p.findings] for p in prepared] == [["add-enum-value"], []]
     allowed = (
-        "ALTER TYPE mood ADD VALUE 'meh';\n"
+        "-- release-runner: allow add-enum-value\nALTER TYPE mood ADD VALUE 'meh';\n"
         "-- release-runner: allow enum-value-used-before-commit\nCOMMENT ON TABLE t IS 'meh';\n"
     )
     assert _prepare(tmp_path / "c", allowed).findings == []

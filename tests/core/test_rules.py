@@ -29,6 +29,8 @@ def test_the_walker_and_the_registry_name_the_same_rules() -> None:
         "ALTER TABLE t4 RENAME TO t5;\nALTER TABLE t6 RENAME a TO b;\nALTER VIEW v2 RENAME TO v3;\n"
         "ALTER TABLE t7 SET SCHEMA s;\nDROP SCHEMA s2;\nALTER SCHEMA s3 RENAME TO s4;\nDROP TYPE ty;\n"
         "ALTER TYPE ty2 RENAME TO ty3;\nALTER TYPE e RENAME VALUE 'a' TO 'b';\n"
+        "ALTER TYPE e ADD VALUE 'c';\nALTER TABLE t8 ALTER i DROP NOT NULL;\n"
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE t9 DROP COLUMN x'; END $$;\n"
     )
     found = {j.hit.rule for j in detect.file_hits(migration_value("1", sql).statements, set())}
     assert found <= set(RULES)
