@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from release_runner.core.trees import nodes
+
 _shown = False
 
 
@@ -64,18 +66,10 @@ def constants(node: Any) -> list[str]:
     """The literal strings of a parse tree (constants, and option values such as a role's
     PASSWORD), longest first: what to cut from a server message about that statement."""
     found: set[str] = set()
-    pending = [node]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            literal = item.get("A_Const", {}).get("sval") or item.get("DefElem", {}).get("arg", {}).get(
-                "String"
-            )
-            if isinstance(literal, dict) and isinstance(literal.get("sval"), str):
-                found.add(literal["sval"])
-            pending.extend(item.values())
+    for item in nodes(node):
+        literal = item.get("A_Const", {}).get("sval") or item.get("DefElem", {}).get("arg", {}).get("String")
+        if isinstance(literal, dict) and isinstance(literal.get("sval"), str):
+            found.add(literal["sval"])
     return sorted((value for value in found if len(value) >= 3), key=len, reverse=True)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from release_runner.core.statements import Statement, dotted_name, node
+from release_runner.core.trees import nodes
 
 # Refused in a transaction block whatever their options.
 _ALWAYS = {
@@ -67,18 +68,11 @@ def refuses_transaction_block(statement: Statement) -> bool:
 
 
 def _string_constants(tree: Any) -> Iterator[str]:
-    """Every string constant in a parse tree (walked with a stack: a tree may be deeper than
-    Python's recursion limit)."""
-    pending = [tree]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, list):
-            pending.extend(reversed(item))
-        elif isinstance(item, dict):
-            constant = item.get("A_Const")
-            if isinstance(constant, dict) and "sval" in constant:
-                yield str(constant["sval"].get("sval", ""))
-            pending.extend(reversed(item.values()))
+    """Every string constant in a parse tree."""
+    for item in nodes(tree):
+        constant = item.get("A_Const")
+        if isinstance(constant, dict) and "sval" in constant:
+            yield str(constant["sval"].get("sval", ""))
 
 
 def enum_values_used_too_soon(statements: list[Statement]) -> list[tuple[Statement, str]]:

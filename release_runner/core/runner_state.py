@@ -17,27 +17,14 @@ message, that the lock is still held and the history row written (db/history.Run
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from release_runner.core.statements import Statement, node
+from release_runner.core.trees import nodes
 
 RUNNER_TABLES = ("history", "deferred")
 _UNLOCK_ALL = "pg_advisory_unlock_all"
 _IN_CODE = re.compile(rf"\b{_UNLOCK_ALL}\b|\bdiscard\s+all\b", re.IGNORECASE)
-
-
-def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
-    """Every dict of a parse tree, walked with a stack (a tree may be deeper than Python's
-    recursion limit)."""
-    pending = [tree]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            yield item
-            pending.extend(item.values())
 
 
 def releases_runner_lock(statement: Statement) -> bool:
@@ -47,7 +34,7 @@ def releases_runner_lock(statement: Statement) -> bool:
         return body.get("target") == "DISCARD_ALL"
     if kind == "DoStmt":
         return bool(_IN_CODE.search(statement.text))
-    for item in _nodes(body):
+    for item in nodes(body):
         names = item.get("FuncCall", {}).get("funcname", [])
         if names and names[-1].get("String", {}).get("sval") == _UNLOCK_ALL:
             return True

@@ -26,6 +26,12 @@ def _idle_for(admin: psycopg.Connection[Any], pid: int, seconds: float) -> None:
 IDLE = "SELECT extract(epoch FROM now() - state_change) FROM pg_stat_activity WHERE pid = %s"
 
 
+def _migrate_past(directory: Path, url: str, lock_wait: str) -> Any:
+    """migrate with the least --stale-lock-after a run may give (20 s) and a short lock wait."""
+    args = ("--stale-lock-after", "20s", "--lock-wait", lock_wait)
+    return run_cli("migrate", "--migrations", str(directory), *args, url=url)
+
+
 def test_a_vanished_runner_s_lock_is_taken_over_and_another_application_s_is_not(
     tmp_path: Path, server: Server, url: str, admin: psycopg.Connection[Any]
 ) -> None:
@@ -46,19 +52,10 @@ def test_a_vanished_runner_s_lock_is_taken_over_and_another_application_s_is_not
             pid = vanished.info.backend_pid
             _idle_for(admin, other.info.backend_pid, 21)
             _idle_for(admin, pid, 21)
-            migrate = (
-                "migrate",
-                "--migrations",
-                str(tmp_path),
-                "--stale-lock-after",
-                "20s",
-                "--lock-wait",
-                "2s",
-            )
             started = time.monotonic()
-            result = run_cli(*migrate, url=url)
+            result = _migrate_past(tmp_path, url, "2s")
             took = time.monotonic() - started
-            waited = run_cli(*migrate, url=other_url)
+            waited = _migrate_past(tmp_path, other_url, "2s")
         assert result.code == 0, result.stdout
         (taken,) = result.named("lock.taken_over")
         assert taken["holder"]["pid"] == pid
@@ -77,16 +74,7 @@ def test_a_working_runner_is_never_taken_over(tmp_path: Path, url: str) -> None:
         worker = threading.Thread(target=_busy, args=(holder,))
         worker.start()
         time.sleep(1.5)  # the statement has run a while; what is asserted is that it is not idle
-        result = run_cli(
-            "migrate",
-            "--migrations",
-            str(tmp_path),
-            "--stale-lock-after",
-            "20s",
-            "--lock-wait",
-            "1s",
-            url=url,
-        )
+        result = _migrate_past(tmp_path, url, "1s")
         holder.cancel_safe()
         worker.join()
     assert result.code == 4, result.stdout
