@@ -14,11 +14,12 @@ from release_runner.core import phases, schema
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import BehindError, RefusedError, UsageError
 from release_runner.core.events import Event
-from release_runner.core.history import RepairAction
+from release_runner.core.history import HistoryRow, RepairAction
 from release_runner.core.report import PlanReport
 from release_runner.core.scaffold import next_file
 from release_runner.core.settings import Settings
 from release_runner.core.targets import FleetOptions
+from release_runner.db.history import HistoryStore
 from release_runner.run import data_checks, fleet_work, gate, release, session
 from release_runner.run import repair as repairs
 from release_runner.run import verify as verification
@@ -61,6 +62,13 @@ def ready(settings: Settings, verify: bool) -> dict[str, Any]:
         if verify:
             verification.verify_live(conn, settings, expected)
     return {"ahead": verdict.ahead} if verdict.ahead else {}
+
+
+def history(settings: Settings) -> list[HistoryRow]:
+    """Read-only: every history row, in the order they were written."""
+    with session.connected(settings) as conn:
+        rows = HistoryStore(settings.history_schema).read(conn)
+    return sorted(rows, key=lambda row: (row.applied_at is None, row.applied_at, row.version))
 
 
 def status(settings: Settings) -> plan_module.Plan:

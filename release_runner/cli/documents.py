@@ -42,3 +42,24 @@ def print_plan(document: dict[str, Any]) -> None:
         f"{document['total']} pending, {len(document['deferred'])} deferred, {document['errors']} error(s), "
         f"{document['warnings']} warning(s)"
     )
+
+
+def print_history(rows: list[dict[str, Any]]) -> None:
+    """Who applied what, when, in which release, and how long it took."""
+    header = ("VERSION", "STATUS", "MODE", "APPLIED AT (UTC)", "TOOK", "BY", "RELEASE", "NAME")
+    table = [header] + [
+        (
+            row["version"],
+            row["status"],
+            row["transaction_mode"],
+            (row["applied_at"] or "")[:19].replace("T", " "),
+            "" if row["duration_ms"] is None else f"{row['duration_ms']} ms",
+            row["applied_by"] or "",
+            row["release"] or row["run_id"] or "",
+            row["name"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip())

@@ -174,6 +174,25 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
 
 
 @cli.command()
+@with_options(COMMON)
+@FORMAT
+@click.pass_context
+def history(ctx: click.Context, /, output: str, **options: Any) -> None:
+    """Read-only: who applied what, when, in which release, and how long it took."""
+    settings = settings_of(ctx, options)
+
+    def body(_: str) -> dict[str, Any]:
+        rows = [row.as_dict() for row in _commands().history(settings)]
+        if output == "json":
+            click.echo(json.dumps({"history": rows}, indent=2))
+        else:
+            documents.print_history(rows)
+        return {"rows": len(rows)}
+
+    _finish("history", settings, body, document=True)
+
+
+@cli.command()
 @with_options(COMMON + FLEET)
 @FORMAT
 @click.pass_context

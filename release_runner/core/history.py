@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -50,6 +51,23 @@ class HistoryRow:
     applied_by: str | None = None
     run_id: str | None = None
     error: str | None = None
+    image: str | None = None
+    """The release (Fly's image reference) whose run wrote the row, when it had one."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as `release-runner history --format json` prints it."""
+        return {
+            "version": self.version,
+            "name": self.name,
+            "status": str(self.status),
+            "transaction_mode": str(self.transaction_mode),
+            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
+            "duration_ms": self.duration_ms,
+            "applied_by": self.applied_by,
+            "run_id": self.run_id,
+            "release": self.image,
+            "error": self.error,
+        }
 
     @property
     def applied(self) -> bool:

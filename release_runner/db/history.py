@@ -53,7 +53,7 @@ class HistoryStore:
             # DateStyle such as German or SQL, which a role or PGOPTIONS may set.
             "SELECT version, name, checksum, transaction_mode, status,"
             " pg_catalog.date_part('epoch', applied_at), duration_ms,"
-            " applied_by, run_id, error FROM {}"
+            " applied_by, run_id, error, image FROM {}"
         ).format(self.table("history"))
         if version is not None:
             statement = sql.SQL("{} WHERE version = %s").format(statement)
