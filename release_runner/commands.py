@@ -19,7 +19,6 @@ from release_runner.core.report import PlanReport
 from release_runner.core.scaffold import next_file
 from release_runner.core.settings import Settings
 from release_runner.core.targets import FleetOptions
-from release_runner.db.history import HistoryStore
 from release_runner.run import data_checks, fleet_work, gate, release, session
 from release_runner.run import repair as repairs
 from release_runner.run import verify as verification
@@ -67,7 +66,7 @@ def ready(settings: Settings, verify: bool) -> dict[str, Any]:
 def history(settings: Settings) -> list[HistoryRow]:
     """Read-only: every history row, in the order they were written."""
     with session.connected(settings) as conn:
-        rows = HistoryStore(settings.history_schema).read(conn)
+        rows = gate.history_rows(conn, settings)
     return sorted(rows, key=lambda row: (row.applied_at is None, row.applied_at, row.version))
 
 

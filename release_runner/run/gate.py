@@ -68,6 +68,11 @@ def history(
     return rows + imported, to_import, adoption.unsettled(known)
 
 
+def history_rows(conn: Connection, settings: Settings) -> list[HistoryRow]:
+    """The runner's own history rows as they are (the `history` view: nothing imported)."""
+    return HistoryStore(settings.history_schema).read(conn)
+
+
 def current_plan(
     conn: Connection, settings: Settings, found: migrations_module.MigrationSet
 ) -> plan_module.Plan:
