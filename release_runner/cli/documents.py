@@ -1,11 +1,29 @@
-"""The documents `status` and `plan` print on stdout for a person: a table of migrations, and
-what `migrate` would do. (`--format json` prints the same facts as JSON.)"""
+"""The documents `status`, `history` and `plan` print on stdout for a person: a table of
+migrations, the rows of the history, and what `migrate` would do. (`--format json` prints the
+same facts as JSON.)"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
+
+
+def show_status(entries: list[dict[str, Any]], problems: list[str], output: str) -> None:
+    """`status`'s document: JSON, or the table."""
+    if output == "json":
+        click.echo(json.dumps({"migrations": entries, "problems": problems}, indent=2))
+    else:
+        print_status(entries, problems)
+
+
+def show_history(rows: list[dict[str, Any]], output: str) -> None:
+    """`history`'s document: JSON, or the table."""
+    if output == "json":
+        click.echo(json.dumps({"history": rows}, indent=2))
+    else:
+        print_history(rows)
 
 
 def print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:

@@ -183,10 +183,7 @@ def history(ctx: click.Context, /, output: str, **options: Any) -> None:
 
     def body(_: str) -> dict[str, Any]:
         rows = [row.as_dict() for row in _commands().history(settings)]
-        if output == "json":
-            click.echo(json.dumps({"history": rows}, indent=2))
-        else:
-            documents.print_history(rows)
+        documents.show_history(rows, output)
         return {"rows": len(rows)}
 
     _finish("history", settings, body, document=True)
@@ -202,11 +199,7 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
 
     def body(_: str) -> dict[str, Any]:
         current = _commands().status(settings)
-        entries = [entry.as_dict() for entry in current.entries]
-        if output == "json":
-            click.echo(json.dumps({"migrations": entries, "problems": current.problems}, indent=2))
-        else:
-            documents.print_status(entries, current.problems)
+        documents.show_status([entry.as_dict() for entry in current.entries], current.problems, output)
         if current.problems:
             # Printed above in full; the exit code says that `migrate` would refuse.
             raise errors.RefusedError(
