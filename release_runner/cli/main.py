@@ -155,7 +155,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="Apply pending migrations and verify the schema (the deploy).")
 @with_options(COMMON + APPLY + VERIFY + FLEET + [REPORT])
 @option("--dry-run", is_flag=True, help="Show what would run (same as `plan`); write nothing.")
 @FORMAT
@@ -173,7 +173,7 @@ def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool
     _finish("migrate", settings, lambda run_id: _commands().migrate(settings, run_id))
 
 
-@cli.command()
+@cli.command(short_help="Who applied what, when, in which release, how long.")
 @with_options(COMMON)
 @FORMAT
 @click.pass_context
@@ -189,7 +189,7 @@ def history(ctx: click.Context, /, output: str, **options: Any) -> None:
     _finish("history", settings, body, document=True)
 
 
-@cli.command()
+@cli.command(short_help="Each migration's state, and what would refuse (read-only).")
 @with_options(COMMON + FLEET)
 @FORMAT
 @click.pass_context
@@ -231,7 +231,7 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
     _finish(command, settings, body, document=True)
 
 
-@cli.command()
+@cli.command(short_help="What migrate would do now, with its findings (read-only).")
 @with_options(COMMON + APPLY + FLEET + [REPORT])
 @FORMAT
 @click.pass_context
@@ -240,7 +240,7 @@ def plan(ctx: click.Context, /, output: str, **options: Any) -> None:
     _plan(_single(ctx, options, "plan", output), "plan", output)
 
 
-@cli.command()
+@cli.command(short_help="Compare the live schema with the snapshot (read-only).")
 @with_options(COMMON + VERIFY + FLEET)
 @click.pass_context
 def verify(ctx: click.Context, /, **options: Any) -> None:
@@ -250,7 +250,7 @@ def verify(ctx: click.Context, /, **options: Any) -> None:
     _finish("verify", settings, lambda _: _commands().verify(settings))
 
 
-@cli.command()
+@cli.command(short_help="Readiness check: 0 ready, 6 behind, 5 not in sync.")
 @with_options(COMMON + VERIFY)
 @option(
     "--verify",
@@ -269,7 +269,7 @@ def ready(ctx: click.Context, /, check_schema: bool, **options: Any) -> None:
     _finish("ready", settings, lambda _: _commands().ready(settings, check_schema))
 
 
-@cli.command()
+@cli.command(short_help="Write the expected-schema file from a scratch replay.")
 @with_options([*COMMON, SCRATCH_URL])
 @click.pass_context
 def snapshot(ctx: click.Context, /, **options: Any) -> None:
@@ -279,7 +279,7 @@ def snapshot(ctx: click.Context, /, **options: Any) -> None:
     _finish("snapshot", settings, lambda _: {"file": str(_commands().snapshot(settings))})
 
 
-@cli.command()
+@cli.command(short_help="CI gate: replay every migration, compare with the snapshot.")
 @with_options([*COMMON, SCRATCH_URL, STRICT_LINT, REPORT])
 @click.pass_context
 def check(ctx: click.Context, /, **options: Any) -> None:
@@ -291,7 +291,7 @@ def check(ctx: click.Context, /, **options: Any) -> None:
     _finish("check", settings, lambda _: {"replayed": _commands().check(settings), **_DEPLOY_TIME})
 
 
-@cli.command()
+@cli.command(short_help="Resolve a failed or edited migration's record by hand.")
 @with_options([*COMMON, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES, TARGETS])
 @option("--applied", "applied_version", metavar="VERSION", help="Mark it applied (you finished it by hand).")
 @option(
@@ -330,7 +330,7 @@ def repair(
     _finish("repair", settings, lambda run_id: _commands().repair(settings, version, action, reason, run_id))
 
 
-@cli.command()
+@cli.command(short_help="Adopt a database built without history: verify, record.")
 @with_options([*COMMON, SCRATCH_URL, LOCK_WAIT, STALE_LOCK_AFTER, IGNORE_PRIVILEGES, TARGETS])
 @option(
     "--version",
@@ -358,7 +358,7 @@ def baseline(ctx: click.Context, /, target_version: str | None, force: bool, **o
     )
 
 
-@cli.command()
+@cli.command(short_help="Create the next migration file in a native directory.")
 @with_options([MIGRATIONS, MIGRATIONS_FORMAT, LOG_FORMAT])
 @click.argument("name")
 @click.pass_context
@@ -369,7 +369,7 @@ def new(ctx: click.Context, /, name: str, **options: Any) -> None:
     _finish("new", settings, lambda _: {"file": str(_commands().new(settings, name))})
 
 
-@cli.command(name="help")
+@cli.command(name="help", short_help="Show one command's help, or the list of commands.")
 @click.argument("command", required=False)
 @click.pass_context
 def help_(ctx: click.Context, /, command: str | None) -> None:

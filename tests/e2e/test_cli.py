@@ -97,6 +97,8 @@ def test_help_and_version() -> None:
     from release_runner.cli.main import cli
 
     assert "release-runner, version" in run_cli("--version").stdout
+    listing = run_cli("--help").stdout.split("Commands:")[1]
+    assert "..." not in listing and len(listing.strip().splitlines()) == len(cli.commands)  # none cut short
     for name, command in cli.commands.items():
         if name == "help":
             continue  # `help COMMAND` shows the others' help: test_help_command
