@@ -103,7 +103,7 @@ def test_a_commit_lost_in_a_failover_is_named_and_applied_again(
     assert _one(standby.url(), "SELECT count(*) FROM lost") == 1
 
 
-TRIALS = int(os.environ.get("RELEASE_RUNNER_FAILOVER_TRIALS", "3"))
+TRIALS = int(os.environ.get("RELEASE_RUNNER_FAILOVER_TRIALS", "2"))
 SEED = int(os.environ.get("RELEASE_RUNNER_FAULT_SEED", str(secrets.randbits(32))))
 COUNTED = [f"{n:04d}" for n in range(2, 7)]
 
