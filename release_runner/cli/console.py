@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import structlog
 
 from release_runner.cli.fleet_view import FleetView
-from release_runner.cli.lines import LineWriter, seconds
+from release_runner.cli.lines import Facts, LineWriter, seconds
 from release_runner.core.events import Event, Level
 
 # What every event carries for the JSON lines; a person does not need it on each line.
@@ -152,9 +152,8 @@ class Console(LineWriter):
             command = f"release-runner {facts.get('version')} {facts.get('command')}"
             return self.paint(f"{command}: {facts.get('migrations')}{source}", "bold")
         if event is Event.DB_CONNECTED:
-            return self.paint(
-                f"connected: PostgreSQL {str(facts.get('server_version', '')).split()[0]}", "dim"
-            )
+            version = (str(facts.get("server_version") or "?").split() or ["?"])[0]
+            return self.paint(f"connected: PostgreSQL {version}", "dim")
         if event is Event.HISTORY_VALIDATED:
             self.total = int(facts.get("pending") or 0)
             deferred = f", {facts['deferred']} deferred" if facts.get("deferred") else ""
@@ -171,12 +170,6 @@ class Console(LineWriter):
         if event is Event.MIGRATION_WAITING:
             return self.paint(
                 "  waiting for a lock held by " + _blockers(facts.get("blockers") or []), "yellow"
-            )
-        if event is Event.MIGRATION_RETRY:
-            return self.paint(
-                f"  retry {facts.get('attempt')} in {seconds(float(facts.get('delay_ms') or 0))}: "
-                f"{facts.get('reason')} ({facts.get('sqlstate')})",
-                "yellow",
             )
         if event is Event.MIGRATION_DEFERRED:
             return f"{self.paint('⏸', 'yellow')} {facts.get('file')} deferred: {facts.get('reason')}"
@@ -201,8 +194,11 @@ class Console(LineWriter):
             return self.summary(facts)
         if event in _QUIET:
             return None
+        colour = {Level.ERROR: "red", Level.WARNING: "yellow"}.get(level, "dim")
+        if event in _WORDS:
+            return self.paint(_WORDS[event].format_map(Facts(facts)), colour)
         pairs = " ".join(f"{key}={value}" for key, value in facts.items() if value is not None)
-        return self.paint(f"{event} {pairs}".rstrip(), "red" if level is Level.ERROR else "dim")
+        return self.paint(f"{event} {pairs}".rstrip(), colour)
 
     def summary(self, facts: dict[str, Any]) -> str:
         """The closing sentence: what happened, in words."""
@@ -234,9 +230,45 @@ class Console(LineWriter):
 _VERIFIED = {True: "schema verified", False: "invalid indexes and constraints checked (no snapshot)"}
 
 
+# Every other event in words: a sentence each, its facts filled in (cli/lines.Facts).
+_WORDS = {
+    Event.DB_CONNECT_RETRY: "  connecting: retry {attempt} in {delay_ms} ms ({reason})",
+    Event.MIGRATION_RETRY: "  retry {attempt} in {delay_ms} ms: {reason} ({sqlstate})",
+    Event.MIGRATIONS_IGNORED: "{file}: {reason}",
+    Event.LOCK_TAKEN_OVER: "took the runner lock over: {reason}",
+    Event.HISTORY_IMPORTED: "imported {count} migration(s) from {source}'s history ({first} to {last})",
+    Event.HISTORY_REPAIRED: "history of {version}: {action}, by {by} ({reason})",
+    Event.PREFLIGHT_DATA: "{file}:{line} data check {rule} on {table}: {rows} row(s) would refuse it"
+    "\n    {fix}",
+    Event.PREFLIGHT_DATA_UNKNOWN: "{file}:{line} on {table}: {reason}",
+    Event.MIGRATION_UNWRAPPED: "  {file}: {reason}",
+    Event.MIGRATION_LOST: "✗ {file}: {reason}",
+    Event.MIGRATION_RECONCILED: "  {file}: {outcome} ({reason})",
+    Event.MIGRATION_CREATED: "created {file}",
+    Event.MIGRATION_RELEASED: "  {version} runs now: {reason}",
+    Event.VERIFY_NO_SNAPSHOT: "{reason}",
+    Event.VERIFY_SKIPPED: "{reason}",
+    Event.VERIFY_SERVER_DIFFERS: "{reason}",
+    Event.SCHEMA_CREATED: "created schema {schema}: {reason}",
+    Event.SNAPSHOT_WRITTEN: "wrote {file} ({objects} objects)",
+    Event.BASELINE_FORCED: "baseline forced up to {version}: {reason}",
+    Event.BASELINE_RECORDED: "recorded {count} migration(s) up to {version} as applied (baseline)",
+    Event.RELEASE_CRASHED: "crashed: {error} (at {where})",
+    Event.HISTORY_REFUSED: "refused: {reason}",
+    Event.MIGRATION_ALREADY_APPLIED: "✓ {file} already applied: {reason}",
+}
+_HIDDEN_QUERY = "its query is hidden: the runner's role needs pg_read_all_stats to see it"
+
+
 def _blockers(sessions: list[dict[str, Any]]) -> str:
+    """Who holds what a run waits for: pid, application, state and query, in words even where
+    the server hides them from the runner's role."""
     return "; ".join(
-        f"pid {s.get('pid')} ({s.get('application_name') or '?'}, {s.get('state')})"
-        + (f": {s['query']}" if s.get("query") else "")
+        f"pid {s.get('pid')} ({s.get('application_name') or '?'}, {s.get('state') or 'state hidden'})"
+        + (f": {_query(s['query'])}" if s.get("query") else "")
         for s in sessions
     )
+
+
+def _query(query: str) -> str:
+    return _HIDDEN_QUERY if query == "<insufficient privilege>" else query

@@ -5,7 +5,8 @@ Also how a duration reads in those lines."""
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 
 class LineWriter:
@@ -35,3 +36,14 @@ class LineWriter:
 def seconds(milliseconds: float) -> str:
     """A duration as a person reads it: `850 ms`, `2.4 s`."""
     return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
+
+
+class Facts(dict[str, Any]):
+    """An event's facts for a sentence template (`str.format_map`): a fact it lacks reads as `?`,
+    and a text's newlines and tabs (libpq's, in a reason) become single spaces."""
+
+    def __init__(self, facts: Mapping[str, Any]) -> None:
+        super().__init__({k: " ".join(v.split()) if isinstance(v, str) else v for k, v in facts.items()})
+
+    def __missing__(self, key: str) -> str:
+        return "?"

@@ -14,6 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from release_runner.cli.lines import Facts
 from release_runner.core.events import Event
 
 _SUMMARY_COMMANDS = ("plan", "check")  # what a reviewer of a pull request reads in CI
@@ -70,7 +71,7 @@ class Record:
 
     def markdown(self) -> str:
         """The report: a heading with the outcome, then a section for each thing that happened."""
-        finished = _Facts((self.named(Event.RELEASE_FINISHED) or [{}])[-1])
+        finished = Facts((self.named(Event.RELEASE_FINISHED) or [{}])[-1])
         if self.document is not None:  # what plan found, whether or not it ended in a refusal
             finished.update(pending=self.document["total"], deferred=len(self.document["deferred"]))
         closing = _CLOSING if finished.get("command") == "migrate" else _CLOSING_READ_ONLY
@@ -92,7 +93,7 @@ class Record:
         return "\n".join(lines) + "\n"
 
     def _lines(self, *events: Event) -> list[str]:
-        return [_TEMPLATES[Event(e["event"])].format_map(_Facts(e)) for e in self.named(*events)]
+        return [_TEMPLATES[Event(e["event"])].format_map(Facts(e)) for e in self.named(*events)]
 
     def _pending(self) -> Iterator[str]:
         for item in (self.document or {}).get("pending", []):
@@ -115,13 +116,6 @@ class Record:
                 for b in blockers
             )
             yield f"- {version} waited on {named or 'a lock'}"
-
-
-class _Facts(dict[str, Any]):
-    """An event's facts for a template: a fact it lacks reads as `?`."""
-
-    def __missing__(self, key: str) -> str:
-        return "?"
 
 
 _HEADING = "## release-runner {command}: {status} (exit {exit_code})"
