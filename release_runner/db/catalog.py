@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from release_runner.core.data_checks import Constraint
 from release_runner.db.connection import Connection, query
 
 # The settings that change how the catalog functions render a definition: names relative to
@@ -138,10 +139,9 @@ def _column_names(relation: str, numbers: str) -> str:
     )
 
 
-def constraints(conn: Connection, named: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+def constraints(conn: Connection, named: list[tuple[str, str]]) -> dict[tuple[str, str], Constraint]:
     """The CHECK and FOREIGN KEY constraints named (table, constraint) that exist, for the data
-    checks of VALIDATE CONSTRAINT: `rule`, and a CHECK's `expression` or a key's `own` columns,
-    `referenced` table ("schema.name") and `theirs` columns."""
+    checks of VALIDATE CONSTRAINT, as core/data_checks.py defines them."""
     rows = conn.execute(
         "SELECT w.t, w.name, c.contype, pg_get_expr(c.conbin, c.conrelid),"
         f" {_column_names('c.conrelid', 'c.conkey')}, rn.nspname || '.' || r.relname,"
@@ -153,13 +153,13 @@ def constraints(conn: Connection, named: list[tuple[str, str]]) -> dict[tuple[st
         ([t for t, _ in named], [n for _, n in named]),
     ).fetchall()
     return {
-        (table, name): {
-            "rule": "check" if contype == "c" else "foreign-key",
-            "expression": expression or "",
-            "own": tuple(own),
-            "referenced": referenced or "",
-            "theirs": tuple(theirs),
-        }
+        (table, name): Constraint(
+            "check" if contype == "c" else "foreign-key",
+            expression or "",
+            tuple(own),
+            referenced or "",
+            tuple(theirs),
+        )
         for table, name, contype, expression, own, referenced, theirs in rows
     }
 

@@ -79,9 +79,10 @@ KEEPALIVE = (
 # parser reads them (standard_conforming_strings). Set when connecting and again after each
 # migration's RESET ALL. session_replication_role is set only when it differs: only a
 # superuser may set it at all, and a role that cannot is refused (SessionUnsettable).
+# The runner's own login role: RESET ROLE would go back to the role's default `role` setting.
+OWN_ROLE = ("SET SESSION AUTHORIZATION DEFAULT", "SET ROLE NONE")
 RUNNER_SESSION = (
-    "SET SESSION AUTHORIZATION DEFAULT",
-    "SET ROLE NONE",
+    *OWN_ROLE,
     "SELECT pg_catalog.set_config('session_replication_role', 'origin', false)"
     " WHERE pg_catalog.current_setting('session_replication_role') <> 'origin'",
     # The parser and the large-file lexer read '\' as PostgreSQL's default does; so must the server.

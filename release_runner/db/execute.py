@@ -18,7 +18,7 @@ from release_runner.core.history import Mode, Status
 from release_runner.core.preflight import Prepared
 from release_runner.core.redact import redact
 from release_runner.core.settings import pg_duration
-from release_runner.db.connection import RUNNER_SESSION, Connection
+from release_runner.db.connection import OWN_ROLE, RUNNER_SESSION, Connection
 from release_runner.db.history import GUARD_LOCK, GUARD_ROW, RunContext
 
 # Errors that end the session (08: connection exception; 57P0x: the server is shutting down or
@@ -243,8 +243,7 @@ def _apply_in_transaction(
     # The history row is written as the runner's own login role, whatever role the file
     # switched to (RESET ROLE would go back to the role's default `role` setting instead).
     suffix = [
-        "SET SESSION AUTHORIZATION DEFAULT",
-        "SET ROLE NONE",
+        *OWN_ROLE,
         context.insert(prepared.migration, Mode.TRANSACTION, Status.APPLIED),
         *_undefer(prepared, context),
         context.guard(prepared.migration, Status.APPLIED),

@@ -197,6 +197,18 @@ class RunContext:
             "pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::int)"
         )
 
+    @cached_property
+    def guard_prefix(self) -> str:
+        """What the guard of every migration of the run shares (the lock check, the table, the
+        run id), composed once, as insert_prefix is: the guard rides in every message."""
+        lock = f"WHEN NOT {self.lock.held_here()} THEN '{GUARD_LOCK}' " if self.lock else ""
+        where = (
+            sql.SQL("SELECT 1 FROM {} WHERE run_id = {} AND")
+            .format(self.history.table("history"), sql.Literal(self.run_id))
+            .as_string(None)
+        )
+        return f"SELECT (CASE {lock}WHEN NOT EXISTS ({where}"
+
     def guard(self, migration: Migration, status: Status) -> str:
         """One statement that fails unless this session still holds the runner lock and the
         migration's row of this run says `status`; it rides just before COMMIT (or after a
@@ -204,18 +216,11 @@ class RunContext:
         row out (a rule or trigger on the history table) never commits as applied. It fails
         with a cast of GUARD_LOCK or GUARD_ROW (SQLSTATE 22P02): plain SQL, no plpgsql needed.
         The CASE depends on the catalog, so the cast is never folded at planning time."""
-        row = (
-            sql.SQL("SELECT 1 FROM {} WHERE version = {} AND run_id = {} AND status = {}")
-            .format(
-                self.history.table("history"),
-                sql.Literal(migration.version),
-                sql.Literal(self.run_id),
-                sql.Literal(str(status)),
-            )
-            .as_string(None)
+        version, wanted = (sql.Literal(value).as_string(None) for value in (migration.version, str(status)))
+        return (
+            f"{self.guard_prefix} version = {version} AND status = {wanted})"
+            f" THEN '{GUARD_ROW}' END)::pg_catalog.int4"
         )
-        lock = f"WHEN NOT {self.lock.held_here()} THEN '{GUARD_LOCK}' " if self.lock else ""
-        return f"SELECT (CASE {lock}WHEN NOT EXISTS ({row}) THEN '{GUARD_ROW}' END)::pg_catalog.int4"
 
     def undefer(self, migration: Migration) -> str:
         """The DELETE of a post-deploy migration's deferred row, to ride with its history row."""

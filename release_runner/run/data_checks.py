@@ -72,9 +72,7 @@ def _probe_all(
     (`between` runs before each one)."""
     validated, referenced = data_checks.wanted(prepared)
     known = data_checks.Known(
-        {key: data_checks.Constraint(**value) for key, value in catalog.constraints(conn, validated).items()}
-        if validated
-        else {},
+        catalog.constraints(conn, validated) if validated else {},
         catalog.primary_keys(conn, referenced) if referenced else {},
     )
     probes, unknown = data_checks.plan(prepared, known)
