@@ -17,6 +17,7 @@ for script, arguments in (
     ("preflight.py", []),
     ("preflight_data.py", []),
     ("corpus.py", []),
+    ("release_rules.py", []),
     ("verify.py", ["200", "2000", "10000"]),
     ("traffic.py", []),
 ):

@@ -180,8 +180,9 @@ class Console(LineWriter):
         if event in (Event.PREFLIGHT_WARNING, Event.PREFLIGHT_ERROR):
             colour = "red" if level is Level.ERROR else "yellow"
             where = f"{facts.get('file')}:{facts.get('line')}:{facts.get('column')}"
+            rule = f"{facts.get('rule')} on {facts['object']}" if facts.get("object") else facts.get("rule")
             return (
-                f"{self.paint(str(level), colour)} {where} {facts.get('rule')}: {facts.get('message')}\n"
+                f"{self.paint(str(level), colour)} {where} {rule}: {facts.get('message')}\n"
                 f"    {facts.get('fix')}"
             )
         if event is Event.VERIFY_MISMATCH:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from release_runner.core.statements import Statement, dotted_name, node, relation_name, sets_search_path
+from release_runner.core.statements import Statement, dotted_name, node, relation_name
 
 # What a hit's name is: its existence is read from the catalog by kind.
 RELATION, SCHEMA, TYPE = "relation", "schema", "type"
@@ -56,6 +56,15 @@ class Hit:
     kind: str = RELATION
     column: str | None = None
     new_type: ColumnType | None = None
+    """A type change's target where a widening can be judged (no USING), as the catalog keeps it."""
+    type_name: str | None = None
+    """A type change's target as written, dotted, `[]` after an array's."""
+    recreated: frozenset[str] | None = None
+    """A table dropped (or renamed away) that the same file creates again: the new columns."""
+    labels: tuple[str, ...] | None = None
+    """An enum type the file re-creates (remove-enum-value): its labels afterwards."""
+    default_dropped: bool = False
+    """SET NOT NULL on a column whose default the same file drops."""
 
 
 def required_without_default(column_def: dict[str, Any]) -> bool:
@@ -79,6 +88,18 @@ def _volatile_default(column_def: dict[str, Any]) -> bool:
     return False
 
 
+def type_written(type_name: dict[str, Any]) -> str:
+    """A TypeName as written, dotted, with `[]` after an array's."""
+    return dotted_name(type_name.get("names", [])) + ("[]" if type_name.get("arrayBounds") else "")
+
+
+def catalog_type(written: str) -> ColumnType:
+    """typname of a type named as written (an array's is its element's with `_` before), with
+    no typmod: how the catalog keeps a type the file defines."""
+    name = written.removesuffix("[]").rpartition(".")[2]
+    return ("_" + name if written.endswith("[]") else name), -1
+
+
 def _type(type_name: dict[str, Any]) -> ColumnType | None:
     """typname and typmod as PostgreSQL would store them, for the types a widening involves."""
     name = str(type_name.get("names", [{}])[-1].get("String", {}).get("sval"))
@@ -99,6 +120,8 @@ def _type(type_name: dict[str, Any]) -> ColumnType | None:
 def safe_widening(old: ColumnType, new: ColumnType) -> bool:
     """True when every value of the old type reads back unchanged as the new one."""
     (old_name, old_mod), (new_name, new_mod) = old, new
+    if old == new:
+        return True
     if old_name == new_name and old_name in ("varchar", "varbit"):
         return new_mod == -1 or (old_mod != -1 and new_mod >= old_mod)
     if old_name == new_name == "numeric":
@@ -148,8 +171,16 @@ def _alter_table(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
             yield Hit("drop-default", statement, table, column=column)
         elif subtype == "AT_AlterColumnType":
             column_def = definition.get("ColumnDef", {})
-            new_type = None if column_def.get("raw_default") else _type(column_def.get("typeName", {}))
-            yield Hit("change-column-type", statement, table, column=column, new_type=new_type)
+            type_name = column_def.get("typeName", {})
+            new_type = None if column_def.get("raw_default") else _type(type_name)
+            yield Hit(
+                "change-column-type",
+                statement,
+                table,
+                column=column,
+                new_type=new_type,
+                type_name=type_written(type_name),
+            )
 
 
 def _drop(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
@@ -271,36 +302,32 @@ def created(statement: Statement) -> tuple[str, str] | None:
     return None
 
 
-@dataclass(frozen=True, eq=False)
-class Judged:
-    """A hit, with what the release phase needs to know about where it stands in its file."""
+@dataclass(frozen=True)
+class Before:
+    """What the catalog says before the run, for the hits the release phase judges: the
+    (kind, name) of the objects that exist; each column of the tables the hits name (type, and
+    whether it has a default); each enum type's labels."""
 
-    hit: Hit
-    after_search_path: bool
-    """The file set search_path before it: an unqualified name cannot be looked up."""
-
-
-def file_hits(statements: list[Statement], created_before: set[tuple[str, str]]) -> Iterator[Judged]:
-    """The hits of a file's statements on objects not created earlier in the batch
-    (`created_before`, which is updated with what this file creates)."""
-    moved = False
-    for statement in statements:
-        moved = moved or sets_search_path(statement)
-        made = created(statement)
-        if made:
-            created_before.add(made)
-            continue
-        for hit in hits(statement):
-            if hit.name is None or (hit.kind, hit.name) not in created_before:
-                yield Judged(hit, moved)
+    existing: set[tuple[str, str]]
+    columns: dict[str, dict[str, tuple[ColumnType, bool]]] = field(default_factory=dict)
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def breaks(hit: Hit, existing: set[tuple[str, str]], old_types: dict[tuple[str, str], ColumnType]) -> bool:
-    """Whether the hit breaks the running release, given the (kind, name) of the objects that
-    exist and the current types of the columns a type change names."""
-    if (hit.kind, hit.name) not in existing:
-        return False
-    if hit.rule != "change-column-type":
-        return True
-    old = old_types.get((hit.name or "", hit.column or ""))
-    return old is None or hit.new_type is None or not safe_widening(old, hit.new_type)
+def verdict(hit: Hit, before: Before) -> str | None:
+    """None when the hit does not break the running release; otherwise what breaks, to add to
+    the rule's message ("" where the rule's message says it all)."""
+    if (hit.kind, hit.name) not in before.existing:
+        return None
+    columns = before.columns.get(hit.name or "", {})
+    old_type, has_default = columns.get(hit.column or "", (None, False))
+    if hit.rule == "change-column-type" and old_type and hit.new_type:
+        return None if safe_widening(old_type, hit.new_type) else ""
+    if hit.rule == "set-not-null" and has_default and not hit.default_dropped:
+        return None  # the running release's INSERTs that leave the column out get the default
+    if hit.recreated is not None:
+        missing = sorted(set(columns) - hit.recreated)
+        return f"; it is created again without column(s) {', '.join(missing)}" if missing else None
+    if hit.labels is not None:
+        removed = [label for label in before.labels.get(hit.name or "", ()) if label not in hit.labels]
+        return f"; labels removed: {', '.join(removed)}" if removed else None
+    return ""

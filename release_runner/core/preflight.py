@@ -14,9 +14,10 @@ from functools import cached_property
 from typing import Any
 
 from release_runner.core import lock_ahead, mask
-from release_runner.core.detect import Hit, Judged, file_hits
+from release_runner.core.detect import Hit
 from release_runner.core.lock_ahead import Lock
 from release_runner.core.migrations import Migration, SourceFormat
+from release_runner.core.net_effect import Judged, file_hits
 from release_runner.core.nontransactional import enum_values_used_too_soon, refuses_transaction_block
 from release_runner.core.rules import RULES, Severity, allowed
 from release_runner.core.runner_state import changes_runner_schema, releases_runner_lock
@@ -39,10 +40,19 @@ class Finding:
     hit: Hit | None = None
     """The rule hit it reports, where a rule of detect.py found it."""
 
+    @property
+    def object(self) -> str | None:
+        """What the finding is about, as written: a table, view, type or schema, or a column
+        as `table.column` (an ALTER of several columns has a finding for each)."""
+        if self.hit is None or self.hit.name is None:
+            return None
+        return f"{self.hit.name}.{self.hit.column}" if self.hit.column else self.hit.name
+
     def describe(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
+        about = f" on {self.object}" if self.object else ""
         head = f" (statement: {self.statement})" if self.statement else ""
-        return f"{where}: {self.rule}: {self.message}{head}. {self.fix}"
+        return f"{where}: {self.rule}{about}: {self.message}{head}. {self.fix}"
 
     def as_event(self) -> dict[str, Any]:
         fields = {
@@ -56,6 +66,8 @@ class Finding:
         }
         if self.table:
             fields["table"] = self.table
+        if self.object:
+            fields["object"] = self.object
         return fields
 
 
@@ -258,9 +270,10 @@ def release_hits(prepared: list[Prepared]) -> list[tuple[Prepared, Hit]]:
     ]
 
 
-def refuse_in_release_phase(item: Prepared, hit: Hit) -> None:
-    """The hit breaks the running release: its lint warning, if any, becomes the refusal."""
-    message, fix = RULES[hit.rule].release_refusal()
+def refuse_in_release_phase(item: Prepared, hit: Hit, what_breaks: str = "") -> None:
+    """The hit breaks the running release (`what_breaks` adds to the rule's message): its lint
+    warning, if any, becomes the refusal."""
+    message, fix = RULES[hit.rule].release_refusal(what_breaks)
     statement = hit.statement
     refusal = Finding(
         hit.rule,

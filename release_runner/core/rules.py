@@ -53,11 +53,11 @@ class Rule:
             f"If intended, add `-- release-runner: allow {self.id}` above the statement or in the file header"
         )
 
-    def release_refusal(self) -> tuple[str, str]:
-        """(message, fix) of a release-phase refusal."""
+    def release_refusal(self, what_breaks: str = "") -> tuple[str, str]:
+        """(message, fix) of a release-phase refusal; `what_breaks` adds to the message."""
         assert self.release is not None
         return (
-            f"{self.release} ({RELEASE_CONTEXT})",
+            f"{self.release}{what_breaks} ({RELEASE_CONTEXT})",
             f"{self.release_fix}; or, if the running code does not use it, add "
             f"`-- release-runner: allow {self.id}` above the statement",
         )
@@ -264,6 +264,12 @@ _RULES = [
     Rule("rename-schema", release="renames a schema the running release still uses by its old name"),
     Rule("drop-type", release="drops a type the running release may still use"),
     Rule("rename-type", release="renames a type the running release still uses by its old name"),
+    Rule(
+        "remove-enum-value",
+        release="re-creates an enum type without labels the running release still writes and compares",
+        release_fix="Keep the labels: re-create the type without them in a post-deploy migration, once "
+        "no running code writes them",
+    ),
     Rule(
         "rename-enum-value",
         release="renames an enum value the running release still writes and compares",

@@ -118,17 +118,32 @@ def existing(conn: Connection, kind: str, names: list[str]) -> set[str]:
     return {row[0] for row in conn.execute(_EXISTING[kind], (names,)).fetchall()}
 
 
-def column_types(conn: Connection, columns: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
-    """typname and atttypmod of existing (table, column) pairs, for the widening rule."""
+def columns(conn: Connection, tables: list[str]) -> dict[str, dict[str, tuple[tuple[str, int], bool]]]:
+    """Each column of these existing tables: (typname, atttypmod) and whether it has a default,
+    for the release-phase rules (a widening, a NOT NULL the default fills, a table re-created)."""
     rows = conn.execute(
-        "SELECT c.t, c.col, ty.typname, a.atttypmod"
-        " FROM unnest(%s::text[], %s::text[]) AS c(t, col)"
-        f" JOIN pg_attribute a ON a.attrelid = to_regclass({_quoted('c.t')})"
-        " AND a.attname = c.col AND NOT a.attisdropped"
+        "SELECT t.name, a.attname, ty.typname, a.atttypmod, a.atthasdef"
+        " FROM unnest(%s::text[]) AS t(name)"
+        f" JOIN pg_attribute a ON a.attrelid = to_regclass({_quoted('t.name')})"
+        " AND a.attnum > 0 AND NOT a.attisdropped"
         " JOIN pg_type ty ON ty.oid = a.atttypid",
-        ([t for t, _ in columns], [c for _, c in columns]),
+        (tables,),
     ).fetchall()
-    return {(table, column): (typname, typmod) for table, column, typname, typmod in rows}
+    found: dict[str, dict[str, tuple[tuple[str, int], bool]]] = {}
+    for table, column, typname, typmod, has_default in rows:
+        found.setdefault(table, {})[column] = ((typname, typmod), has_default)
+    return found
+
+
+def enum_labels(conn: Connection, types: list[str]) -> dict[str, tuple[str, ...]]:
+    """The labels of these existing enum types, in their order."""
+    rows = conn.execute(
+        "SELECT n, array_agg(e.enumlabel::text ORDER BY e.enumsortorder)"
+        " FROM unnest(%s::text[]) AS n"
+        f" JOIN pg_enum e ON e.enumtypid = to_regtype({_quoted('n')}) GROUP BY n",
+        (types,),
+    ).fetchall()
+    return {name: tuple(labels) for name, labels in rows}
 
 
 def _column_names(relation: str, numbers: str) -> str:

@@ -128,24 +128,30 @@ def lint(
     sizes: dict[str, dict[str, Any]] = {}
     if conn is not None and (tables or judged):
         sizes = catalog.table_sizes(conn, tables) if tables else {}
-        existing, old_types = _existing(conn, judged, set(sizes))
+        before = _before(conn, [hit for _, hit in judged], set(sizes))
         for item, hit in judged:
-            if detect.breaks(hit, existing, old_types):
-                refuse_in_release_phase(item, hit)
+            what_breaks = detect.verdict(hit, before)
+            if what_breaks is not None:
+                refuse_in_release_phase(item, hit, what_breaks)
     for finding in (finding for item in prepared for finding in item.findings):
         event = Event.PREFLIGHT_ERROR if finding.severity is Severity.ERROR else Event.PREFLIGHT_WARNING
         emit(event, **finding.as_event(), **sizes.get(finding.table or "", {}))
     return prepared
 
 
-def _existing(
-    conn: Connection, judged: list[tuple[Prepared, detect.Hit]], relations: set[str]
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], detect.ColumnType]]:
-    """The (kind, name) of the objects the hits name that exist (the relations are known from
-    their sizes), and the current types of the columns a type change names."""
-    existing = _present(conn, {(hit.kind, hit.name) for _, hit in judged if hit.name}, relations)
-    retyped = [(h.name or "", h.column or "") for _, h in judged if h.rule == "change-column-type"]
-    return existing, catalog.column_types(conn, retyped) if retyped else {}
+def _before(conn: Connection, hits: list[detect.Hit], relations: set[str]) -> detect.Before:
+    """What the catalog says of the objects the hits name: which exist (the relations are known
+    from their sizes), the columns of the tables whose columns a verdict compares, and the
+    labels of the enum types a file re-creates."""
+    existing = _present(conn, {(hit.kind, hit.name) for hit in hits if hit.name}, relations)
+    compared = ("change-column-type", "set-not-null")
+    tables = sorted({h.name for h in hits if h.name and (h.rule in compared or h.recreated is not None)})
+    enums = sorted({h.name for h in hits if h.name and h.labels is not None})
+    return detect.Before(
+        existing,
+        catalog.columns(conn, tables) if tables else {},
+        catalog.enum_labels(conn, enums) if enums else {},
+    )
 
 
 def _present(

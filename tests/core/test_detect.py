@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from release_runner.core import detect
+from release_runner.core import detect, net_effect
 from tests.conftest import migration_value
 
 
 def _hits(sql: str, created: set[tuple[str, str]] | None = None) -> list[tuple[str, str | None, str | None]]:
     statements = migration_value("0001", sql).statements
-    found = detect.file_hits(statements, created if created is not None else set())
+    found = net_effect.file_hits(statements, created if created is not None else set())
     return [(j.hit.rule, j.hit.name, j.hit.column) for j in found]
 
 
@@ -85,18 +85,25 @@ def test_breaks_needs_the_object_to_exist_and_a_real_type_change() -> None:
     it is not a safe widening (or when a USING clause makes it a conversion)."""
     (widen,) = [
         j.hit
-        for j in detect.file_hits(
+        for j in net_effect.file_hits(
             migration_value("1", "ALTER TABLE t ALTER a TYPE varchar(40);").statements, set()
         )
     ]
     (using,) = [
         j.hit
-        for j in detect.file_hits(
+        for j in net_effect.file_hits(
             migration_value("1", "ALTER TABLE t ALTER a TYPE int USING a::int;").statements, set()
         )
     ]
     existing = {(detect.RELATION, "t")}
-    assert not detect.breaks(widen, set(), {})
-    assert not detect.breaks(widen, existing, {("t", "a"): ("varchar", 24)})
-    assert detect.breaks(widen, existing, {("t", "a"): ("text", -1)})
-    assert detect.breaks(using, existing, {("t", "a"): ("varchar", 24)})
+
+    def breaks(hit: detect.Hit, existing: set[tuple[str, str]], old: detect.ColumnType | None) -> bool:
+        columns: dict[str, dict[str, tuple[detect.ColumnType, bool]]] = (
+            {"t": {"a": (old, False)}} if old else {}
+        )
+        return detect.verdict(hit, detect.Before(existing, columns)) is not None
+
+    assert not breaks(widen, set(), None)
+    assert not breaks(widen, existing, ("varchar", 24))
+    assert breaks(widen, existing, ("text", -1))
+    assert breaks(using, existing, ("varchar", 24))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from release_runner.core import detect
+from release_runner.core import net_effect
 from release_runner.core.rules import RULES, Severity, allowed
 from tests.conftest import migration_value
 
@@ -31,8 +31,9 @@ def test_the_walker_and_the_registry_name_the_same_rules() -> None:
         "ALTER TYPE ty2 RENAME TO ty3;\nALTER TYPE e RENAME VALUE 'a' TO 'b';\n"
         "ALTER TYPE e ADD VALUE 'c';\nALTER TABLE t8 ALTER i DROP NOT NULL;\n"
         "DO $$ BEGIN EXECUTE 'ALTER TABLE t9 DROP COLUMN x'; END $$;\n"
+        "DROP TYPE ty4;\nCREATE TYPE ty4 AS ENUM ('a');\n"
     )
-    found = {j.hit.rule for j in detect.file_hits(migration_value("1", sql).statements, set())}
+    found = {j.hit.rule for j in net_effect.file_hits(migration_value("1", sql).statements, set())}
     assert found <= set(RULES)
     read_not_walked = {"not-analysed", "empty-migration"}  # found by preflight from the file, not the walker
     assert found == {

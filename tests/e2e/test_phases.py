@@ -254,3 +254,64 @@ def test_snapshot_must_know_the_deferred_state(
     assert _columns(admin, "users") == ["id", "fullname", "name"]
     stale = run_cli("check", "--migrations", str(tmp_path), "--scratch-url", server.url("postgres"))
     assert stale.code == 3, stale.stdout
+
+
+NET_BASE = (
+    "CREATE TYPE \"State\" AS ENUM ('draft', 'sent', 'void');\n"
+    'CREATE TABLE "Doc" (id int, "state" "State" DEFAULT \'draft\', n int DEFAULT 0, m int, k int);\n'
+    'CREATE TABLE plain (id int, v text);\nCREATE VIEW docs AS SELECT id FROM "Doc";\n'
+)
+ENUM_SWAP = (
+    'BEGIN;\nCREATE TYPE "State_new" AS ENUM ({labels});\n'
+    'ALTER TABLE "Doc" ALTER COLUMN "state" DROP DEFAULT;\n'
+    'ALTER TABLE "Doc" ALTER COLUMN "state" TYPE "State_new" USING ("state"::text::"State_new");\n'
+    'ALTER TYPE "State" RENAME TO "State_old";\nALTER TYPE "State_new" RENAME TO "State";\n'
+    'DROP TYPE "State_old";\nALTER TABLE "Doc" ALTER COLUMN "state" SET DEFAULT \'draft\';\nCOMMIT;\n'
+)
+
+
+def test_a_file_is_judged_by_its_net_effect(tmp_path: Path, url: str, admin: psycopg.Connection[Any]) -> None:
+    """What a file undoes before it commits breaks nothing (a default dropped and set again, a
+    view or a table with the same columns created again, a column added and dropped, Prisma's
+    enum swap that keeps every label, SET NOT NULL on a column with a default); what it leaves
+    broken is refused once per object: the enum's removed label, the table's missing column,
+    each column of one ALTER."""
+    base = {"0001_base/migration.sql": NET_BASE}
+    assert _migrate(write(tmp_path / "base", base), url, "--no-verify").code == 0
+    undone = {
+        **base,
+        "0002_swap/migration.sql": ENUM_SWAP.format(labels="'draft', 'sent', 'void', 'held'"),
+        "0003_undone/migration.sql": (
+            'ALTER TABLE "Doc" ALTER COLUMN n DROP DEFAULT;\nALTER TABLE "Doc" ALTER COLUMN n SET DEFAULT 1;\n'
+            'ALTER TABLE "Doc" ALTER COLUMN n SET NOT NULL;\n'
+            'DROP VIEW docs;\nCREATE VIEW docs AS SELECT id, n FROM "Doc";\n'
+            'ALTER TABLE "Doc" ADD COLUMN tmp int;\nALTER TABLE "Doc" DROP COLUMN tmp;\n'
+            "DROP TABLE plain;\nCREATE TABLE plain (id bigint, v text, w int);\n"
+        ),
+    }
+    passed = _migrate(write(tmp_path / "undone", undone), url, "--no-verify", release="img:2")
+    assert passed.code == 0, passed.stdout
+    assert not passed.named("preflight.error") and passed.finished["applied"] == 2
+    assert admin.execute('SELECT enum_range(NULL::"State")::text').fetchone() == ("{draft,sent,void,held}",)
+
+    broken = {
+        **undone,
+        "0004_swap/migration.sql": ENUM_SWAP.format(labels="'draft', 'sent'"),
+        "0005_broken/migration.sql": (
+            "DROP TABLE plain;\nCREATE TABLE plain (id int, v text);\n"
+            'ALTER TABLE "Doc" DROP COLUMN m, DROP COLUMN k;\n'
+        ),
+    }
+    refused = _migrate(write(tmp_path / "broken", broken), url, "--no-verify", release="img:3")
+    assert refused.code == 5, refused.stdout
+    errors = {(e["rule"], e["object"], e["line"]): e["message"] for e in refused.named("preflight.error")}
+    assert set(errors) == {
+        ("remove-enum-value", "State", 6),
+        ("drop-table", "plain", 1),
+        ("drop-column", "Doc.m", 3),
+        ("drop-column", "Doc.k", 3),
+    }
+    assert "labels removed: void, held" in errors["remove-enum-value", "State", 6]
+    assert "without column(s) w" in errors["drop-table", "plain", 1]
+    assert _columns(admin, '"Doc"') == ["id", "state", "n", "m", "k"]
+    assert admin.execute('SELECT enum_range(NULL::"State")::text').fetchone() == ("{draft,sent,void,held}",)
