@@ -285,35 +285,6 @@ def test_a_prisma_schema_is_created_and_replayed_where_the_target_puts_it(
     assert again.code == 0 and not again.named("schema.created"), again.stdout
 
 
-def test_switch_from_drizzle_kit_push_as_the_readme_says(tmp_path: Path, server: Server, url: str) -> None:
-    """The README's walk-through: production was built by `push` (the schema, no history); the
-    first generated migration is snapshotted where a PostgreSQL is at hand; `baseline` on the
-    release Machine then needs no scratch database (none is started), records it, and the next
-    generated migration is applied by `migrate`."""
-    directory = _drizzle_folder(tmp_path / "drizzle")
-    with psycopg.connect(url, autocommit=True) as app:  # push, as the app's role
-        for name in DRIZZLE_FILES:
-            app.execute((directory / name).read_text().replace("--> statement-breakpoint", ""))
-    snapshot = run_cli("snapshot", "--migrations", str(directory), "--scratch-url", server.url("postgres"))
-    assert snapshot.code == 0, snapshot.stdout
-    baseline = run_cli("baseline", "--migrations", str(directory), url=url)
-    assert baseline.code == 0, baseline.stdout
-    assert not baseline.named("scratch.ready")  # the committed snapshot was enough
-    assert baseline.named("baseline.recorded")[0]["count"] == len(DRIZZLE_FILES)
-    write(directory, {"0004_slug.sql": 'ALTER TABLE "posts" ADD COLUMN "slug" text;\n'})
-    journal = json.loads((directory / "meta" / "_journal.json").read_text())
-    journal["entries"].append(
-        {"idx": 4, "version": "7", "when": 1700000009000, "tag": "0004_slug", "breakpoints": True}
-    )
-    (directory / "meta" / "_journal.json").write_text(json.dumps(journal))
-    assert (
-        run_cli("snapshot", "--migrations", str(directory), "--scratch-url", server.url("postgres")).code == 0
-    )
-    deploy = run_cli("migrate", "--migrations", str(directory), url=url)
-    assert deploy.code == 0, deploy.stdout
-    assert [e["version"] for e in deploy.named("migration.applied")] == ["0004"]
-
-
 def test_the_adopted_tools_own_history_is_not_drift(url: str, admin: psycopg.Connection[Any]) -> None:
     """drizzle-kit's and Prisma's history tables stay after adoption and are read on every run:
     they are neither extras nor drift, even with --strict (issue 21, item 2)."""
