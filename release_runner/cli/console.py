@@ -11,6 +11,8 @@ value has passed the same redaction processor as the JSON lines."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import MutableMapping
@@ -52,6 +54,12 @@ class Console(LineWriter):
         self.verified: str | None = None
         """What verification checked, for the closing sentence."""
         self.running: tuple[str, float] | None = None  # label, started
+        self.status: str | None = None
+        """What the run waits for or retries, on the live line (a terminal) until it moves on."""
+        self.drawn = False
+        """A live line is on the screen, to be wiped before the next line."""
+        self.last_status: str | None = None
+        """The status line printed last where there is no live line: the same one is not repeated."""
         self.lock = threading.Lock()
         self.ticker: threading.Thread | None = None
         self.fleet = FleetView()
@@ -59,32 +67,46 @@ class Console(LineWriter):
     def paint(self, text: str, colour: str) -> str:
         return f"\033[{_COLOURS[colour]}m{text}\033[0m" if self.colour else text
 
+    @staticmethod
+    def plain(text: str) -> str:
+        """The text without its colour codes: what takes room on the screen."""
+        return re.sub(r"\033\[[0-9;]*m", "", text)
+
     def counter(self) -> str:
         return f"[{self.done + 1}/{self.total}]" if self.total else ""
 
     def clear_live(self) -> None:
         """Wipe the live line, so that a finished line can take its place."""
-        if self.live and (self.running or self.fleet.shown):
+        if self.drawn:
+            self.drawn = False
             try:
                 self.stream.write("\r\033[K")
             except (OSError, ValueError):
                 self.lost = True
 
     def redraw(self) -> None:
-        """The live line of the running migration, or of a fleet's targets (a terminal only),
-        without a newline."""
-        if not self.live or not (self.running or self.fleet.active):
+        """The live line of the running migration and what it waits for, or of a fleet's
+        targets (a terminal only), without a newline, cut to the terminal's width (a wrapped
+        line could not be redrawn in place)."""
+        if not self.live or not (self.running or self.status or self.fleet.active):
             return
         if self.fleet.active:
             line = self.fleet.live(self.paint)
         else:
-            assert self.running is not None
-            label, started = self.running
-            elapsed = seconds((time.monotonic() - started) * 1000)
-            line = f"{self.paint(self.counter(), 'dim')} {label} {self.paint(elapsed, 'dim')}"
+            line = ""
+            if self.running:  # the file's name only: the ✓ line that replaces it gives the path
+                label, started = self.running
+                elapsed = seconds((time.monotonic() - started) * 1000)
+                name = label.rsplit("/", 1)[-1]
+                line = f"{self.paint(self.counter(), 'dim')} {name} {self.paint(elapsed, 'dim')}"
+            if self.status:
+                room = shutil.get_terminal_size().columns - len(self.plain(line)) - 4
+                status = self.status if len(self.status) <= room else self.status[: max(room - 3, 0)] + "..."
+                line = f"{line} · {self.paint(status, 'yellow')}" if line else self.paint(status, "yellow")
         try:
             self.stream.write(f"\r\033[K{line}")
             self.stream.flush()
+            self.drawn = True
         except (OSError, ValueError):
             self.lost = True
 
@@ -108,6 +130,10 @@ class Console(LineWriter):
                     self.redraw()
                     raise structlog.DropEvent
                 return fleet_line
+            if event in _STATUS:
+                self.show_status(self.render(event, level, facts) or "")
+            if event in _STATUS_ENDS:
+                self.status = None
             if event is Event.MIGRATION_STARTED:
                 self.running = (str(facts.get("file")), time.monotonic())
                 self.redraw()
@@ -134,6 +160,18 @@ class Console(LineWriter):
                 raise structlog.DropEvent
             return text
 
+    def show_status(self, text: str) -> None:
+        """Waiting and retrying are one status line: on a terminal the live line, updated in
+        place; elsewhere a line, printed only when it says something new."""
+        text = " ".join(self.plain(text).split())
+        if self.live:
+            self.status = text
+            self.redraw()
+            raise structlog.DropEvent
+        if text == self.last_status:
+            raise structlog.DropEvent
+        self.last_status = text
+
     def msg(self, message: str) -> None:
         """The wrapped logger: the line in place of the live one, then the live one again."""
         with self.lock:
@@ -159,7 +197,9 @@ class Console(LineWriter):
             deferred = f", {facts['deferred']} deferred" if facts.get("deferred") else ""
             return self.paint(f"{facts.get('applied', 0)} applied, {self.total} to apply{deferred}", "dim")
         if event is Event.MIGRATION_APPLIED:
-            duration = self.paint(seconds(float(facts.get("duration_ms") or 0)), "dim")
+            took = seconds(float(facts.get("duration_ms") or 0))
+            attempts = int(facts.get("attempt") or 1)
+            duration = self.paint(f"{took}, attempt {attempts}" if attempts > 1 else took, "dim")
             return f"{self.paint('✓', 'green')} {self.counter()} {facts.get('file')} {duration}"
         if event is Event.MIGRATION_FAILED:
             where = ":".join(str(facts[k]) for k in ("file", "line", "column") if facts.get(k) is not None)
@@ -168,9 +208,8 @@ class Console(LineWriter):
             )
             return message + "".join(f"\n    {facts[k]}" for k in ("detail", "hint") if facts.get(k))
         if event is Event.MIGRATION_WAITING:
-            return self.paint(
-                "  waiting for a lock held by " + _blockers(facts.get("blockers") or []), "yellow"
-            )
+            blockers = _blockers(facts.get("blockers") or [])
+            return self.paint(f"waiting for a lock held by {blockers}", "yellow")
         if event is Event.MIGRATION_DEFERRED:
             return f"{self.paint('⏸', 'yellow')} {facts.get('file')} deferred: {facts.get('reason')}"
         if event is Event.LOCK_WAITING:
@@ -233,8 +272,8 @@ _VERIFIED = {True: "schema verified", False: "invalid indexes and constraints ch
 
 # Every other event in words: a sentence each, its facts filled in (cli/lines.Facts).
 _WORDS = {
-    Event.DB_CONNECT_RETRY: "  connecting: retry {attempt} in {delay_ms} ms ({reason})",
-    Event.MIGRATION_RETRY: "  retry {attempt} in {delay_ms} ms: {reason} ({sqlstate})",
+    Event.DB_CONNECT_RETRY: "connecting: retry {attempt} in {delay_ms} ms ({reason})",
+    Event.MIGRATION_RETRY: "retry {attempt} in {delay_ms} ms: {reason} ({sqlstate})",
     Event.MIGRATIONS_IGNORED: "{file}: {reason}",
     Event.LOCK_TAKEN_OVER: "took the runner lock over: {reason}",
     Event.HISTORY_IMPORTED: "imported {count} migration(s) from {source}'s history ({first} to {last})",
@@ -258,17 +297,32 @@ _WORDS = {
     Event.HISTORY_REFUSED: "refused: {reason}",
     Event.MIGRATION_ALREADY_APPLIED: "✓ {file} already applied: {reason}",
 }
+# What the run waits for or retries: one status line (Console.show_status), until one of
+# _STATUS_ENDS says the run moved on.
+_STATUS = {Event.MIGRATION_WAITING, Event.LOCK_WAITING, Event.MIGRATION_RETRY, Event.DB_CONNECT_RETRY}
+_STATUS_ENDS = {
+    Event.DB_CONNECTED,
+    Event.LOCK_ACQUIRED,
+    Event.LOCK_TAKEN_OVER,
+    Event.MIGRATION_STARTED,
+    Event.MIGRATION_APPLIED,
+    Event.MIGRATION_FAILED,
+    Event.MIGRATION_ALREADY_APPLIED,
+    Event.RELEASE_FINISHED,
+}
 _HIDDEN_QUERY = "its query is hidden: the runner's role needs pg_read_all_stats to see it"
 
 
 def _blockers(sessions: list[dict[str, Any]]) -> str:
     """Who holds what a run waits for: pid, application, state and query, in words even where
     the server hides them from the runner's role."""
-    return "; ".join(
-        f"pid {s.get('pid')} ({s.get('application_name') or '?'}, {s.get('state') or 'state hidden'})"
-        + (f": {_query(s['query'])}" if s.get("query") else "")
-        for s in sessions
-    )
+    return "; ".join(_blocker(session) for session in sessions)
+
+
+def _blocker(session: dict[str, Any]) -> str:
+    about = [session.get("application_name"), session.get("state") or "state hidden"]
+    query = f": {_query(session['query'])}" if session.get("query") else ""
+    return f"pid {session.get('pid')} ({', '.join(part for part in about if part)}){query}"
 
 
 def _query(query: str) -> str:

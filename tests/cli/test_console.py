@@ -4,6 +4,10 @@ key=value pairs, and never a Python value a person cannot act on."""
 from __future__ import annotations
 
 import io
+from typing import Any
+
+import pytest
+import structlog
 
 from release_runner.cli.console import Console
 from release_runner.core.events import Event, Level, level_of
@@ -28,7 +32,7 @@ def test_a_retry_reason_reads_on_one_line_and_a_hidden_query_says_why() -> None:
         Level.WARNING,
         {"attempt": 1, "delay_ms": 174, "reason": "connection refused\n\tIs the server running?"},
     )
-    assert retry == "  connecting: retry 1 in 174 ms (connection refused Is the server running?)"
+    assert retry == "connecting: retry 1 in 174 ms (connection refused Is the server running?)"
     waiting = _console().render(
         Event.MIGRATION_WAITING,
         Level.WARNING,
@@ -39,3 +43,21 @@ def test_a_retry_reason_reads_on_one_line_and_a_hidden_query_says_why() -> None:
         },
     )
     assert waiting is not None and "state hidden" in waiting and "pg_read_all_stats" in waiting
+
+
+def test_off_a_terminal_a_wait_is_printed_once_until_it_changes() -> None:
+    """The same blockers reported every second are one line; other blockers, a new line (on a
+    terminal the live line carries them instead: tests/e2e/test_terminal.py)."""
+    console = _console()
+
+    def line(pid: int) -> Any:
+        blockers = [
+            {"pid": pid, "application_name": "psql", "state": "idle in transaction", "query": "LOCK a"}
+        ]
+        facts = {"event": "migration.waiting", "level": "warning", "version": "0002", "blockers": blockers}
+        return console(None, "", facts)
+
+    assert line(7) == "waiting for a lock held by pid 7 (psql, idle in transaction): LOCK a"
+    with pytest.raises(structlog.DropEvent):
+        line(7)
+    assert "pid 8" in line(8)

@@ -3,13 +3,20 @@ with its live line redrawn in place, colour where allowed and never a JSON line.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import secrets
 import signal
+import struct
 import subprocess
+import termios
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from release_runner.db import connection
 from tests.conftest import CLI, PASSWORD, ROOT, Server, cli_env, write
@@ -17,13 +24,21 @@ from tests.conftest import CLI, PASSWORD, ROOT, Server, cli_env, write
 _ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+def _ctrl_c(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+
+
 def _on_terminal(
-    args: list[str], env: dict[str, str], interrupt_on: str | None = None
+    args: list[str],
+    env: dict[str, str],
+    when: Callable[[str], bool] | None = None,
+    then: Callable[[subprocess.Popen[bytes]], object] = _ctrl_c,
 ) -> tuple[int, str, list[str]]:
     """Run the CLI with a pty as stdout; returns the exit code, the raw bytes as text and the
-    lines on the screen at the end (each line as the last carriage return left it). With
-    `interrupt_on`, Ctrl-C (SIGINT) once that text is on the screen."""
+    lines on the screen at the end (each line as the last carriage return left it). Once
+    `when` holds for what was written so far: `then(process)` (by default Ctrl-C)."""
     main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # tmux's 120x40
     process = subprocess.Popen([*CLI, *args], stdout=secondary, stderr=secondary, env=env, cwd=ROOT)
     os.close(secondary)
     chunks: list[bytes] = []
@@ -35,9 +50,9 @@ def _on_terminal(
         if not chunk:
             break
         chunks.append(chunk)
-        if interrupt_on is not None and interrupt_on.encode() in b"".join(chunks):
-            process.send_signal(signal.SIGINT)
-            interrupt_on = None
+        if when is not None and when(b"".join(chunks).decode(errors="replace")):
+            then(process)
+            when = None
     os.close(main)
     code = process.wait(timeout=60)
     raw = b"".join(chunks).decode()
@@ -115,7 +130,7 @@ def test_ctrl_c_ends_the_live_line_before_the_summary(tmp_path: Path, url: str) 
     the last thing on the screen, and the live line is never drawn after it."""
     write(tmp_path, {"0001_long.sql": "SELECT pg_sleep(20);\n"})
     code, raw, screen = _on_terminal(
-        ["migrate", "--migrations", str(tmp_path)], cli_env(url), interrupt_on="0001_long.sql"
+        ["migrate", "--migrations", str(tmp_path)], cli_env(url), lambda raw: "0001_long.sql" in raw
     )
     assert code == 130, raw
     assert screen[-1].startswith("nothing applied") and screen[-2].startswith("interrupted (exit 130)"), (
@@ -124,3 +139,35 @@ def test_ctrl_c_ends_the_live_line_before_the_summary(tmp_path: Path, url: str) 
     assert any(line.startswith("✗") and "0001_long.sql" in line and "interrupted" in line for line in screen)
     summary_at = raw.rfind("interrupted (exit 130)")
     assert summary_at > 0 and "\r\x1b[K" not in raw[summary_at:], repr(raw[summary_at:])  # no redraw after
+
+
+def test_waiting_is_one_status_line_updated_in_place(
+    tmp_path: Path, url: str, admin: psycopg.Connection[Any]
+) -> None:
+    """A migration blocked by another session: the live line names the blocker and is redrawn
+    in place each time the wait is reported (never a new line per second); once the blocker
+    lets go, the ✓ line takes its place and no waiting line is left on the screen."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    code, raw, _ = _on_terminal(["migrate", "--migrations", str(tmp_path)], cli_env(url))
+    assert code == 0, raw
+    write(tmp_path, {"0002_b.sql": "ALTER TABLE a ADD COLUMN b int;\n"})
+    with psycopg.connect(url) as blocker:
+        blocker.execute("LOCK TABLE a IN ACCESS EXCLUSIVE MODE")
+        pid = blocker.info.backend_pid
+        waiting = f"waiting for a lock held by pid {pid}"
+        # Let go once the status was drawn twice (the wait is reported about every second).
+        code, raw, screen = _on_terminal(
+            ["migrate", "--migrations", str(tmp_path), "--lock-timeout", "60", "--retries", "1"],
+            cli_env(url),
+            lambda raw: raw.count(waiting) >= 2,
+            lambda _: blocker.rollback(),
+        )
+    assert code == 0, raw
+    drawn = [match.start() for match in re.finditer(re.escape(waiting), raw)]
+    assert len(drawn) >= 2, raw
+    for at in drawn:  # each time on the live line: wiped and redrawn, no new line since
+        assert "\n" not in raw[raw.rfind("\r\x1b[K", 0, at) : at], repr(raw)
+    assert not [line for line in screen if "waiting for" in line], screen
+    assert [line.split()[1:3] for line in screen if line.startswith("✓")] == [
+        ["[1/1]", f"{tmp_path}/0002_b.sql"]
+    ]
