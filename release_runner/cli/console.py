@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from release_runner.cli import closing
 from release_runner.cli.fleet_view import FleetView
 from release_runner.cli.lines import Facts, LineWriter, seconds
 from release_runner.core.events import Event, Level
@@ -33,7 +34,6 @@ _QUIET = {
     Event.MIGRATION_STARTED,
     Event.SCRATCH_READY,
     Event.CHECK_REPLAYED,
-    Event.RELEASE_ERROR,  # the summary carries the error
 }
 
 
@@ -51,6 +51,10 @@ class Console(LineWriter):
         self.live = stream.isatty()
         self.total = 0
         self.done = 0
+        self.command: str | None = None
+        self.dry_run = False
+        self.headline: str | None = None
+        """The error without the problems its events listed above (release.error's headline)."""
         self.verified: str | None = None
         """What verification checked, for the closing sentence."""
         self.running: tuple[str, float] | None = None  # label, started
@@ -184,6 +188,8 @@ class Console(LineWriter):
     def render(self, event: Event, level: Level, facts: dict[str, Any]) -> str | None:
         """The line for one event; None for events that need none."""
         if event is Event.RELEASE_STARTED:
+            self.command = str(facts.get("command"))
+            self.dry_run = bool(facts.get("dry_run"))
             source = (
                 f" (database from {facts['database_url_source']})" if facts.get("database_url_source") else ""
             )
@@ -217,18 +223,16 @@ class Console(LineWriter):
                 "waiting for another runner: " + _blockers(facts.get("holders") or []), "yellow"
             )
         if event in (Event.PREFLIGHT_WARNING, Event.PREFLIGHT_ERROR):
-            colour = "red" if level is Level.ERROR else "yellow"
-            where = f"{facts.get('file')}:{facts.get('line')}:{facts.get('column')}"
-            rule = f"{facts.get('rule')} on {facts['object']}" if facts.get("object") else facts.get("rule")
-            return (
-                f"{self.paint(str(level), colour)} {where} {rule}: {facts.get('message')}\n"
-                f"    {facts.get('fix')}"
-            )
+            # plan's document lists them under their statements: each fact printed once
+            return None if self.command == "plan" or self.dry_run else self.finding(level, facts)
         if event is Event.VERIFY_MISMATCH:
             colour = "red" if level is Level.ERROR else "yellow"
             return self.paint(f"  {facts.get('describe')}", colour)
         if event is Event.VERIFY_PASSED:
             self.verified = _VERIFIED[bool(facts.get("snapshot"))]
+            return None
+        if event is Event.RELEASE_ERROR:
+            self.headline = facts.get("headline")
             return None
         if event is Event.RELEASE_FINISHED:
             return self.summary(facts)
@@ -240,29 +244,18 @@ class Console(LineWriter):
         pairs = " ".join(f"{key}={value}" for key, value in facts.items() if value is not None)
         return self.paint(f"{event} {pairs}".rstrip(), colour)
 
+    def finding(self, level: Level, facts: dict[str, Any]) -> str:
+        """A preflight finding: where, the rule and its object, what it finds, and the fix."""
+        colour = "red" if level is Level.ERROR else "yellow"
+        where = f"{facts.get('file')}:{facts.get('line')}:{facts.get('column')}"
+        rule = f"{facts.get('rule')} on {facts['object']}" if facts.get("object") else facts.get("rule")
+        fix = f"\n    {facts.get('fix')}"
+        return f"{self.paint(str(level), colour)} {where} {rule}: {facts.get('message')}{fix}"
+
     def summary(self, facts: dict[str, Any]) -> str:
-        """The closing sentence: what happened, in words."""
-        applied, pending, deferred = (
-            facts.get("applied", 0),
-            facts.get("pending", 0),
-            facts.get("deferred", 0),
-        )
-        took = seconds(float(facts.get("duration_ms") or 0))
-        noun = "migration" if applied == 1 else "migrations"
-        done = f"applied {applied} {noun} in {took}" if applied else f"nothing to apply ({took})"
-        if facts.get("command") != "migrate":
-            done = f"{facts.get('command')} done in {took}"
-        extra = f"; {deferred} deferred to the post-deploy phase" if deferred else ""
-        if facts.get("data_checks"):
-            extra += f"; data checks run {facts['data_checks']}, against the live rows"
-        if facts.get("exit_code") == 0:
-            checked = f"; {self.verified}" if self.verified else ""
-            return self.paint(f"{done}{extra}{checked}", "green")
-        left = f"; {pending} still pending" if pending else ""
-        # Only migrate applies anything: a read-only command's failure does not say "nothing applied".
-        after = (done if applied else "nothing applied") if facts.get("command") == "migrate" else done
-        outcome = f"{facts.get('status')} (exit {facts.get('exit_code')}): {facts.get('error')}"
-        return self.paint(f"{outcome}\n{after}{left}{extra}", "red")
+        """The closing sentence (cli/closing.py), green when the command ended well."""
+        text = closing.sentence(facts, self.verified, self.headline, self.dry_run)
+        return self.paint(text, "green" if facts.get("exit_code") == 0 else "red")
 
 
 # What verification checked, for the closing sentence: without a snapshot only what needs

@@ -42,16 +42,23 @@ def print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
 
 
 def print_plan(document: dict[str, Any]) -> None:
+    """What `migrate` would do: each pending file, its statements (masked, shortened) with the
+    table locks they take, each statement's findings under it, then what waits and what refuses."""
     for item in document["pending"]:
         click.echo(
             f"{item['file']}: {item['transaction_mode']}, {item['statements']} statement(s), "
             f"lock_timeout {item['lock_timeout_ms']}ms"
         )
-        for finding in item["findings"]:
-            click.echo(
-                f"  {finding['severity']}: {finding['file']}:{finding['line']}:"
-                f"{finding['column']} {finding['rule']}: {finding['message']}"
-            )
+        steps = item["steps"] or [{"line": None, "statement": "", "locks": []}]
+        for step in steps:
+            if step["statement"]:
+                locks = f"  [locks {', '.join(step['locks'])}]" if step["locks"] else ""
+                click.echo(f"  {step['line']}: {step['statement']}{locks}")
+            for finding in item["findings"]:
+                if step["line"] is None or finding["line"] == step["line"]:
+                    about = f" on {finding['object']}" if finding.get("object") else ""
+                    click.echo(f"      {finding['severity']} {finding['rule']}{about}: {finding['message']}")
+                    click.echo(f"        {finding['fix']}")
     for item in document["deferred"]:
         click.echo(f"{item['file']}: deferred: {item['reason']}")
     for refusal in document["refusals"]:

@@ -101,6 +101,7 @@ def _run(
             version=__version__,
             migrations=str(settings.migrations_dir),
             database_url_source=settings.database_url_source,
+            **({"dry_run": True} if settings.dry_run else {}),
         )
         return body(run_id)
 
@@ -165,8 +166,8 @@ def cli() -> None:
 @click.pass_context
 def migrate(ctx: click.Context, /, dry_run: bool, output: str, skip_verify: bool, **options: Any) -> None:
     """Preflight, connect, lock, validate history, apply pending migrations, verify the schema."""
-    command = "plan" if dry_run else "migrate"
-    settings = _single(ctx, options, command, output if dry_run else None, verify=not skip_verify)
+    checks = {"verify": not skip_verify, "dry_run": dry_run}
+    settings = _single(ctx, options, "plan" if dry_run else "migrate", output if dry_run else None, **checks)
     if dry_run:
         _plan(settings, "migrate", output)
 

@@ -10,14 +10,19 @@ class ReleaseError(Exception):
     """Base of every error the runner reports to its user.
 
     `fields` are extra structured facts (file, line, sqlstate...) that go into the log event.
+    `listed` are the problems behind it, each already reported by an event of its own, and
+    `advice` what to do about them: the message is `headline: listed. advice`, and the
+    `headline` (the message without the list) is what a person reads under those events.
     """
 
     exit_code: int = 1
     status: str = "failed"
 
-    def __init__(self, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, listed: str = "", advice: str = "", **fields: Any) -> None:
+        full = message + (f": {listed}" if listed else "") + (f". {advice}" if advice else "")
+        super().__init__(full)
+        self.message = full
+        self.headline = message + (f". {advice}" if advice else "") if listed else None
         self.fields = fields
         self.summary: dict[str, Any] = {}
         """Facts the summary line (`release.finished`) carries besides the error."""
@@ -51,6 +56,20 @@ class UnreachableError(ReleaseError):
 
     exit_code = 4
     status = "unreachable"
+    stopped_by: str | None = None
+    """What ended the run when the database was reachable (`release.finished`'s `stopped_by`)."""
+
+
+class TimeBudgetSpent(UnreachableError):
+    """--time-budget was spent: no migration starts after it, a running one is cancelled."""
+
+    stopped_by = "time-budget"
+
+
+class LockBusy(UnreachableError):
+    """Another runner held the runner lock for all of --lock-wait."""
+
+    stopped_by = "lock-wait"
 
 
 class RefusedError(ReleaseError):

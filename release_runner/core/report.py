@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from release_runner.core import phases
+from release_runner.core import lock_ahead, phases
 from release_runner.core import plan as plan_module
 from release_runner.core.preflight import Prepared
 from release_runner.core.settings import Settings
@@ -34,6 +34,14 @@ class PlanReport:
                 "locks": [lock.describe() for lock in item.locks_ahead],
                 "lock_timeout_ms": round(item.lock_timeout(self.settings.lock_timeout) * 1000),
                 "findings": [{"severity": f.severity, **f.as_event()} for f in item.findings],
+                "steps": [
+                    {
+                        "line": statement.line,
+                        "statement": statement.head,
+                        "locks": [lock.describe() for lock in lock_ahead.needed([statement])],
+                    }
+                    for statement in item.statements
+                ],
             }
             for item in self.prepared
         ]

@@ -130,6 +130,8 @@ class Settings:
     (a live one is never idle for more than a retry's backoff, 10 s at most): taken over."""
     time_budget: float | None = None
     """Wall-clock budget for the whole run (seconds); None = unlimited."""
+    dry_run: bool = False
+    """`migrate --dry-run`: what would run, as `plan` shows it; nothing is written."""
     post_deploy: bool = False
     """The post-deploy phase: every Machine runs the new release, so post-deploy (contract)
     migrations are applied and the release-phase compatibility rules are off."""

@@ -34,28 +34,40 @@ def conclude(body: Callable[[], dict[str, Any] | None], progress: Progress) -> E
     try:
         return Ending("ok", 0, body() or {})
     except errors.Interrupted as interrupted:
-        left = interrupted.outcome or (
-            f"{progress.migration} had not started" if progress.migration else "no migration was running"
-        )
-        message = (
-            f"interrupted by {signal.Signals(interrupted.signum).name}: {left}; "
-            f"{len(progress.applied)} applied by this run, all recorded; nothing of ours is left "
-            "running and the lock is released"
-        )
-        return Ending("interrupted", interrupted.exit_code, {"error": message})
+        return Ending("interrupted", interrupted.exit_code, {"error": _interrupted(interrupted, progress)})
     except errors.ReleaseError as error:
         status = error.status
         if isinstance(error, errors.MigrationFailed):
             status = "partial" if progress.applied else "failed"
         facts: dict[str, Any] = {"error": error.message, **error.summary}
+        if isinstance(error, errors.UnreachableError) and error.stopped_by:
+            facts["stopped_by"] = error.stopped_by
         if error.fields.get("pending") is not None:  # counted without the lock (exit 4)
             facts["pending"] = error.fields["pending"]
-        emit(Event.RELEASE_ERROR, error=error.message, **error.fields)
+        headline = {"headline": error.headline} if error.headline else {}
+        emit(Event.RELEASE_ERROR, error=error.message, **headline, **error.fields)
         return Ending(status, error.exit_code, facts)
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         emit(Event.RELEASE_CRASHED, error=message, where=_where(error))
         return Ending("failed", 1, {"error": message})
+
+
+def _interrupted(interrupted: errors.Interrupted, progress: Progress) -> str:
+    """What an interruption left: the migrations (where the run reached the target's history),
+    nothing running, and the runner lock (where it was taken)."""
+    parts = []
+    if interrupted.outcome or progress.validated:
+        running = (
+            f"{progress.migration} had not started" if progress.migration else "no migration was running"
+        )
+        parts += [
+            interrupted.outcome or running,
+            f"{len(progress.applied)} applied by this run, all recorded",
+        ]
+    released = " and the runner lock is released" if progress.locked else ""
+    parts.append(f"nothing of ours is left running{released}")
+    return f"interrupted by {signal.Signals(interrupted.signum).name}: " + "; ".join(parts)
 
 
 def _where(error: BaseException) -> str:

@@ -55,7 +55,8 @@ def check(
     if found and refuse and settings.data_preflight == "on":
         raise RefusedError(
             f"data preflight: the live data would refuse {len(found)} pending statement(s); nothing was "
-            "applied: " + " | ".join(_describe(f) for f in found),
+            "applied",
+            listed=" | ".join(_describe(f) for f in found),
             findings=len(found),
         )
     return found

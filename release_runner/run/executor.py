@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from tenacity import RetryCallState
 
-from release_runner.core.errors import Interrupted, MigrationFailed, UnreachableError
+from release_runner.core.errors import Interrupted, MigrationFailed, TimeBudgetSpent
 from release_runner.core.events import Event
 from release_runner.core.history import HistoryRow, Status
 from release_runner.core.outcome import Outcome
@@ -57,7 +57,7 @@ def apply_all(
                 _already_applied(item, context, row.run_id)
                 continue
             if deadline is not None and time.monotonic() >= deadline:
-                raise UnreachableError(
+                raise TimeBudgetSpent(
                     f"time budget of {settings.time_budget:g}s spent before {item.migration.label}; "
                     f"{len(committed.ours)} applied, {len(queue) + 1} pending; deploy again "
                     "(or run `release-runner migrate`) to continue",

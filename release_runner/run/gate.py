@@ -43,7 +43,7 @@ def refuse(problems: list[str], message: str, **facts: Any) -> None:
         return
     for problem in problems:
         emit(Event.HISTORY_REFUSED, reason=problem, **facts)
-    raise RefusedError(f"{message}: " + " | ".join(problems), problems=len(problems))
+    raise RefusedError(message, listed=" | ".join(problems), problems=len(problems))
 
 
 def history(
@@ -196,8 +196,8 @@ def _refuse_errors(prepared: list[Prepared]) -> None:
     errors = [finding for item in prepared for finding in item.errors]
     if errors:
         raise RefusedError(
-            f"preflight refused {len(errors)} problem(s); nothing was applied. "
-            + " | ".join(finding.describe() for finding in errors),
+            f"preflight refused {len(errors)} problem(s); nothing was applied",
+            listed=" | ".join(finding.describe() for finding in errors),
             findings=len(errors),
         )
 

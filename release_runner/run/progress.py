@@ -25,6 +25,8 @@ class Progress:
     deferred: int = 0
     migration: str | None = None
     started: float = field(default_factory=time.monotonic)
+    locked: bool = False
+    """The runner lock was taken: an interruption's summary says it is released."""
     validated: bool = False
     """`history.validated` was seen: what follows is the target database's, not a replay's."""
     targets: dict[str, Progress] = field(default_factory=dict)
@@ -56,7 +58,9 @@ class Progress:
     def observe(self, facts: Mapping[str, Any]) -> None:
         """Count one event."""
         event = facts.get("event")
-        if event == Event.HISTORY_VALIDATED:
+        if event in (Event.LOCK_ACQUIRED, Event.LOCK_TAKEN_OVER):
+            self.locked = True
+        elif event == Event.HISTORY_VALIDATED:
             self.pending = int(facts["pending"])
             self.validated = True
         elif not self.validated:

@@ -100,8 +100,8 @@ def baseline(settings: Settings, version: str | None, force: bool, run_id: str) 
         if failing and not force:
             raise DriftError(
                 f"baseline refused: the database lacks or differs in {len(failing)} object(s) that "
-                f"the migrations up to {upto[-1].version} create; nothing was recorded: "
-                + verification.listing(failing, most=len(failing)),
+                f"the migrations up to {upto[-1].version} create; nothing was recorded",
+                **verification.listing(failing, most=len(failing)),
                 differences=len(failing),
             )
         if failing:

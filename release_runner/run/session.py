@@ -15,7 +15,7 @@ import tenacity
 from tenacity import RetryCallState
 
 from release_runner.core import mask
-from release_runner.core.errors import UnreachableError, UsageError
+from release_runner.core.errors import LockBusy, TimeBudgetSpent, UnreachableError, UsageError
 from release_runner.core.events import Event
 from release_runner.core.redact import redact
 from release_runner.core.settings import Settings
@@ -211,12 +211,11 @@ class Session:
             sleep=interrupts.sleep,
         )
         if not waiting(attempt):
+            budget = deadline.at is not None and deadline.at < lock_wait_ends
             spent = (
-                "the time budget was spent"
-                if deadline.at is not None and deadline.at < lock_wait_ends
-                else f"not acquired within {self.settings.lock_wait:g}s"
+                "the time budget was spent" if budget else f"not acquired within {self.settings.lock_wait:g}s"
             )
-            raise UnreachableError(
+            raise (TimeBudgetSpent if budget else LockBusy)(
                 f"runner lock {spent}: another release-runner is still working on this "
                 "database; rerun when it is done, or raise --lock-wait",
                 holders=holders,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from release_runner.core import outcome as outcome_module
-from release_runner.core.errors import MigrationFailed, UnreachableError
+from release_runner.core.errors import MigrationFailed, TimeBudgetSpent
 from release_runner.core.events import Event
 from release_runner.core.history import Status
 from release_runner.core.migrations import Migration
@@ -108,9 +108,12 @@ def fail(
     if error.canceled and watcher.budget_expired:
         emit(Event.MIGRATION_FAILED, **fields, reason="time budget spent; cancelled")
         undone = (
-            " It was cancelled." if advice else " It was cancelled and rolled back; deploy again to continue."
+            " It was cancelled."
+            if advice
+            else " It was cancelled and rolled back; deploy again to continue, unless it alone takes "
+            "longer than the budget: then raise --time-budget, or it is cancelled again"
         )
-        raise UnreachableError(
+        raise TimeBudgetSpent(
             f"time budget of {time_budget:g}s spent during {item.migration.label}.{undone}{advice}"
         )
     if error.connection_lost:

@@ -76,17 +76,22 @@ def report(
     return [m for m in mismatches if failing(m)]
 
 
-def listing(mismatches: list[drift.Mismatch], most: int = 20) -> str:
-    """The first differences in words, for an error message; where owners or privileges
-    differ, how to leave them out when roles differ between environments on purpose."""
+def listing(mismatches: list[drift.Mismatch], most: int = 20) -> dict[str, str]:
+    """The first differences in words and, where owners or privileges differ, how to leave
+    them out when roles differ between environments on purpose: a DriftError's `listed` and
+    `advice`."""
     more = " ..." if len(mismatches) > most else ""
-    text = "; ".join(m.describe() for m in mismatches[:most]) + more
-    if any(m.kind is drift.Kind.CHANGED and set(m.expected or {}) & {"owner", "acl"} for m in mismatches):
-        text += (
-            ". Owners or privileges differ: if the roles differ between environments on purpose, "
-            "pass --ignore-privileges"
-        )
-    return text
+    privileges = any(
+        m.kind is drift.Kind.CHANGED and set(m.expected or {}) & {"owner", "acl"} for m in mismatches
+    )
+    advice = (
+        "Owners or privileges differ: if the roles differ between environments on purpose, "
+        "pass --ignore-privileges"
+    )
+    return {
+        "listed": "; ".join(m.describe() for m in mismatches[:most]) + more,
+        "advice": advice if privileges else "",
+    }
 
 
 def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot | None) -> None:
@@ -118,7 +123,8 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
     failing = report(mismatches, lambda m: m.fails or settings.strict)
     if failing:
         raise DriftError(
-            f"schema verification failed: {len(failing)} difference(s): {listing(failing)}",
+            f"schema verification failed: {len(failing)} difference(s)",
+            **listing(failing),
             differences=len(failing),
         )
     emit(
@@ -244,8 +250,8 @@ def check_replay(settings: Settings, migrations: list[Migration]) -> None:
     if mismatches:
         raise DriftError(
             f"{settings.snapshot_file} is stale: the migrations produce {len(mismatches)} "
-            "difference(s) from it; run `release-runner snapshot` and commit the result: "
-            + listing(mismatches),
+            "difference(s) from it; run `release-runner snapshot` and commit the result",
+            **listing(mismatches),
             differences=len(mismatches),
         )
     emit(Event.VERIFY_PASSED, checked=sum(len(v) for v in actual.values()), snapshot=True)
