@@ -28,7 +28,8 @@ def _migrations(count: int) -> str:
 def _what_migrate_did(facts: dict[str, Any], dry_run: bool, took: str) -> str:
     applied, pending = int(facts.get("applied") or 0), int(facts.get("pending") or 0)
     if dry_run:
-        return f"dry run: {_migrations(pending)} would be applied, nothing was ({took})"
+        would = "" if facts.get("exit_code") else f"{_migrations(pending)} would be applied, "
+        return f"dry run: {would}nothing was applied ({took})"
     if facts.get("exit_code"):
         done = f"applied {_migrations(applied)} before it stopped" if applied else "nothing applied"
         return done + (f"; {pending} still pending" if pending else "")

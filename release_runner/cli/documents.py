@@ -43,22 +43,23 @@ def print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
 
 def print_plan(document: dict[str, Any]) -> None:
     """What `migrate` would do: each pending file, its statements (masked, shortened) with the
-    table locks they take, each statement's findings under it, then what waits and what refuses."""
+    table locks they take, each statement's findings under it (a finding of the whole file
+    after them), then what waits and what refuses."""
     for item in document["pending"]:
         click.echo(
             f"{item['file']}: {item['transaction_mode']}, {item['statements']} statement(s), "
             f"lock_timeout {item['lock_timeout_ms']}ms"
         )
-        steps = item["steps"] or [{"line": None, "statement": "", "locks": []}]
-        for step in steps:
-            if step["statement"]:
-                locks = f"  [locks {', '.join(step['locks'])}]" if step["locks"] else ""
-                click.echo(f"  {step['line']}: {step['statement']}{locks}")
-            for finding in item["findings"]:
-                if step["line"] is None or finding["line"] == step["line"]:
-                    about = f" on {finding['object']}" if finding.get("object") else ""
-                    click.echo(f"      {finding['severity']} {finding['rule']}{about}: {finding['message']}")
-                    click.echo(f"        {finding['fix']}")
+        findings = list(item["findings"])
+        for step in item["steps"]:
+            locks = f"  [locks {', '.join(step['locks'])}]" if step["locks"] else ""
+            click.echo(f"  {step['line']}: {step['statement']}{locks}")
+            at = (step["line"], step["column"])
+            for finding in [f for f in findings if (f["line"], f["column"]) == at]:
+                _print_finding(finding)
+                findings.remove(finding)
+        for finding in findings:
+            _print_finding(finding)
     for item in document["deferred"]:
         click.echo(f"{item['file']}: deferred: {item['reason']}")
     for refusal in document["refusals"]:
@@ -67,6 +68,12 @@ def print_plan(document: dict[str, Any]) -> None:
         f"{document['total']} pending, {len(document['deferred'])} deferred, {document['errors']} error(s), "
         f"{document['warnings']} warning(s)"
     )
+
+
+def _print_finding(finding: dict[str, Any]) -> None:
+    about = f" on {finding['object']}" if finding.get("object") else ""
+    click.echo(f"      {finding['severity']} {finding['rule']}{about}: {finding['message']}")
+    click.echo(f"        {finding['fix']}")
 
 
 def print_history(rows: list[dict[str, Any]]) -> None:

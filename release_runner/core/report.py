@@ -37,6 +37,7 @@ class PlanReport:
                 "steps": [
                     {
                         "line": statement.line,
+                        "column": statement.column,
                         "statement": statement.head,
                         "locks": [lock.describe() for lock in lock_ahead.needed([statement])],
                     }

@@ -93,7 +93,10 @@ def test_migrate_says_what_it_applied_deferred_verified_and_what_a_dry_run_would
     pending = {**_facts("migrate", "ok"), "pending": 1}
     assert (
         sentence(pending, None, None, dry_run=True)
-        == "dry run: 1 migration would be applied, nothing was (1.2 s)"
+        == "dry run: 1 migration would be applied, nothing was applied (1.2 s)"
+    )
+    assert sentence(_facts("migrate", "refused"), None, None, dry_run=True).endswith(
+        "\ndry run: nothing was applied (1.2 s)"
     )
     refused = _facts("migrate", "refused")
     assert sentence(

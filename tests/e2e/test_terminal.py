@@ -171,3 +171,23 @@ def test_waiting_is_one_status_line_updated_in_place(
     assert [line.split()[1:3] for line in screen if line.startswith("✓")] == [
         ["[1/1]", f"{tmp_path}/0002_b.sql"]
     ]
+
+
+def test_plan_shows_each_statement_with_its_locks_and_each_finding_once(tmp_path: Path, url: str) -> None:
+    """plan on a terminal: each pending statement (masked) with the locks it takes and its
+    findings under it; no finding printed twice, and the refusal names no finding again."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int, secret text);\n"})
+    code, raw, _ = _on_terminal(["migrate", "--migrations", str(tmp_path)], cli_env(url))
+    assert code == 0, raw
+    write(tmp_path, {"0002_b.sql": "ALTER TABLE a DROP COLUMN secret;\nUPDATE a SET id = 42;\n"})
+    code, raw, screen = _on_terminal(["plan", "--migrations", str(tmp_path)], cli_env(url))
+    assert code == 5, raw
+    assert any(
+        line.startswith("  1: ALTER TABLE a DROP COLUMN secret  [locks a (ACCESS EXCLUSIVE)")
+        for line in screen
+    )
+    assert "  2: UPDATE a SET id = $1  [locks a (ROW EXCLUSIVE)]" in screen  # the constant masked
+    assert [line.strip().split(":")[0] for line in screen if "error drop-column" in line] == [
+        "error drop-column on a.secret"
+    ]
+    assert screen[-2] == "refused (exit 5): migrate would refuse: see the findings above"
