@@ -56,5 +56,5 @@ def sentence(facts: dict[str, Any], verified: str | None, headline: str | None, 
     if code == 0:
         return done + extra + (f"; {verified}" if verified else "")
     label = _STOPPED_BY.get(str(facts.get("stopped_by")), facts.get("status"))
-    error = f"{headline} (each listed above)" if headline else facts.get("error")
+    error = headline or facts.get("error")
     return f"{label} (exit {code}): {error}\n{done}{extra}"

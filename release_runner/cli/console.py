@@ -34,6 +34,7 @@ _QUIET = {
     Event.MIGRATION_STARTED,
     Event.SCRATCH_READY,
     Event.CHECK_REPLAYED,
+    Event.VERIFY_ANOTHER_DATABASE,  # the summary's error says it, once
 }
 
 

@@ -4,8 +4,7 @@ live schema whatever the snapshot says (an INVALID index, a constraint left NOT 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +39,10 @@ class Mismatch:
     name: str
     expected: Any = None
     actual: Any = None
+    parts: tuple[tuple[str, int], ...] = ()
+    """A missing (or extra) table's or view's own columns, constraints, indexes... that are
+    missing (extra) with it, or changed (an index now on a renamed table): counted here, not
+    reported one by one."""
 
     @property
     def fails(self) -> bool:
@@ -48,10 +51,12 @@ class Mismatch:
         return self.kind not in _WARNINGS
 
     def describe(self) -> str:
+        parts = ", ".join(f"{count} {_plural(kind, count)}" for kind, count in self.parts)
+        with_parts = f" (with its {parts})" if parts else ""
         if self.kind is Kind.MISSING:
-            return f"missing {self.object_type} {self.name}"
+            return f"missing {self.object_type} {self.name}{with_parts}"
         if self.kind is Kind.EXTRA:
-            return f"extra {self.object_type} {self.name} (only in the database)"
+            return f"extra {self.object_type} {self.name}{with_parts} (only in the database)"
         if self.kind in (Kind.INVALID, Kind.UNVALIDATED):
             return f"{self.object_type} {self.name}: {self.actual}"
         if self.kind is Kind.RENAMED:
@@ -61,8 +66,7 @@ class Mismatch:
             )
         if self.kind is Kind.VALIDATED:
             return f"{self.object_type} {self.name}: validated by hand, NOT VALID in the snapshot (stricter)"
-        expected, found = json.dumps(self.expected, sort_keys=True), json.dumps(self.actual, sort_keys=True)
-        return f"changed {self.object_type} {self.name}: expected {expected}, found {found}"
+        return f"changed {self.object_type} {self.name}: {changes(self.expected, self.actual)}"
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -71,7 +75,43 @@ class Mismatch:
             "name": self.name,
             "expected": self.expected,
             "actual": self.actual,
+            **({"parts": dict(self.parts)} if self.parts else {}),
         }
+
+
+def changes(expected: dict[str, Any], found: dict[str, Any]) -> str:
+    """What changed, attribute by attribute, in words: `strict false → true`, `config
+    search_path=public → none`; a function's hashed definition last, as "differs"."""
+    said = [
+        f"{key} {_value(expected.get(key), found.get(key))} → {_value(found.get(key), expected.get(key))}"
+        for key in sorted(set(expected) | set(found))
+        if key != "body_md5"
+    ]
+    if "body_md5" in expected or "body_md5" in found:
+        said.append("its definition (body, arguments' defaults, COST...) differs from the snapshot's")
+    return "; ".join(said)
+
+
+def _value(value: Any, other: Any) -> str:
+    """An attribute's value as a person reads it: an absent flag is false, an absent value
+    none; a custom setting's value (a dotted name in a function's SET) is not shown."""
+    if value is None:
+        return "false" if isinstance(other, bool) else "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        shown = [
+            item.split("=", 1)[0] + "=…" if "." in item.split("=", 1)[0] else item for item in map(str, value)
+        ]
+        return ", ".join(shown) or "none"
+    text = " ".join(str(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _plural(kind: str, count: int) -> str:
+    if count == 1 or kind == "statistics":
+        return kind
+    return kind + ("es" if kind.endswith("x") else "s")
 
 
 def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
@@ -90,6 +130,9 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
         found.extend(Mismatch(Kind.MISSING, object_type, name, want[name]) for name in missing)
         for name, wanted in want.items():
             found_attrs = have.get(name)
+            if found_attrs is not None and object_type == "function" and "strict" not in wanted:
+                # A snapshot taken before functions kept STRICT and SET on their own.
+                found_attrs = {k: v for k, v in found_attrs.items() if k not in ("strict", "config")}
             if found_attrs is None or found_attrs == wanted:
                 continue
             changed = {k for k in set(wanted) | set(found_attrs) if wanted.get(k) != found_attrs.get(k)}
@@ -106,7 +149,47 @@ def diff(expected: Objects, actual: Objects) -> list[Mismatch]:
                     )
                 )
         found.extend(Mismatch(Kind.EXTRA, object_type, name, None, have[name]) for name in extra)
-    return sorted(found, key=lambda m: (m.object_type, m.name, m.kind))
+    return sorted(_folded(found), key=lambda m: (m.object_type, m.name, m.kind))
+
+
+# What belongs to a table or view: reported with it when the whole relation is missing or extra.
+_PARTS = ("column", "constraint", "index", "trigger", "policy", "rule", "statistics")
+
+
+def _folded(found: list[Mismatch]) -> list[Mismatch]:
+    """The mismatches, with the parts of a relation that is missing (or extra) as a whole
+    counted in the relation's own mismatch rather than listed: a missing table is one line."""
+    whole = {
+        (m.kind, m.name)
+        for m in found
+        if m.object_type in ("table", "view") and m.kind in (Kind.MISSING, Kind.EXTRA)
+    }
+    if not whole:
+        return found
+    kept: list[Mismatch] = []
+    counted: dict[tuple[Kind, str], dict[str, int]] = {}
+    for mismatch in found:
+        # A part that changed with its table gone (an index now on a renamed table) counts too.
+        side = Kind.EXTRA if mismatch.kind is Kind.EXTRA else Kind.MISSING
+        owner = (side, _relation_of(mismatch))
+        if mismatch.object_type in _PARTS and owner in whole:
+            parts = counted.setdefault(owner, {})
+            parts[mismatch.object_type] = parts.get(mismatch.object_type, 0) + 1
+        else:
+            kept.append(mismatch)
+    return [
+        replace(m, parts=tuple(sorted(counted.get((m.kind, m.name), {}).items())))
+        if m.object_type in ("table", "view")
+        else m
+        for m in kept
+    ]
+
+
+def _relation_of(mismatch: Mismatch) -> str:
+    """The table a column, constraint, index... belongs to: its `table`, or its name's prefix."""
+    attrs = mismatch.actual if mismatch.kind is Kind.EXTRA else mismatch.expected
+    table = attrs.get("table") if isinstance(attrs, dict) else None
+    return str(table) if table else mismatch.name.rsplit(".", 1)[0]
 
 
 def _pair_renamed(
@@ -180,3 +263,12 @@ def compare(expected: Objects | None, actual: Objects) -> list[Mismatch]:
     reported = {(m.object_type, m.name) for m in found if m.fails}
     found.extend(m for m in checked if (m.object_type, m.name) not in reported)
     return found
+
+
+def another_database(expected: Objects | None, mismatches: list[Mismatch]) -> tuple[int, int] | None:
+    """(missing, expected) tables when most of the tables the snapshot expects are missing (at
+    least 2, over half): the URL points at another database, and listing thousands of missing
+    objects would hide that."""
+    tables = len((expected or {}).get("table", {}))
+    missing = sum(1 for m in mismatches if m.kind is Kind.MISSING and m.object_type == "table")
+    return (missing, tables) if tables >= 2 and missing * 2 > tables else None

@@ -11,8 +11,8 @@ class ReleaseError(Exception):
 
     `fields` are extra structured facts (file, line, sqlstate...) that go into the log event.
     `listed` are the problems behind it, each already reported by an event of its own, and
-    `advice` what to do about them: the message is `headline: listed. advice`, and the
-    `headline` (the message without the list) is what a person reads under those events.
+    `advice` what to do about them: the message is `message: listed. advice`, and the
+    `headline` (`message (each listed above). advice`) is what a person reads under those events.
     """
 
     exit_code: int = 1
@@ -22,7 +22,9 @@ class ReleaseError(Exception):
         full = message + (f": {listed}" if listed else "") + (f". {advice}" if advice else "")
         super().__init__(full)
         self.message = full
-        self.headline = message + (f". {advice}" if advice else "") if listed else None
+        self.headline = (
+            f"{message} (each listed above)" + (f". {advice}" if advice else "") if listed else None
+        )
         self.fields = fields
         self.summary: dict[str, Any] = {}
         """Facts the summary line (`release.finished`) carries besides the error."""

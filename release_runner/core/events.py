@@ -49,6 +49,7 @@ class Event(StrEnum):
     VERIFY_NO_SNAPSHOT = "verify.no_snapshot"
     VERIFY_SKIPPED = "verify.skipped"
     VERIFY_SERVER_DIFFERS = "verify.server_differs"
+    VERIFY_ANOTHER_DATABASE = "verify.another_database"
     SCRATCH_READY = "scratch.ready"
     SCHEMA_CREATED = "schema.created"
     SNAPSHOT_WRITTEN = "snapshot.written"
@@ -87,6 +88,7 @@ _DEFAULT_LEVEL = {
     Event.VERIFY_NO_SNAPSHOT: Level.WARNING,
     Event.VERIFY_SKIPPED: Level.WARNING,
     Event.VERIFY_SERVER_DIFFERS: Level.WARNING,
+    Event.VERIFY_ANOTHER_DATABASE: Level.ERROR,
     Event.BASELINE_FORCED: Level.WARNING,
 }
 

@@ -193,7 +193,9 @@ def _sequences(rows: Rows, owned: dict[str, str]) -> dict[str, dict[str, Any]]:
 def _functions(rows: Rows, schema_as: tuple[str, str] | None) -> dict[str, dict[str, Any]]:
     """Functions with an MD5 of their whole definition (what PostgreSQL's md5() of it gives);
     `schema_as` renames the schema its header names first (a tenant's schema read as the
-    snapshot's)."""
+    snapshot's). STRICT and the SET clauses (`config`, e.g. `search_path=public`) are also
+    kept on their own, always (false, []), so that a difference names them; a snapshot without
+    them was taken before they were (drift.py leaves them out of the comparison then)."""
     return {
         f"{schema}.{name}({args})": _drop_none(
             {
@@ -202,10 +204,12 @@ def _functions(rows: Rows, schema_as: tuple[str, str] | None) -> dict[str, dict[
                 "language": language,
                 "volatility": _VOLATILITY.get(volatility, volatility),
                 "security_definer": secdef or None,
+                "strict": bool(strict),
+                "config": sorted(config),
                 "body_md5": _md5(body, schema_as),
             }
         )
-        for schema, name, args, prokind, result, language, volatility, secdef, body in rows
+        for schema, name, args, prokind, result, language, volatility, secdef, strict, config, body in rows
     }
 
 

@@ -77,21 +77,26 @@ def report(
 
 
 def listing(mismatches: list[drift.Mismatch], most: int = 20) -> dict[str, str]:
-    """The first differences in words and, where owners or privileges differ, how to leave
-    them out when roles differ between environments on purpose: a DriftError's `listed` and
-    `advice`."""
+    """The first differences in words and what to do about them: where owners or privileges
+    differ, how to leave them out when roles differ between environments on purpose; where
+    every difference is an object only the database has, that a stale snapshot explains
+    them. A DriftError's `listed` and `advice`."""
     more = " ..." if len(mismatches) > most else ""
     privileges = any(
         m.kind is drift.Kind.CHANGED and set(m.expected or {}) & {"owner", "acl"} for m in mismatches
     )
-    advice = (
-        "Owners or privileges differ: if the roles differ between environments on purpose, "
-        "pass --ignore-privileges"
-    )
-    return {
-        "listed": "; ".join(m.describe() for m in mismatches[:most]) + more,
-        "advice": advice if privileges else "",
-    }
+    advice = ""
+    if privileges:
+        advice = (
+            "Owners or privileges differ: if the roles differ between environments on purpose, "
+            "pass --ignore-privileges"
+        )
+    elif all(m.kind is drift.Kind.EXTRA for m in mismatches):
+        advice = (
+            "Each is an object the snapshot does not know: if a migration made it, the snapshot "
+            "is stale; run `release-runner snapshot` and commit the file"
+        )
+    return {"listed": "; ".join(m.describe() for m in mismatches[:most]) + more, "advice": advice}
 
 
 def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot | None) -> None:
@@ -120,6 +125,7 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
             "the snapshot on the production major version (snapshot --scratch-url pointing at "
             "such a server)",
         )
+    _refuse_another_database(settings, expected, mismatches)
     failing = report(mismatches, lambda m: m.fails or settings.strict)
     if failing:
         raise DriftError(
@@ -132,6 +138,23 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
         checked=sum(len(v) for v in actual.values()),
         extras=len(mismatches),
         snapshot=expected is not None,
+    )
+
+
+def _refuse_another_database(
+    settings: Settings, expected: Objects | None, mismatches: list[drift.Mismatch]
+) -> None:
+    """One line instead of the flood when the database is not the one the snapshot describes."""
+    found = drift.another_database(expected, mismatches)
+    if found is None:
+        return
+    missing, tables = found
+    source = settings.database_url_source or "the URL"
+    emit(Event.VERIFY_ANOTHER_DATABASE, missing=missing, expected=tables, source=source)
+    raise DriftError(
+        f"the database looks like another one: {missing} of the {tables} tables the snapshot "
+        f"expects are missing; check the database URL (from {source}) before anything else",
+        differences=len(mismatches),
     )
 
 

@@ -100,7 +100,10 @@ def test_migrate_says_what_it_applied_deferred_verified_and_what_a_dry_run_would
     )
     refused = _facts("migrate", "refused")
     assert sentence(
-        refused, None, "preflight refused 1 problem(s); nothing was applied", dry_run=False
+        refused,
+        None,
+        "preflight refused 1 problem(s); nothing was applied (each listed above)",
+        dry_run=False,
     ).startswith(
         "refused (exit 5): preflight refused 1 problem(s); nothing was applied (each listed above)\n"
     )

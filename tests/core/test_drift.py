@@ -74,3 +74,57 @@ def test_invalid_index_fails_without_a_snapshot() -> None:
     )
     found = {m.kind: m.fails for m in drift.compare(None, actual)}
     assert found == {"invalid": True, "unvalidated": False}
+
+
+FUNCTION = {
+    "kind": "function",
+    "language": "plpgsql",
+    "returns": "trigger",
+    "volatility": "volatile",
+    "strict": False,
+    "config": ["search_path=public"],
+    "body_md5": "a",
+}
+
+
+def test_a_changed_function_names_what_changed_in_words() -> None:
+    """Not two hashes: the SET clause removed, STRICT and SECURITY DEFINER added (an absent flag
+    reads false, never null), a custom setting's value hidden, and the definition last."""
+    found = {
+        **FUNCTION,
+        "strict": True,
+        "security_definer": True,
+        "config": ["app.key=s3cret"],
+        "body_md5": "b",
+    }
+    (mismatch,) = drift.diff(
+        _objects(function={"public.f()": FUNCTION}), _objects(function={"public.f()": found})
+    )
+    text = mismatch.describe()
+    assert text.startswith(
+        "changed function public.f(): config search_path=public → app.key=…; "
+        "security_definer false → true; strict false → true; its definition"
+    )
+    assert "s3cret" not in text and "null" not in text
+
+
+def test_a_snapshot_taken_before_strict_and_config_were_kept_does_not_fail_on_them() -> None:
+    older = {k: v for k, v in FUNCTION.items() if k not in ("strict", "config")}
+    live = {**FUNCTION, "strict": True}
+    assert drift.diff(_objects(function={"public.f()": older}), _objects(function={"public.f()": live})) == []
+
+
+def test_a_missing_table_is_one_line_and_another_database_is_named() -> None:
+    tables = {f"public.t{i}": {"kind": "table"} for i in range(4)}
+    columns = {f"public.t{i}.c{j}": {"type": "int"} for i in range(4) for j in range(3)}
+    index = {"public.t0_idx": {**INDEX, "table": "public.t0"}}
+    expected = _objects(table=tables, column=columns, index=index)
+    one_gone = _objects(
+        table={k: v for k, v in tables.items() if k != "public.t0"},
+        column={k: v for k, v in columns.items() if not k.startswith("public.t0.")},
+    )
+    (missing,) = drift.diff(expected, one_gone)
+    assert missing.describe() == "missing table public.t0 (with its 3 columns, 1 index)"
+    assert drift.another_database(expected, [missing]) is None
+    elsewhere = drift.diff(expected, _objects(table={"public.other": {"kind": "table"}}))
+    assert drift.another_database(expected, elsewhere) == (4, 4)

@@ -4,6 +4,7 @@ snapshot determinism; `check` green and red; scratch databases always dropped.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import time
@@ -104,6 +105,16 @@ DAMAGE = [
 ]
 
 
+# damage -> the words verify.mismatch says it in
+IN_WORDS = {
+    "ALTER FUNCTION touch_updated_at() SET search_path = public": "changed function public.touch_updated_at(): "
+    "config none → search_path=public; its definition",
+    "ALTER FUNCTION touch_updated_at() SECURITY DEFINER": "security_definer false → true",
+    "ALTER TABLE accounts ALTER email DROP NOT NULL": "changed column public.accounts.email: nullable false → true",
+    "DROP VIEW account_totals; DROP TABLE orders": "missing table public.orders (with its 5 columns, 3 constraints, 2 indexes)",
+}
+
+
 @pytest.fixture
 def migrated(url: str) -> str:
     result = run_cli("migrate", url=url)
@@ -125,6 +136,35 @@ def test_damage_fails_verification(
     found = {(m["object_type"], m["name"], m["kind"]) for m in result.named("verify.mismatch")}
     assert (object_type, name, kind) in found, found
     assert name in result.finished["error"]
+
+
+@pytest.mark.parametrize("damage", list(IN_WORDS))
+def test_a_difference_reads_in_words(migrated: str, admin: psycopg.Connection[Any], damage: str) -> None:
+    """What differs, attribute by attribute (never two hashes, never `null` for false), and a
+    missing table as one line."""
+    admin.execute(damage)
+    result = run_cli("verify", url=migrated)
+    assert result.code == 3, result.stdout
+    described = [m["describe"] for m in result.named("verify.mismatch")]
+    assert any(IN_WORDS[damage] in text for text in described), described
+    assert not any(re.search(r"\bnull\b|body_md5", text) for text in described), described
+    if "DROP TABLE" in damage:
+        assert not [m for m in result.named("verify.mismatch") if m["object_type"] == "column"]
+
+
+def test_another_database_is_one_line_not_a_flood(url: str, server: Server, tmp_path: Path) -> None:
+    """The URL points at a database the snapshot does not describe (here an empty one): one
+    verify.another_database naming the URL's source, no verify.mismatch per object, exit 3."""
+    result = run_cli("verify", url=url)
+    assert result.code == 3, result.stdout
+    assert result.named("verify.another_database")[0] == {
+        **result.named("verify.another_database")[0],
+        "missing": 2,
+        "expected": 2,
+        "source": "RELEASE_RUNNER_DATABASE_URL",
+    }
+    assert result.named("verify.mismatch") == []
+    assert result.finished["error"].startswith("the database looks like another one: 2 of the 2 tables")
 
 
 def test_extra_default_privileges_and_statistics_warn_and_strict_fails(

@@ -104,7 +104,8 @@ SELECT json_build_object(
   'functions', (
     SELECT coalesce(json_agg(json_build_array(
         nsp.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
-        pg_get_function_result(p.oid), l.lanname, p.provolatile, p.prosecdef,
+        pg_get_function_result(p.oid), l.lanname, p.provolatile, p.prosecdef, p.proisstrict,
+        coalesce(p.proconfig, '{}'),
         -- The whole definition (body as written, STRICT, SET, PARALLEL, defaults, COST),
         -- hashed by objects.py; an aggregate has none, so its parts stand for it.
         CASE WHEN p.prokind = 'a'
