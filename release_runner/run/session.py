@@ -6,6 +6,7 @@ run, exactly one connection is closed and the lock goes with it."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,8 +42,14 @@ def require_url(settings: Settings) -> str:
 
 def said(error: BaseException) -> str:
     """What the server or libpq said, fit to print: quoted values masked (libpq quotes what it
-    cannot read of a URL, a password with a space among it), secrets redacted."""
-    return redact(mask.message(str(error).strip(), []) or "")
+    cannot read of a URL, a password with a space among it), secrets redacted, and a name that
+    does not resolve said in words rather than as the resolver's `[Errno -2]`."""
+    text = _UNRESOLVED.sub(r"the host name '\1' does not resolve (DNS: \2)", str(error).strip())
+    return redact(mask.message(text, []) or "")
+
+
+# psycopg's words for a failed getaddrinfo(): "failed to resolve host 'x': [Errno -2] Name or ..."
+_UNRESOLVED = re.compile(r"failed to resolve host '([^']*)': \[Errno -?\d+\] ([^;\n]*)")
 
 
 def open_connection(url: str, application_name: str, budget: float, report: bool = True) -> Connection:

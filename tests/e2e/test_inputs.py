@@ -163,3 +163,14 @@ def test_a_large_data_migration_stays_within_a_few_times_its_size(
     assert code == "0", result.stderr
     assert float(peak_mb) < 60 + 7 * size_mb, (peak_mb, size_mb)
     assert admin.execute("SELECT count(*) FROM a").fetchone() == (200_000,)
+
+
+def test_a_host_name_that_does_not_resolve_is_said_in_words(tmp_path: Path) -> None:
+    """Not the resolver's `[Errno -2]`: the host named, and that it does not resolve (exit 4,
+    since a name that appears later, a new Machine's `.internal`, is retried until the budget)."""
+    write(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    url = "postgresql://runner:pw@no-such-host.invalid/app"
+    result = run_cli("migrate", "--migrations", str(tmp_path), "--connect-timeout", "2", env=cli_env(url))
+    assert result.code == 4, result.stdout
+    assert "the host name 'no-such-host.invalid' does not resolve" in result.finished["error"]
+    assert "Errno" not in result.stdout
