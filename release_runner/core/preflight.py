@@ -84,6 +84,10 @@ class Prepared:
     automatic_no_transaction: bool = False
     hits: list[Judged] = field(default_factory=list)
     """What the rules found in its statements, on objects older than the batch (detect.py)."""
+    no_foreign_key: frozenset[tuple[str, str]] = frozenset()
+    """(table, column) pairs the catalog shows without a foreign key before the run (set by the
+    gate before the locks are read): dropping or retyping such a column locks no referenced
+    table, so none is listed or taken ahead."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -97,7 +101,17 @@ class Prepared:
     def locks_ahead(self) -> list[Lock]:
         """The table locks taken before the first statement (lock_ahead.py); none without a
         transaction, where the one statement takes its own."""
-        return lock_ahead.needed(self.statements) if self.transactional else []
+        return self.locks_of(self.statements) if self.transactional else []
+
+    def locks_of(self, statements: list[Statement]) -> list[Lock]:
+        """The table locks these statements take, less a referenced table of a column that
+        has no foreign key."""
+        return [
+            lock
+            for lock in lock_ahead.needed(statements)
+            if (".".join(lock.name), lock.detail) not in self.no_foreign_key
+            or lock.via != "references-column"
+        ]
 
     @property
     def transaction_mode(self) -> str:

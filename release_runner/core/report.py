@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from release_runner.core import lock_ahead, phases
+from release_runner.core import phases
 from release_runner.core import plan as plan_module
 from release_runner.core.preflight import Prepared
 from release_runner.core.settings import Settings
@@ -39,7 +39,7 @@ class PlanReport:
                         "line": statement.line,
                         "column": statement.column,
                         "statement": statement.head,
-                        "locks": [lock.describe() for lock in lock_ahead.needed([statement])],
+                        "locks": [lock.describe() for lock in item.locks_of([statement])],
                     }
                     for statement in item.statements
                 ],

@@ -135,6 +135,18 @@ def columns(conn: Connection, tables: list[str]) -> dict[str, dict[str, tuple[tu
     return found
 
 
+def foreign_key_columns(conn: Connection, columns: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (table, column) pairs are columns of a foreign key, for lock-ahead."""
+    rows = conn.execute(
+        "SELECT c.t, c.col FROM unnest(%s::text[], %s::text[]) AS c(t, col) WHERE EXISTS"
+        " (SELECT 1 FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid"
+        " AND a.attnum = ANY (k.conkey) WHERE k.contype = 'f'"
+        f" AND k.conrelid = to_regclass({_quoted('c.t')}) AND a.attname = c.col)",
+        ([t for t, _ in columns], [c for _, c in columns]),
+    ).fetchall()
+    return {(table, column) for table, column in rows}
+
+
 def enum_labels(conn: Connection, types: list[str]) -> dict[str, tuple[str, ...]]:
     """The labels of these existing enum types, in their order."""
     rows = conn.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from release_runner.core import adopt, detect
+from release_runner.core import adopt, detect, lock_ahead
 from release_runner.core import migrations as migrations_module
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import RefusedError, UsageError
@@ -133,10 +133,27 @@ def lint(
             what_breaks = detect.verdict(hit, before)
             if what_breaks is not None:
                 refuse_in_release_phase(item, hit, what_breaks)
+    if conn is not None:
+        _note_columns_without_foreign_key(conn, prepared)
     for finding in (finding for item in prepared for finding in item.findings):
         event = Event.PREFLIGHT_ERROR if finding.severity is Severity.ERROR else Event.PREFLIGHT_WARNING
         emit(event, **finding.as_event(), **sizes.get(finding.table or "", {}))
     return prepared
+
+
+def _note_columns_without_foreign_key(conn: Connection, prepared: list[Prepared]) -> None:
+    """Which columns a statement drops or retypes have no foreign key now (one catalog query,
+    only when there are such columns): their referenced tables are not locked ahead."""
+    columns = {
+        (".".join(lock.name), lock.detail or "")
+        for item in prepared
+        for lock in lock_ahead.needed(item.statements)
+        if lock.via == "references-column"
+    }
+    if columns:
+        keyed = catalog.foreign_key_columns(conn, sorted(columns))
+        for item in prepared:
+            item.no_foreign_key = frozenset(columns - keyed)
 
 
 def _before(conn: Connection, hits: list[detect.Hit], relations: set[str]) -> detect.Before:

@@ -267,3 +267,25 @@ def test_signal_while_taking_locks_ahead_leaves_nothing(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'release-runner%%'"
     )
     assert left.fetchone() == (0,)
+
+
+def test_a_column_without_a_foreign_key_locks_no_referenced_table(tmp_path: Path, url: str) -> None:
+    """`plan` (and migration.started) list the referenced table of a dropped column only where
+    the catalog shows a foreign key on it: child.a_id references a, child.id references nothing."""
+    assert (
+        run_cli("migrate", "--migrations", str(write(tmp_path / "base", {"0001_s.sql": SETUP})), url=url).code
+        == 0
+    )
+    write(
+        tmp_path / "base",
+        {"0002_d.sql": "ALTER TABLE child DROP COLUMN a_id;\nALTER TABLE child DROP COLUMN id;\n"},
+    )
+    planned = run_cli("plan", "--format", "json", "--migrations", str(tmp_path / "base"), url=url)
+    (item,) = json.loads(planned.stdout)["pending"]
+    assert [step["locks"] for step in item["steps"]] == [
+        [
+            "child (ACCESS EXCLUSIVE)",
+            "the table child.a_id references, if it has a foreign key (ACCESS EXCLUSIVE)",
+        ],
+        ["child (ACCESS EXCLUSIVE)"],
+    ]
