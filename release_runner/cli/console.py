@@ -213,7 +213,10 @@ class Console(LineWriter):
             message = (
                 f"{self.paint('✗', 'red')} {where}: {facts.get('error')} (SQLSTATE {facts.get('sqlstate')})"
             )
-            return message + "".join(f"\n    {facts[k]}" for k in ("detail", "hint") if facts.get(k))
+            # the failing statement (masked, as the event carries it), then the server's words
+            return message + "".join(
+                f"\n    {facts[k]}" for k in ("statement", "detail", "hint") if facts.get(k)
+            )
         if event is Event.MIGRATION_WAITING:
             blockers = _blockers(facts.get("blockers") or [])
             return self.paint(f"waiting for a lock held by {blockers}", "yellow")

@@ -95,6 +95,7 @@ def test_no_color_and_failures_in_words(tmp_path: Path, url: str) -> None:
     assert "\x1b[3" not in raw and "\x1b[2m" not in raw
     failed = next(line for line in screen if line.startswith("✗"))
     assert failed.startswith(f"✗ {tmp_path}/0002_bad.sql:2:") and "22012" in failed
+    assert screen[screen.index(failed) + 1] == "    SELECT $1/$2"  # the statement, masked, under it
     assert screen[-2].startswith("partial (exit 1):")
     assert screen[-1] == "applied 1 migration before it stopped; 1 still pending"
     code, raw, _ = _on_terminal(["status", "--migrations", str(tmp_path), "--no-color"], cli_env(url))
