@@ -47,6 +47,8 @@ def sentence(facts: dict[str, Any], verified: str | None, headline: str | None, 
         extra += f"; data checks run {facts['data_checks']}, against the live rows"
     if command == "migrate":
         done = _what_migrate_did(facts, dry_run, took)
+    elif code == 0 and "applied_total" in facts:  # status: what the history holds
+        done = f"{command}: {facts['applied_total']} applied, {facts.get('pending', 0)} pending ({took})"
     elif code == 0:
         done = f"{command} done in {took}"
     elif command in READ_ONLY:

@@ -207,7 +207,8 @@ def status(ctx: click.Context, /, output: str, **options: Any) -> None:
                 f"migrate would refuse: {len(current.problems)} problem(s), listed above",
                 problems=len(current.problems),
             )
-        return {"pending": len(current.pending), "deferred": len(current.deferred), "problems": 0}
+        counts = {"applied_total": current.applied, "pending": len(current.pending)}
+        return {**counts, "deferred": len(current.deferred), "problems": 0}
 
     _finish("status", settings, body, document=True)
 

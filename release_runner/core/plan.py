@@ -99,6 +99,11 @@ class Plan:
         return [e.migration for e in self.entries if e.state is State.PENDING and e.migration]
 
     @property
+    def applied(self) -> int:
+        """How many migrations the history records as applied (their files there)."""
+        return sum(e.state is State.APPLIED for e in self.entries)
+
+    @property
     def deferred(self) -> dict[str, DeferredRow]:
         """Deferred post-deploy migrations whose files are there, by version."""
         return {e.version: e.deferred for e in self.entries if e.state is State.DEFERRED and e.deferred}
