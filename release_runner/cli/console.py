@@ -209,14 +209,7 @@ class Console(LineWriter):
             duration = self.paint(f"{took}, attempt {attempts}" if attempts > 1 else took, "dim")
             return f"{self.paint('✓', 'green')} {self.counter()} {facts.get('file')} {duration}"
         if event is Event.MIGRATION_FAILED:
-            where = ":".join(str(facts[k]) for k in ("file", "line", "column") if facts.get(k) is not None)
-            message = (
-                f"{self.paint('✗', 'red')} {where}: {facts.get('error')} (SQLSTATE {facts.get('sqlstate')})"
-            )
-            # the failing statement (masked, as the event carries it), then the server's words
-            return message + "".join(
-                f"\n    {facts[k]}" for k in ("statement", "detail", "hint") if facts.get(k)
-            )
+            return self.failure(facts)
         if event is Event.MIGRATION_WAITING:
             blockers = _blockers(facts.get("blockers") or [])
             return self.paint(f"waiting for a lock held by {blockers}", "yellow")
@@ -247,6 +240,13 @@ class Console(LineWriter):
             return self.paint(_WORDS[event].format_map(Facts(facts)), colour)
         pairs = " ".join(f"{key}={value}" for key, value in facts.items() if value is not None)
         return self.paint(f"{event} {pairs}".rstrip(), colour)
+
+    def failure(self, facts: dict[str, Any]) -> str:
+        """A failed migration: where and why, then the failing statement (masked, as the event
+        carries it) and the server's detail and hint under it."""
+        where = ":".join(str(facts[k]) for k in ("file", "line", "column") if facts.get(k) is not None)
+        message = f"{self.paint('✗', 'red')} {where}: {facts.get('error')} (SQLSTATE {facts.get('sqlstate')})"
+        return message + "".join(f"\n    {facts[k]}" for k in ("statement", "detail", "hint") if facts.get(k))
 
     def finding(self, level: Level, facts: dict[str, Any]) -> str:
         """A preflight finding: where, the rule and its object, what it finds, and the fix."""
