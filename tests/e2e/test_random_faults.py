@@ -4,7 +4,7 @@ twice (a counter table shows doubling), the faulted run's summary matches the hi
 the rerun ends green (after a human's documented fix only where an index build was cut and
 left an INVALID index, which must be named), nothing stays locked or running.
 
-RELEASE_RUNNER_FAULT_TRIALS sets the number of trials (default 40) and
+RELEASE_RUNNER_FAULT_TRIALS sets the number of trials (default 32) and
 RELEASE_RUNNER_FAULT_SEED the seed (printed on failure)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from release_runner.db.history import HistoryStore
 from tests.conftest import Server, events_of, run_cli, start_cli, write
 from tests.proxy import Proxy
 
-TRIALS = int(os.environ.get("RELEASE_RUNNER_FAULT_TRIALS", "40"))
+TRIALS = int(os.environ.get("RELEASE_RUNNER_FAULT_TRIALS", "32"))
 SEED = int(os.environ.get("RELEASE_RUNNER_FAULT_SEED", str(secrets.randbits(32))))
 FAULTS = ("SIGTERM", "SIGINT", "SIGKILL", "cut")
 

@@ -105,11 +105,10 @@ DAMAGE = [
 ]
 
 
-# damage -> the words verify.mismatch says it in
+# Damage done at once, and the words verify.mismatch says each in.
 IN_WORDS = {
-    "ALTER FUNCTION touch_updated_at() SET search_path = public": "changed function public.touch_updated_at(): "
-    "config none → search_path=public; its definition",
-    "ALTER FUNCTION touch_updated_at() SECURITY DEFINER": "security_definer false → true",
+    "ALTER FUNCTION touch_updated_at() SET search_path = public SECURITY DEFINER": "changed function "
+    "public.touch_updated_at(): config none → search_path=public; security_definer false → true; its definition",
     "ALTER TABLE accounts ALTER email DROP NOT NULL": "changed column public.accounts.email: nullable false → true",
     "DROP VIEW account_totals; DROP TABLE orders": "missing table public.orders (with its 5 columns, 3 constraints, 2 indexes)",
 }
@@ -138,18 +137,19 @@ def test_damage_fails_verification(
     assert name in result.finished["error"]
 
 
-@pytest.mark.parametrize("damage", list(IN_WORDS))
-def test_a_difference_reads_in_words(migrated: str, admin: psycopg.Connection[Any], damage: str) -> None:
+def test_differences_read_in_words(migrated: str, admin: psycopg.Connection[Any]) -> None:
     """What differs, attribute by attribute (never two hashes, never `null` for false), and a
-    missing table as one line."""
-    admin.execute(damage)
+    missing table as one line, not one per column."""
+    admin.execute("; ".join(IN_WORDS))
     result = run_cli("verify", url=migrated)
     assert result.code == 3, result.stdout
     described = [m["describe"] for m in result.named("verify.mismatch")]
-    assert any(IN_WORDS[damage] in text for text in described), described
+    for words in IN_WORDS.values():
+        assert any(words in text for text in described), (words, described)
     assert not any(re.search(r"\bnull\b|body_md5", text) for text in described), described
-    if "DROP TABLE" in damage:
-        assert not [m for m in result.named("verify.mismatch") if m["object_type"] == "column"]
+    assert not [
+        m for m in result.named("verify.mismatch") if m["object_type"] == "column" and "orders" in m["name"]
+    ]
 
 
 def test_another_database_is_one_line_not_a_flood(url: str, server: Server, tmp_path: Path) -> None:
