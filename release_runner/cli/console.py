@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from release_runner.cli import closing
+from release_runner.cli import closing, drift_table
 from release_runner.cli.fleet_view import FleetView
 from release_runner.cli.lines import Facts, LineWriter, seconds
 from release_runner.core.events import Event, Level
@@ -35,6 +35,7 @@ _QUIET = {
     Event.SCRATCH_READY,
     Event.CHECK_REPLAYED,
     Event.VERIFY_ANOTHER_DATABASE,  # the summary's error says it, once
+    Event.VERIFY_MISMATCH,  # gathered by __call__ into one table (cli/drift_table.py)
 }
 
 
@@ -61,6 +62,8 @@ class Console(LineWriter):
         self.running: tuple[str, float] | None = None  # label, started
         self.status: str | None = None
         """What the run waits for or retries, on the live line (a terminal) until it moves on."""
+        self.differences: list[tuple[bool, dict[str, Any]]] = []
+        """verify.mismatch facts (and whether each fails) not shown yet: one table for all."""
         self.drawn = False
         """A live line is on the screen, to be wiped before the next line."""
         self.last_status: str | None = None
@@ -146,7 +149,14 @@ class Console(LineWriter):
                     self.ticker = threading.Thread(target=self.tick, daemon=True)
                     self.ticker.start()
                 raise structlog.DropEvent
+            if event is Event.VERIFY_MISMATCH:  # gathered, then shown as one table
+                self.differences.append((level is Level.ERROR, facts))
+                raise structlog.DropEvent
             text = self.render(event, level, facts)
+            if self.differences:
+                table = drift_table.render(self.differences, self.paint)
+                self.differences = []
+                text = table if text is None else f"{table}\n{text}"
             if event is Event.RELEASE_FINISHED and self.running is not None:
                 # Ended while a migration ran (a signal, a crash): it gets its own line, and the
                 # live line stops before the summary, never to be drawn after it.
@@ -222,9 +232,6 @@ class Console(LineWriter):
         if event in (Event.PREFLIGHT_WARNING, Event.PREFLIGHT_ERROR):
             # plan's document lists them under their statements: each fact printed once
             return None if self.command == "plan" or self.dry_run else self.finding(level, facts)
-        if event is Event.VERIFY_MISMATCH:
-            colour = "red" if level is Level.ERROR else "yellow"
-            return self.paint(f"  {facts.get('describe')}", colour)
         if event is Event.VERIFY_PASSED:
             self.verified = _VERIFIED[bool(facts.get("snapshot"))]
             return None

@@ -79,17 +79,29 @@ class Mismatch:
         }
 
 
-def changes(expected: dict[str, Any], found: dict[str, Any]) -> str:
-    """What changed, attribute by attribute, in words: `strict false → true`, `config
-    search_path=public → none`; a function's hashed definition last, as "differs"."""
-    said = [
-        f"{key} {_value(expected.get(key), found.get(key))} → {_value(found.get(key), expected.get(key))}"
+# A function's definition is kept as a hash: only that it differs can be told.
+_HASHED = "whole definition"
+
+
+def attribute_changes(expected: dict[str, Any], found: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(attribute, expected, found) in words, attribute by attribute; a function's hashed
+    definition last, as `definition`: only that it differs can be told."""
+    rows = [
+        (key, _value(expected.get(key), found.get(key)), _value(found.get(key), expected.get(key)))
         for key in sorted(set(expected) | set(found))
-        if key != "body_md5"
+        if key != "body_md5" and expected.get(key) != found.get(key)
     ]
-    if "body_md5" in expected or "body_md5" in found:
-        said.append("its definition (body, arguments' defaults, COST...) differs from the snapshot's")
-    return "; ".join(said)
+    if expected.get("body_md5") != found.get("body_md5"):
+        rows.append((_HASHED, "the snapshot's", "differs (body, arguments' defaults, COST...)"))
+    return rows
+
+
+def changes(expected: dict[str, Any], found: dict[str, Any]) -> str:
+    """What changed, in one line: `config none → search_path=public; strict false → true`."""
+    return "; ".join(
+        f"its {key} {now}" if key == _HASHED else f"{key} {was} → {now}"
+        for key, was, now in attribute_changes(expected, found)
+    )
 
 
 def _value(value: Any, other: Any) -> str:

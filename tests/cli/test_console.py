@@ -61,3 +61,33 @@ def test_off_a_terminal_a_wait_is_printed_once_until_it_changes() -> None:
     with pytest.raises(structlog.DropEvent):
         line(7)
     assert "pid 8" in line(8)
+
+
+def test_differences_are_one_table_with_a_row_per_changed_attribute() -> None:
+    """verify.mismatch events are gathered and shown as one table when the next event comes:
+    a row per changed attribute (expected, found), a whole object in one row with what to do."""
+    console = _console()
+    changed = {
+        "kind": "changed",
+        "object_type": "function",
+        "name": "public.f()",
+        "expected": {"config": ["search_path=public"], "strict": False, "body_md5": "a"},
+        "actual": {"config": [], "strict": False, "body_md5": "b"},
+        "describe": "changed function public.f(): ...",
+    }
+    missing = {
+        "kind": "missing",
+        "object_type": "table",
+        "name": "public.orders",
+        "describe": "missing table public.orders (with its 5 columns)",
+    }
+    for facts in (changed, missing):
+        with pytest.raises(structlog.DropEvent):
+            console(None, "", {"event": "verify.mismatch", "level": "error", **facts})
+    shown = console(None, "", {"event": "release.error", "level": "error", "error": "drift"})
+    lines = [line.rstrip() for line in shown.splitlines()]
+    assert lines[0].split() == ["OBJECT", "ATTRIBUTE", "EXPECTED", "FOUND"]
+    assert lines[1].split() == ["changed", "function", "public.f()", "config", "search_path=public", "none"]
+    assert lines[2].split()[:3] == ["whole", "definition", "the"]
+    assert lines[3].split() == ["missing", "table", "public.orders", "(with", "its", "5", "columns)"]
+    assert len(lines) == 4

@@ -103,7 +103,7 @@ def test_a_changed_function_names_what_changed_in_words() -> None:
     text = mismatch.describe()
     assert text.startswith(
         "changed function public.f(): config search_path=public → app.key=…; "
-        "security_definer false → true; strict false → true; its definition"
+        "security_definer false → true; strict false → true; its whole definition"
     )
     assert "s3cret" not in text and "null" not in text
 

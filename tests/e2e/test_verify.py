@@ -108,7 +108,7 @@ DAMAGE = [
 # Damage done at once, and the words verify.mismatch says each in.
 IN_WORDS = {
     "ALTER FUNCTION touch_updated_at() SET search_path = public SECURITY DEFINER": "changed function "
-    "public.touch_updated_at(): config none → search_path=public; security_definer false → true; its definition",
+    "public.touch_updated_at(): config none → search_path=public; security_definer false → true; its whole definition",
     "ALTER TABLE accounts ALTER email DROP NOT NULL": "changed column public.accounts.email: nullable false → true",
     "DROP VIEW account_totals; DROP TABLE orders": "missing table public.orders (with its 5 columns, 3 constraints, 2 indexes)",
 }
