@@ -303,13 +303,22 @@ def created(statement: Statement) -> tuple[str, str] | None:
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column as the catalog has it before the run."""
+
+    type: ColumnType
+    has_default: bool = False
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
 class Before:
     """What the catalog says before the run, for the hits the release phase judges: the
-    (kind, name) of the objects that exist; each column of the tables the hits name (type, and
-    whether it has a default); each enum type's labels."""
+    (kind, name) of the objects that exist; each column of the tables the hits name; each enum
+    type's labels."""
 
     existing: set[tuple[str, str]]
-    columns: dict[str, dict[str, tuple[ColumnType, bool]]] = field(default_factory=dict)
+    columns: dict[str, dict[str, Column]] = field(default_factory=dict)
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -319,11 +328,17 @@ def verdict(hit: Hit, before: Before) -> str | None:
     if (hit.kind, hit.name) not in before.existing:
         return None
     columns = before.columns.get(hit.name or "", {})
-    old_type, has_default = columns.get(hit.column or "", (None, False))
-    if hit.rule == "change-column-type" and old_type and hit.new_type:
-        return None if safe_widening(old_type, hit.new_type) else ""
-    if hit.rule == "set-not-null" and has_default and not hit.default_dropped:
-        return None  # the running release's INSERTs that leave the column out get the default
+    column = columns.get(hit.column or "")
+    if hit.rule == "change-column-type" and column and hit.new_type:
+        return None if safe_widening(column.type, hit.new_type) else ""
+    if (
+        hit.rule == "set-not-null"
+        and column
+        and (column.not_null or (column.has_default and not hit.default_dropped))
+    ):
+        # NOT NULL already (the file may drop and set it again), or the running release's
+        # INSERTs that leave the column out get the default
+        return None
     if hit.recreated is not None:
         missing = sorted(set(columns) - hit.recreated)
         return f"; it is created again without column(s) {', '.join(missing)}" if missing else None

@@ -7,7 +7,8 @@ The decisions, each from a false refusal seen on real Prisma and drizzle histori
   breaks no running code (as for tables, views, schemas and types the batch creates).
 - A default dropped and set again later in the file (Prisma's enum swap) is kept; a column
   that has a default at the end of the file (set by the file, or in the catalog and not
-  dropped) may be made NOT NULL: the running release's INSERTs that leave it out get it.
+  dropped) may be made NOT NULL: the running release's INSERTs that leave it out get it. So
+  may a column NOT NULL already (detect.verdict), and NOT NULL dropped and set again is kept.
 - A view dropped (or renamed away) and created again under its name is kept. A table created
   again is judged by its columns: it breaks only where an old column is missing (see
   detect.verdict); what the new columns' types are is not compared.
@@ -78,6 +79,7 @@ class _File:
         self.statements = statements
         self.bound: dict[tuple[str, str], list[_Bound]] = {}
         self.defaults: dict[tuple[str, str], list[tuple[int, bool]]] = {}
+        self.not_null_set: dict[tuple[str, str], list[int]] = {}
         self.final: dict[str, str] = {}
         """Each type the file creates: its name at the end of the file (renames followed)."""
         for index, statement in enumerate(statements):
@@ -117,6 +119,8 @@ class _File:
                 self.defaults.setdefault((table, command.get("name")), []).append(
                     (index, bool(command.get("def")))
                 )
+            elif command.get("subtype") == "AT_SetNotNull":
+                self.not_null_set.setdefault((table, command.get("name")), []).append(index)
             elif command.get("subtype") == "AT_AddColumn" and _has_default(command.get("def", {})):
                 column = command["def"]["ColumnDef"].get("colname")
                 self.defaults.setdefault((table, column), []).append((index, True))
@@ -141,6 +145,10 @@ class _File:
             return replace(hit, recreated=again.columns) if is_table and again.columns is not None else None
         events = self.defaults.get((name, hit.column or ""), [])
         if hit.rule == "drop-default" and any(index < at and is_set for at, is_set in events):
+            return None
+        if hit.rule == "drop-not-null" and any(
+            index < at for at in self.not_null_set.get((name, hit.column or ""), [])
+        ):
             return None
         if hit.rule == "set-not-null" and events:
             return None if events[-1][1] else replace(hit, default_dropped=True)

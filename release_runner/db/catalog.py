@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from release_runner.core.data_checks import Constraint
+from release_runner.core.detect import Column
 from release_runner.db.connection import Connection, query
 
 # The settings that change how the catalog functions render a definition: names relative to
@@ -118,20 +119,21 @@ def existing(conn: Connection, kind: str, names: list[str]) -> set[str]:
     return {row[0] for row in conn.execute(_EXISTING[kind], (names,)).fetchall()}
 
 
-def columns(conn: Connection, tables: list[str]) -> dict[str, dict[str, tuple[tuple[str, int], bool]]]:
-    """Each column of these existing tables: (typname, atttypmod) and whether it has a default,
-    for the release-phase rules (a widening, a NOT NULL the default fills, a table re-created)."""
+def columns(conn: Connection, tables: list[str]) -> dict[str, dict[str, Column]]:
+    """Each column of these existing tables, as core/detect.py's Column (type, default, NOT
+    NULL), for the release-phase rules (a widening, a NOT NULL the default fills or that was
+    there already, a table re-created)."""
     rows = conn.execute(
-        "SELECT t.name, a.attname, ty.typname, a.atttypmod, a.atthasdef"
+        "SELECT t.name, a.attname, ty.typname, a.atttypmod, a.atthasdef, a.attnotnull"
         " FROM unnest(%s::text[]) AS t(name)"
         f" JOIN pg_attribute a ON a.attrelid = to_regclass({_quoted('t.name')})"
         " AND a.attnum > 0 AND NOT a.attisdropped"
         " JOIN pg_type ty ON ty.oid = a.atttypid",
         (tables,),
     ).fetchall()
-    found: dict[str, dict[str, tuple[tuple[str, int], bool]]] = {}
-    for table, column, typname, typmod, has_default in rows:
-        found.setdefault(table, {})[column] = ((typname, typmod), has_default)
+    found: dict[str, dict[str, Column]] = {}
+    for table, column, typname, typmod, has_default, not_null in rows:
+        found.setdefault(table, {})[column] = Column((typname, typmod), has_default, not_null)
     return found
 
 

@@ -98,9 +98,7 @@ def test_breaks_needs_the_object_to_exist_and_a_real_type_change() -> None:
     existing = {(detect.RELATION, "t")}
 
     def breaks(hit: detect.Hit, existing: set[tuple[str, str]], old: detect.ColumnType | None) -> bool:
-        columns: dict[str, dict[str, tuple[detect.ColumnType, bool]]] = (
-            {"t": {"a": (old, False)}} if old else {}
-        )
+        columns: dict[str, dict[str, detect.Column]] = {"t": {"a": detect.Column(old)}} if old else {}
         return detect.verdict(hit, detect.Before(existing, columns)) is not None
 
     assert not breaks(widen, set(), None)

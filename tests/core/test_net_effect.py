@@ -66,7 +66,12 @@ def test_prismas_enum_swap_is_one_finding_with_its_labels() -> None:
     assert enum.labels == ("draft", "sent") and enum.statement.line == 7
     before = detect.Before(
         {(detect.RELATION, "Doc"), (detect.TYPE, "State")},
-        {"Doc": {"state": (("State", -1), False), "states": (("_State", -1), False)}},
+        {
+            "Doc": {
+                "state": detect.Column(("State", -1), False),
+                "states": detect.Column(("_State", -1), False),
+            }
+        },
         {"State": ("draft", "sent", "void")},
     )
     assert detect.verdict(state, before) is None and detect.verdict(states, before) is None
@@ -84,8 +89,10 @@ def test_a_table_created_again_is_judged_by_its_columns() -> None:
     (hit,) = _hits("DROP TABLE t;\nCREATE TABLE t (id int, v text);")
     assert (hit.rule, hit.recreated) == ("drop-table", frozenset({"id", "v"}))
     existing = {(detect.RELATION, "t")}
-    same = detect.Before(existing, {"t": {"id": (("int4", -1), False), "v": (("text", -1), False)}})
-    fewer = detect.Before(existing, {"t": {**same.columns["t"], "w": (("int4", -1), False)}})
+    same = detect.Before(
+        existing, {"t": {"id": detect.Column(("int4", -1), False), "v": detect.Column(("text", -1), False)}}
+    )
+    fewer = detect.Before(existing, {"t": {**same.columns["t"], "w": detect.Column(("int4", -1), False)}})
     assert detect.verdict(hit, same) is None
     assert detect.verdict(hit, fewer) == "; it is created again without column(s) w"
     (renamed,) = _hits("ALTER TABLE t RENAME TO t_old;\nCREATE TABLE t (id int);\nDROP TABLE t_old;")
@@ -95,9 +102,15 @@ def test_a_table_created_again_is_judged_by_its_columns() -> None:
 def test_set_not_null_uses_the_default_the_catalog_or_the_file_gives() -> None:
     (hit,) = _hits("ALTER TABLE t ALTER a SET NOT NULL;")
     existing = {(detect.RELATION, "t")}
-    defaulted = detect.Before(existing, {"t": {"a": (("int4", -1), True)}})
+    defaulted = detect.Before(existing, {"t": {"a": detect.Column(("int4", -1), True)}})
     assert detect.verdict(hit, defaulted) is None
-    assert detect.verdict(hit, detect.Before(existing, {"t": {"a": (("int4", -1), False)}})) == ""
+    assert (
+        detect.verdict(hit, detect.Before(existing, {"t": {"a": detect.Column(("int4", -1), False)}})) == ""
+    )
+    required = detect.Before(existing, {"t": {"a": detect.Column(("int4", -1), not_null=True)}})
+    assert detect.verdict(hit, required) is None  # NOT NULL already: nothing changes for old code
+    (again,) = _hits("ALTER TABLE t ALTER a DROP NOT NULL;\nALTER TABLE t ALTER a SET NOT NULL;")
+    assert again.rule == "set-not-null"  # the drop-not-null warning is undone by the file
     hits = _hits("ALTER TABLE t ALTER a DROP DEFAULT;\nALTER TABLE t ALTER a SET NOT NULL;")
     assert [h.rule for h in hits] == ["drop-default", "set-not-null"]
     assert detect.verdict(hits[1], defaulted) == ""

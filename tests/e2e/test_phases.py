@@ -258,7 +258,7 @@ def test_snapshot_must_know_the_deferred_state(
 
 NET_BASE = (
     "CREATE TYPE \"State\" AS ENUM ('draft', 'sent', 'void');\n"
-    'CREATE TABLE "Doc" (id int, "state" "State" DEFAULT \'draft\', n int DEFAULT 0, m int, k int);\n'
+    'CREATE TABLE "Doc" (id int, "state" "State" DEFAULT \'draft\', n int DEFAULT 0, m int, k int, q int NOT NULL);\n'
     'CREATE TABLE plain (id int, v text);\nCREATE VIEW docs AS SELECT id FROM "Doc";\n'
 )
 ENUM_SWAP = (
@@ -284,6 +284,7 @@ def test_a_file_is_judged_by_its_net_effect(tmp_path: Path, url: str, admin: psy
         "0003_undone/migration.sql": (
             'ALTER TABLE "Doc" ALTER COLUMN n DROP DEFAULT;\nALTER TABLE "Doc" ALTER COLUMN n SET DEFAULT 1;\n'
             'ALTER TABLE "Doc" ALTER COLUMN n SET NOT NULL;\n'
+            'ALTER TABLE "Doc" ALTER COLUMN q DROP NOT NULL;\nALTER TABLE "Doc" ALTER COLUMN q SET NOT NULL;\n'
             'DROP VIEW docs;\nCREATE VIEW docs AS SELECT id, n FROM "Doc";\n'
             'ALTER TABLE "Doc" ADD COLUMN tmp int;\nALTER TABLE "Doc" DROP COLUMN tmp;\n'
             "DROP TABLE plain;\nCREATE TABLE plain (id bigint, v text, w int);\n"
@@ -292,6 +293,8 @@ def test_a_file_is_judged_by_its_net_effect(tmp_path: Path, url: str, admin: psy
     passed = _migrate(write(tmp_path / "undone", undone), url, "--no-verify", release="img:2")
     assert passed.code == 0, passed.stdout
     assert not passed.named("preflight.error") and passed.finished["applied"] == 2
+    # NOT NULL dropped and set again: no drop-not-null warning
+    assert "drop-not-null" not in {w["rule"] for w in passed.named("preflight.warning")}
     assert admin.execute('SELECT enum_range(NULL::"State")::text').fetchone() == ("{draft,sent,void,held}",)
 
     broken = {
@@ -313,5 +316,5 @@ def test_a_file_is_judged_by_its_net_effect(tmp_path: Path, url: str, admin: psy
     }
     assert "labels removed: void, held" in errors["remove-enum-value", "State", 6]
     assert "without column(s) w" in errors["drop-table", "plain", 1]
-    assert _columns(admin, '"Doc"') == ["id", "state", "n", "m", "k"]
+    assert _columns(admin, '"Doc"') == ["id", "state", "n", "m", "k", "q"]
     assert admin.execute('SELECT enum_range(NULL::"State")::text').fetchone() == ("{draft,sent,void,held}",)
