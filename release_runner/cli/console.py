@@ -140,8 +140,8 @@ class Console(LineWriter):
                 return fleet_line
             if event in _STATUS:
                 self.show_status(self.render(event, level, facts) or "")
-            if event in _STATUS_ENDS:
-                self.status = None
+            if event in _STATUS_ENDS:  # a later wait, even on the same blocker, is news again
+                self.status = self.last_status = None
             if event is Event.MIGRATION_STARTED:
                 self.running = (str(facts.get("file")), time.monotonic())
                 self.redraw()

@@ -61,6 +61,9 @@ def test_off_a_terminal_a_wait_is_printed_once_until_it_changes() -> None:
     with pytest.raises(structlog.DropEvent):
         line(7)
     assert "pid 8" in line(8)
+    with pytest.raises(structlog.DropEvent):  # the run moves on: the next wait is news again
+        console(None, "", {"event": "migration.started", "level": "info", "file": "sql/0003_c.sql"})
+    assert "pid 8" in line(8)
 
 
 def test_differences_are_one_table_with_a_row_per_changed_attribute() -> None:
