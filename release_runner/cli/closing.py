@@ -18,6 +18,9 @@ from typing import Any
 from release_runner.cli.lines import seconds
 
 READ_ONLY = {"status", "plan", "verify", "check", "ready", "history"}
+# What verification checked: without a snapshot only what needs none was checked, which is not
+# "verified".
+VERIFIED = {True: "schema verified", False: "invalid indexes and constraints checked (no snapshot)"}
 _STOPPED_BY = {"time-budget": "time budget spent", "lock-wait": "runner lock busy"}
 
 

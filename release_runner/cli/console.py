@@ -233,7 +233,7 @@ class Console(LineWriter):
             # plan's document lists them under their statements: each fact printed once
             return None if self.command == "plan" or self.dry_run else self.finding(level, facts)
         if event is Event.VERIFY_PASSED:
-            self.verified = _VERIFIED[bool(facts.get("snapshot"))]
+            self.verified = closing.VERIFIED[bool(facts.get("snapshot"))]
             return None
         if event is Event.RELEASE_ERROR:
             self.headline = facts.get("headline")
@@ -267,11 +267,6 @@ class Console(LineWriter):
         """The closing sentence (cli/closing.py), green when the command ended well."""
         text = closing.sentence(facts, self.verified, self.headline, self.dry_run)
         return self.paint(text, "green" if facts.get("exit_code") == 0 else "red")
-
-
-# What verification checked, for the closing sentence: without a snapshot only what needs
-# none was checked, which is not "verified".
-_VERIFIED = {True: "schema verified", False: "invalid indexes and constraints checked (no snapshot)"}
 
 
 # Every other event in words: a sentence each, its facts filled in (cli/lines.Facts).

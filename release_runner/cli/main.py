@@ -227,7 +227,9 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
             or document["errors"]
             or (document["data"] and settings.data_preflight == "on")
         ):
-            raise errors.RefusedError("migrate would refuse: see the findings above")
+            raise errors.RefusedError(
+                "migrate would refuse: the findings are listed with the pending migrations"
+            )
         return {"pending": document["total"], "deferred": len(document["deferred"])}
 
     _finish(command, settings, body, document=True)

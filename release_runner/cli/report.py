@@ -14,6 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from release_runner.cli import closing
 from release_runner.cli.lines import Facts
 from release_runner.core.events import Event
 
@@ -74,17 +75,18 @@ class Record:
         finished = Facts((self.named(Event.RELEASE_FINISHED) or [{}])[-1])
         if self.document is not None:  # what plan found, whether or not it ended in a refusal
             finished.update(pending=self.document["total"], deferred=len(self.document["deferred"]))
-        closing = _CLOSING if finished.get("command") == "migrate" else _CLOSING_READ_ONLY
-        lines = [_HEADING.format_map(finished), "", closing.format_map(finished)]
-        if finished.get("error"):
-            lines += ["", f"> {finished['error']}"]
+        lines = [_HEADING.format_map(finished), "", *self._closing(finished).split("\n")]
         for title, rows in (
             ("Pending migrations", list(self._pending())),
             ("Applied", self._lines(Event.MIGRATION_APPLIED)),
             ("Waited on", list(self._waits())),
             ("Failed", self._lines(Event.MIGRATION_FAILED)),
             ("Deferred to the post-deploy phase", self._lines(Event.MIGRATION_DEFERRED)),
-            ("Preflight", self._lines(Event.PREFLIGHT_ERROR, Event.PREFLIGHT_WARNING)),
+            # plan's findings are listed under their pending migrations: once
+            (
+                "Preflight",
+                [] if self.document else self._lines(Event.PREFLIGHT_ERROR, Event.PREFLIGHT_WARNING),
+            ),
             ("Data checks", self._lines(Event.PREFLIGHT_DATA, Event.PREFLIGHT_DATA_UNKNOWN)),
             ("Verification", self._lines(*_VERIFICATION)),
         ):
@@ -92,17 +94,42 @@ class Record:
                 lines += ["", f"### {title}", "", *rows]
         return "\n".join(lines) + "\n"
 
+    def _closing(self, finished: dict[str, Any]) -> str:
+        """The console's closing sentence (cli/closing.py), its lines as Markdown lines; the
+        problems an error lists are the sections below."""
+        verified = [closing.VERIFIED[bool(e.get("snapshot"))] for e in self.named(Event.VERIFY_PASSED)]
+        headline = next(
+            (e.get("headline") for e in self.named(Event.RELEASE_ERROR) if e.get("headline")), None
+        )
+        started = (self.named(Event.RELEASE_STARTED) or [{}])[0]
+        text = closing.sentence(
+            finished,
+            verified[-1] if verified else None,
+            headline.replace("listed above", "listed below") if headline else None,
+            bool(started.get("dry_run")),
+        )
+        return text.replace("\n", "  \n")
+
     def _lines(self, *events: Event) -> list[str]:
-        return [_TEMPLATES[Event(e["event"])].format_map(Facts(e)) for e in self.named(*events)]
+        return [
+            _TEMPLATES[Event(e["event"])].format_map(
+                Facts({**e, "about": f" on `{e['object']}`" if e.get("object") else ""})
+            )
+            for e in self.named(*events)
+        ]
 
     def _pending(self) -> Iterator[str]:
+        """Each pending file, then each of its statements (masked) with the locks it takes and
+        what preflight found on it."""
         for item in (self.document or {}).get("pending", []):
-            locks = "; ".join(item.get("locks", [])) or "no lock on an existing table"
-            findings = ", ".join(f"{f['rule']} ({f['severity']})" for f in item.get("findings", []))
-            yield (
-                f"- `{item['file']}`: {item['statements']} statement(s), {item['transaction_mode']}; {locks}"
-                + (f"; findings: {findings}" if findings else "")
-            )
+            yield f"- `{item['file']}`: {item['statements']} statement(s), {item['transaction_mode']}"
+            for step in item.get("steps", []):
+                locks = ", ".join(step["locks"]) or "no lock on an existing table"
+                yield f"  - line {step['line']}: `{step['statement']}` ({locks})"
+            for finding in item.get("findings", []):
+                about = f" on `{finding['object']}`" if finding.get("object") else ""
+                where = f"line {finding['line']}: {finding['message']}"
+                yield f"  - {finding['severity']} {finding['rule']}{about}, {where}"
         for refusal in (self.document or {}).get("refusals", []):
             yield f"- refused: {refusal}"
 
@@ -119,18 +146,16 @@ class Record:
 
 
 _HEADING = "## release-runner {command}: {status} (exit {exit_code})"
-_CLOSING = "applied {applied}, pending {pending}, deferred {deferred}, in {duration_ms} ms."
-_CLOSING_READ_ONLY = "nothing applied (read-only); pending {pending}, deferred {deferred}; {duration_ms} ms."
 _VERIFICATION = (Event.VERIFY_MISMATCH, Event.VERIFY_PASSED, Event.VERIFY_SKIPPED, Event.VERIFY_NO_SNAPSHOT)
 _TEMPLATES = {
     Event.MIGRATION_APPLIED: "- `{file}` in {duration_ms} ms ({transaction_mode}, attempt {attempt})",
     Event.MIGRATION_FAILED: "- `{file}:{line}`: {error} (SQLSTATE {sqlstate}); statement `{statement}`",
     Event.MIGRATION_DEFERRED: "- `{file}`: {reason}",
-    Event.PREFLIGHT_ERROR: "- error `{file}:{line}` {rule}: {message}",
-    Event.PREFLIGHT_WARNING: "- warning `{file}:{line}` {rule}: {message}",
+    Event.PREFLIGHT_ERROR: "- error `{file}:{line}` {rule}{about}: {message}",
+    Event.PREFLIGHT_WARNING: "- warning `{file}:{line}` {rule}{about}: {message}",
     Event.PREFLIGHT_DATA: "- {rule} `{file}:{line}` on {table}: {rows} row(s); {fix}",
     Event.PREFLIGHT_DATA_UNKNOWN: "- unknown `{file}:{line}` on {table}: {reason}",
-    Event.VERIFY_MISMATCH: "- {kind} {object_type} `{name}`",
+    Event.VERIFY_MISMATCH: "- {describe}",
     Event.VERIFY_PASSED: "- verified: {checked} object(s) as expected (snapshot: {snapshot})",
     Event.VERIFY_SKIPPED: "- not verified: {reason}",
     Event.VERIFY_NO_SNAPSHOT: "- {reason}",

@@ -32,7 +32,7 @@ def test_plan_reports_pending_locks_findings_and_data(
     assert planned.code == 5, planned.stderr[-2000:]
     text = report.read_text()
     assert text.startswith(
-        "## release-runner plan: refused (exit 5)\n\nnothing applied (read-only); pending 1"
+        "## release-runner plan: refused (exit 5)\n\nrefused (exit 5): migrate would refuse: the findings are listed with the pending migrations  \nplan changed nothing ("
     )
     assert "### Pending migrations" in text and "ACCESS EXCLUSIVE" in text and "set-not-null" in text
     assert "### Data checks" in text and "not-null" in text and "at least" not in text
@@ -48,7 +48,7 @@ def test_migrate_reports_what_was_applied_and_verified(tmp_path: Path, url: str)
     assert result.code == 0, result.stdout[-2000:]
     text = report.read_text()
     assert text.startswith("## release-runner migrate: ok (exit 0)")
-    assert "applied 6, pending 0" in text and text.count("\n- `") >= 6
+    assert "\napplied 6 migrations in " in text and text.count("\n- `") >= 6
     assert "### Verification" in text and "verified:" in text
 
 

@@ -191,4 +191,7 @@ def test_plan_shows_each_statement_with_its_locks_and_each_finding_once(tmp_path
     assert [line.strip().split(":")[0] for line in screen if "error drop-column" in line] == [
         "error drop-column on a.secret"
     ]
-    assert screen[-2] == "refused (exit 5): migrate would refuse: see the findings above"
+    assert (
+        screen[-2]
+        == "refused (exit 5): migrate would refuse: the findings are listed with the pending migrations"
+    )
