@@ -41,6 +41,10 @@ def print_status(entries: list[dict[str, Any]], problems: list[str]) -> None:
         click.echo(f"!! {problem}")
 
 
+# plan's refusal: its findings are with the pending files (above on a terminal, below in a report)
+PLAN_REFUSED = "migrate would refuse: the findings are listed with the pending migrations"
+
+
 def print_plan(document: dict[str, Any]) -> None:
     """What `migrate` would do: each pending file, its statements (masked, shortened) with the
     table locks they take, each statement's findings under it (a finding of the whole file

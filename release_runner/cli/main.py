@@ -222,14 +222,9 @@ def _plan(settings: Settings, command: str, output: str) -> NoReturn:
             click.echo(json.dumps(document, indent=2))
         else:
             documents.print_plan(document)
-        if (
-            document["refusals"]
-            or document["errors"]
-            or (document["data"] and settings.data_preflight == "on")
-        ):
-            raise errors.RefusedError(
-                "migrate would refuse: the findings are listed with the pending migrations"
-            )
+        data_refuses = document["data"] and settings.data_preflight == "on"
+        if document["refusals"] or document["errors"] or data_refuses:
+            raise errors.RefusedError(documents.PLAN_REFUSED)
         return {"pending": document["total"], "deferred": len(document["deferred"])}
 
     _finish(command, settings, body, document=True)
