@@ -9,9 +9,10 @@ The decisions, each from a false refusal seen on real Prisma and drizzle histori
   that has a default at the end of the file (set by the file, or in the catalog and not
   dropped) may be made NOT NULL: the running release's INSERTs that leave it out get it. So
   may a column NOT NULL already (detect.verdict), and NOT NULL dropped and set again is kept.
-- A view dropped (or renamed away) and created again under its name is kept. A table created
-  again is judged by its columns: it breaks only where an old column is missing (see
-  detect.verdict); what the new columns' types are is not compared.
+- A table or view dropped (or renamed away) and created again under its name is judged by its
+  columns: it breaks only where an old column is missing (see detect.verdict); what the new
+  columns' types are is not compared. A view whose columns the text cannot name (`SELECT *`,
+  a UNION, an expression without an alias) is kept.
 - An enum type replaced under its name (Prisma: create `T_new`, move the columns to it, rename
   `T` away, rename `T_new` to `T`, drop the old one; or a drop and a create) is one finding,
   `remove-enum-value`, on the statement that gives the name back, judged by the labels it
@@ -141,8 +142,7 @@ class _File:
                     return None
                 statement = self.statements[again.index]
                 return Hit("remove-enum-value", statement, hit.name, TYPE, labels=again.labels)
-            is_table = hit.rule in ("drop-table", "rename-table")
-            return replace(hit, recreated=again.columns) if is_table and again.columns is not None else None
+            return replace(hit, recreated=again.columns) if again.columns is not None else None
         events = self.defaults.get((name, hit.column or ""), [])
         if hit.rule == "drop-default" and any(index < at and is_set for at, is_set in events):
             return None
@@ -162,10 +162,31 @@ class _File:
 
 
 def _columns(kind: str, body: dict[str, Any]) -> frozenset[str] | None:
-    if kind != "CreateStmt":
+    """The columns a CREATE TABLE or CREATE VIEW makes; None where the text cannot tell (a
+    view over `*`, a UNION, an expression PostgreSQL names by rules of its own)."""
+    if kind == "CreateStmt":
+        elements = body.get("tableElts", [])
+        return frozenset(str(e["ColumnDef"].get("colname")) for e in elements if "ColumnDef" in e)
+    if kind != "ViewStmt":
         return None
-    elements = body.get("tableElts", [])
-    return frozenset(str(e["ColumnDef"].get("colname")) for e in elements if "ColumnDef" in e)
+    aliases = [str(a.get("String", {}).get("sval")) for a in body.get("aliases", [])]
+    targets = body.get("query", {}).get("SelectStmt", {}).get("targetList")
+    if targets is None:
+        return None
+    names = [_output_name(t.get("ResTarget", {})) for t in targets[len(aliases) :]]
+    return None if None in names else frozenset(aliases + [str(n) for n in names])
+
+
+def _output_name(target: dict[str, Any]) -> str | None:
+    """A select list item's column name: its alias, a column's own name, a function's name."""
+    if target.get("name"):
+        return str(target["name"])
+    value = target.get("val", {})
+    fields = value.get("ColumnRef", {}).get("fields", [])
+    if fields and "String" in fields[-1]:
+        return str(fields[-1]["String"].get("sval"))
+    function = value.get("FuncCall", {}).get("funcname", [])
+    return str(function[-1]["String"].get("sval")) if function and "String" in function[-1] else None
 
 
 def _labels(kind: str, body: dict[str, Any]) -> tuple[str, ...] | None:

@@ -38,8 +38,7 @@ def _found(sql: str) -> list[tuple[str, str | None, str | None]]:
         "ALTER TABLE t ALTER a DROP DEFAULT;\nALTER TABLE t ALTER a SET DEFAULT 'x';",
         "ALTER TABLE t ALTER a SET DEFAULT 0;\nALTER TABLE t ALTER a SET NOT NULL;",
         "ALTER TABLE t ALTER a SET NOT NULL, ALTER a SET DEFAULT 0;",
-        "DROP VIEW v;\nCREATE VIEW v AS SELECT 1 AS one;",
-        "ALTER VIEW v RENAME TO v_old;\nCREATE VIEW v AS SELECT 1 AS one;\nDROP VIEW v_old;",
+        "DROP VIEW v;\nCREATE VIEW v AS SELECT * FROM t;",
         "ALTER TABLE t ADD COLUMN tmp int;\nALTER TABLE t DROP COLUMN tmp;",
         "ALTER TABLE t ADD COLUMN tmp int;\nALTER TABLE t RENAME COLUMN tmp TO tmp2;",
         "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t ALTER c SET NOT NULL;\nALTER TABLE t ALTER c TYPE bigint;",
@@ -134,3 +133,17 @@ def test_what_still_breaks_is_kept_column_by_column() -> None:
     created: set[tuple[str, str]] = set()
     assert _hits("ALTER TABLE t ADD COLUMN c int;", created) == []
     assert _hits("ALTER TABLE public.t DROP COLUMN c;", created) == []
+
+
+def test_a_view_created_again_is_judged_by_the_columns_its_text_names() -> None:
+    """Aliases, column names, function names; a view over `*` cannot be named, and is kept."""
+    (hit,) = _hits("DROP VIEW v;\nCREATE VIEW v (a) AS SELECT t.x, t.email AS mail, count(*) FROM t;")
+    assert (hit.rule, hit.recreated) == ("drop-view", frozenset({"a", "mail", "count"}))
+    existing = {(detect.RELATION, "v")}
+    old = {name: detect.Column(("int4", -1)) for name in ("a", "mail", "count", "gone")}
+    assert (
+        detect.verdict(hit, detect.Before(existing, {"v": old}))
+        == "; it is created again without column(s) gone"
+    )
+    (renamed,) = _hits("ALTER VIEW v RENAME TO v_old;\nCREATE VIEW v AS SELECT 1 AS one;\nDROP VIEW v_old;")
+    assert (renamed.rule, renamed.recreated) == ("rename-view", frozenset({"one"}))

@@ -303,6 +303,7 @@ def test_a_file_is_judged_by_its_net_effect(tmp_path: Path, url: str, admin: psy
         "0005_broken/migration.sql": (
             "DROP TABLE plain;\nCREATE TABLE plain (id int, v text);\n"
             'ALTER TABLE "Doc" DROP COLUMN m, DROP COLUMN k;\n'
+            'DROP VIEW docs;\nCREATE VIEW docs AS SELECT n FROM "Doc";\n'
         ),
     }
     refused = _migrate(write(tmp_path / "broken", broken), url, "--no-verify", release="img:3")
@@ -313,8 +314,10 @@ def test_a_file_is_judged_by_its_net_effect(tmp_path: Path, url: str, admin: psy
         ("drop-table", "plain", 1),
         ("drop-column", "Doc.m", 3),
         ("drop-column", "Doc.k", 3),
+        ("drop-view", "docs", 4),
     }
     assert "labels removed: void, held" in errors["remove-enum-value", "State", 6]
     assert "without column(s) w" in errors["drop-table", "plain", 1]
+    assert "without column(s) id" in errors["drop-view", "docs", 4]
     assert _columns(admin, '"Doc"') == ["id", "state", "n", "m", "k", "q"]
     assert admin.execute('SELECT enum_range(NULL::"State")::text').fetchone() == ("{draft,sent,void,held}",)
