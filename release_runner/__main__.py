@@ -19,8 +19,12 @@ def run() -> None:
     gc.disable()
     interrupts.install()
     try:
-        from release_runner.cli.main import main  # after the signals are ours: see above
-
+        # After the signals are ours (see above), and whole: a signal that cut an import halfway
+        # would leave a package half made in sys.modules (asyncio, under structlog: "name
+        # 'base_events' is not defined" when the summary imports it again). It is raised once
+        # the imports are done.
+        with interrupts.deferred():
+            from release_runner.cli.main import main
         main()
     except Interrupted as interrupted:
         # Before the command could say so itself: while the CLI was imported or set up.

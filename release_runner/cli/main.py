@@ -59,7 +59,8 @@ def _commands() -> ModuleType:
     """The commands module, loaded once a command runs: it brings psycopg, whose import takes
     about 100 ms (python -X importtime), which `--help` and a usage error do not need to pay.
     The one import of another wing made inside a function, for that measured reason."""
-    module = importlib.import_module("release_runner.commands")
+    with interrupts.deferred():  # whole, as __main__ imports the CLI: a half-made package breaks what follows
+        module = importlib.import_module("release_runner.commands")
     # What start-up loaded lives as long as the process: out of the cyclic collector's reach from
     # now on, and the collector back on (`__main__` turned it off for the imports).
     gc.freeze()

@@ -220,15 +220,20 @@ def test_a_signal_during_start_up_ends_with_a_summary_not_a_traceback(tmp_path: 
     ends the process as the signal does, with no output at all; most trials land later."""
     write(tmp_path, {"0001_a.sql": "SELECT 1;\n"})
     summaries = 0
+    # Moments spread over start-up, and shifted at random from run to run: a signal that cut the
+    # import of asyncio (under structlog) halfway broke the summary's own import, and only a
+    # randomized run found that moment (seed 3392069838 of the random-fault test).
+    seed = random.randrange(2**32)
+    moments = random.Random(seed)
     for trial in range(16):
         signum = signal.SIGINT if trial % 2 else signal.SIGTERM
         process = start_cli("migrate", "--migrations", str(tmp_path), url=url)
-        time.sleep(0.05 + 0.02 * trial)
+        time.sleep(0.05 + 0.02 * trial + moments.uniform(0, 0.02))
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
         # Nor "Exception ignored in ...": a signal inside the import machinery's callbacks used
         # to be printed and dropped there.
-        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, (seed, stderr)
         if process.returncode == -signum and not stdout and not stderr:
             continue  # before the interpreter reached the runner
         finished = [e for e in events_of(stdout) if e["event"] == "release.finished"]
