@@ -34,39 +34,36 @@ def refusals(item: Prepared) -> list[str]:
     ]
 
 
-def apply(url: str, item: Prepared) -> bool:
+def apply(conn: psycopg.Connection[tuple[object, ...]], item: Prepared) -> bool:
     """Apply one migration as the runner would (its own transaction, or statement by statement
     where it cannot run in one); False where the server refuses it (a missing extension)."""
-    with connect(url) as conn:
-        try:
-            if item.transactional:
-                with conn.transaction():
-                    for statement in item.statements:
-                        conn.execute(statement.text.encode())
-            else:
+    try:
+        if item.transactional:
+            with conn.transaction():
                 for statement in item.statements:
                     conn.execute(statement.text.encode())
-        except psycopg.Error as error:  # a set that stops is reported, not fatal
-            print(f"  stops at {item.migration.label}: {type(error).__name__}")
-            return False
+        else:
+            for statement in item.statements:
+                conn.execute(statement.text.encode())
+    except psycopg.Error as error:  # a set that stops is reported, not fatal
+        print(f"  stops at {item.migration.label}: {type(error).__name__}")
+        return False
     return True
 
 
-def judge(cluster: LocalCluster, name: str) -> tuple[Counter[str], int, int, int]:
-    """(refusals by rule, migrations judged, migrations refused, statements) over one set."""
-    url = fresh_database(cluster, "rules")
+def judge(cluster: LocalCluster, name: str) -> tuple[Counter[str], int, int]:
+    """(refusals by rule, migrations judged, migrations refused) over one set."""
     by_rule: Counter[str] = Counter()
-    judged = refused = statements = 0
-    with connect(url) as conn:
+    judged = refused = 0
+    with connect(fresh_database(cluster, "rules")) as conn:
         for migration in read_directory(CORPUS / name).migrations:
             [item] = lint([migration], Settings(), conn)
             rules = refusals(item)
             by_rule.update(rules)
             judged, refused = judged + 1, refused + bool(rules)
-            statements += len(item.statements)
-            if not apply(url, item):
+            if not apply(conn, item):
                 break
-    return by_rule, judged, refused, statements
+    return by_rule, judged, refused
 
 
 def main() -> None:
