@@ -67,9 +67,14 @@ class Hit:
     """SET NOT NULL on a column whose default the same file drops."""
 
 
+def constraint_types(column_def: dict[str, Any]) -> set[str]:
+    """The kinds of a ColumnDef's own constraints (`CONSTR_DEFAULT`, `CONSTR_NOTNULL`...)."""
+    return {str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])}
+
+
 def required_without_default(column_def: dict[str, Any]) -> bool:
     """A column added NOT NULL with nothing to fill it: no DEFAULT, identity or generation."""
-    contypes = {str(c.get("Constraint", {}).get("contype")) for c in column_def.get("constraints", [])}
+    contypes = constraint_types(column_def)
     return "CONSTR_NOTNULL" in contypes and not contypes & {
         "CONSTR_DEFAULT",
         "CONSTR_IDENTITY",
@@ -195,7 +200,7 @@ def _drop(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
             yield Hit("drop-type", statement, dotted_name(item.get("TypeName", {}).get("names", [])), TYPE)
 
 
-def _object_name(body: dict[str, Any]) -> str:
+def object_name(body: dict[str, Any]) -> str:
     """The dotted name of a statement's `object` (a type's, in RENAME and SET SCHEMA)."""
     return dotted_name(body.get("object", {}).get("List", {}).get("items", []))
 
@@ -213,7 +218,7 @@ def _rename(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
         yield Hit(
             "rename-type",
             statement,
-            dotted_name(body.get("object", {}).get("List", {}).get("items", [])),
+            object_name(body),
             TYPE,
         )
 
@@ -226,7 +231,7 @@ def _set_schema(statement: Statement, body: dict[str, Any]) -> Iterator[Hit]:
         yield Hit(
             "set-schema",
             statement,
-            dotted_name(body.get("object", {}).get("List", {}).get("items", [])),
+            object_name(body),
             TYPE,
         )
 

@@ -32,10 +32,12 @@ from release_runner.core.detect import (
     TYPE,
     Hit,
     catalog_type,
+    constraint_types,
     created,
     hits,
+    object_name,
 )
-from release_runner.core.statements import Statement, dotted_name, node, relation_name, sets_search_path
+from release_runner.core.statements import Statement, node, relation_name, sets_search_path
 
 COLUMN = "column"
 _REMOVES = {"drop-table", "rename-table", "drop-view", "rename-view", "drop-type", "rename-type"}
@@ -102,7 +104,7 @@ class _File:
         if body.get("renameType") in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
             kind, old = RELATION, relation_name(body.get("relation")) or ""
         elif body.get("renameType") in ("OBJECT_TYPE", "OBJECT_DOMAIN"):
-            kind, old = TYPE, dotted_name(body.get("object", {}).get("List", {}).get("items", []))
+            kind, old = TYPE, object_name(body)
         else:
             return
         schema = old.rpartition(".")[0]
@@ -196,8 +198,7 @@ def _labels(kind: str, body: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 def _has_default(definition: dict[str, Any]) -> bool:
-    constraints = definition.get("ColumnDef", {}).get("constraints", [])
-    return any(c.get("Constraint", {}).get("contype") == "CONSTR_DEFAULT" for c in constraints)
+    return "CONSTR_DEFAULT" in constraint_types(definition.get("ColumnDef", {}))
 
 
 def _added_columns(statement: Statement) -> Iterator[tuple[str, str]]:
