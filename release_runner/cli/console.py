@@ -138,8 +138,9 @@ class Console(LineWriter):
                     self.redraw()
                     raise structlog.DropEvent
                 return fleet_line
+            text = self.render(event, level, facts)
             if event in _STATUS:
-                self.show_status(self.render(event, level, facts) or "")
+                self.show_status(text or "")
             if event in _STATUS_ENDS:  # a later wait, even on the same blocker, is news again
                 self.status = self.last_status = None
             if event is Event.MIGRATION_STARTED:
@@ -152,7 +153,6 @@ class Console(LineWriter):
             if event is Event.VERIFY_MISMATCH:  # gathered, then shown as one table
                 self.differences.append((level is Level.ERROR, facts))
                 raise structlog.DropEvent
-            text = self.render(event, level, facts)
             if self.differences:
                 table = drift_table.render(self.differences, self.paint)
                 self.differences = []

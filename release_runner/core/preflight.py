@@ -86,8 +86,8 @@ class Prepared:
     """What the rules found in its statements, on objects older than the batch (detect.py)."""
     no_foreign_key: frozenset[tuple[str, str]] = frozenset()
     """(table, column) pairs the catalog shows without a foreign key before the run (set by the
-    gate before the locks are read): dropping or retyping such a column locks no referenced
-    table, so none is listed or taken ahead."""
+    gate): dropping or retyping such a column locks no referenced table, so none is listed or
+    taken ahead."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -98,19 +98,27 @@ class Prepared:
         return [f for f in self.findings if f.severity is Severity.WARNING]
 
     @cached_property
+    def locks(self) -> list[Lock]:
+        """Every table lock its statements take (lock_ahead.py), read from the trees once."""
+        return lock_ahead.needed(self.statements)
+
+    @property
     def locks_ahead(self) -> list[Lock]:
-        """The table locks taken before the first statement (lock_ahead.py); none without a
-        transaction, where the one statement takes its own."""
-        return self.locks_of(self.statements) if self.transactional else []
+        """The table locks taken before the first statement; none without a transaction,
+        where the one statement takes its own."""
+        return self._keyed(self.locks) if self.transactional else []
 
     def locks_of(self, statements: list[Statement]) -> list[Lock]:
-        """The table locks these statements take, less a referenced table of a column that
-        has no foreign key."""
+        """The table locks these statements take."""
+        return self._keyed(lock_ahead.needed(statements))
+
+    def _keyed(self, locks: list[Lock]) -> list[Lock]:
+        """The locks less a referenced table of a column that has no foreign key."""
+        unkeyed = self.no_foreign_key
         return [
             lock
-            for lock in lock_ahead.needed(statements)
-            if (".".join(lock.name), lock.detail) not in self.no_foreign_key
-            or lock.via != "references-column"
+            for lock in locks
+            if lock.via != "references-column" or (".".join(lock.name), lock.detail) not in unkeyed
         ]
 
     @property

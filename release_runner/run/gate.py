@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from release_runner.core import adopt, detect, lock_ahead
+from release_runner.core import adopt, detect
 from release_runner.core import migrations as migrations_module
 from release_runner.core import plan as plan_module
 from release_runner.core.errors import RefusedError, UsageError
@@ -147,7 +147,7 @@ def _note_columns_without_foreign_key(conn: Connection, prepared: list[Prepared]
     columns = {
         (".".join(lock.name), lock.detail or "")
         for item in prepared
-        for lock in lock_ahead.needed(item.statements)
+        for lock in item.locks
         if lock.via == "references-column"
     }
     if columns:
