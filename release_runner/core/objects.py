@@ -89,6 +89,12 @@ def objects_from_catalog(raw: dict[str, Any], schema_as: tuple[str, str] | None 
     return objects
 
 
+def health_objects(raw: dict[str, Any]) -> Objects:
+    """The INVALID indexes and NOT VALID constraints of a health read (db/queries/health.sql),
+    keyed as objects_from_catalog() keys them: all that drift.health() looks at."""
+    return {"constraint": _constraints(raw["constraints"]), "index": _indexes(raw["indexes"])}
+
+
 def _tables(rows: Rows) -> dict[str, dict[str, Any]]:
     return {
         f"{schema}.{table}": _drop_none(

@@ -34,12 +34,13 @@ _CATALOG_SETUP = "".join(
 )
 
 
-def fetch_catalog(conn: Connection, history_schema: str) -> dict[str, Any]:
-    """The live schema as raw rows (see queries/catalog.sql), read in a transaction whose
+def fetch_catalog(conn: Connection, history_schema: str, read: str = "catalog") -> dict[str, Any]:
+    """The live schema as raw rows (see queries/catalog.sql; with `read="health"`, only what
+    verification checks without a snapshot, queries/health.sql), read in a transaction whose
     rendering settings are fixed (_CATALOG_SETTINGS), whatever the session's are."""
     with conn.transaction():
         conn.execute(_CATALOG_SETUP)
-        row = conn.execute(query("catalog"), {"history": history_schema}).fetchone()
+        row = conn.execute(query("scope") + query(read), {"history": history_schema}).fetchone()
     assert row is not None
     result: dict[str, Any] = row[0]
     return result

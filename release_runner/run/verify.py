@@ -13,7 +13,13 @@ from release_runner.core import schema as schema_module
 from release_runner.core.errors import DriftError, MigrationFailed, UsageError
 from release_runner.core.events import Event, Level
 from release_runner.core.migrations import Migration
-from release_runner.core.objects import Objects, as_schema, objects_from_catalog, without_tables
+from release_runner.core.objects import (
+    Objects,
+    as_schema,
+    health_objects,
+    objects_from_catalog,
+    without_tables,
+)
 from release_runner.core.settings import Settings
 from release_runner.db import catalog
 from release_runner.db.connection import Connection, with_search_path
@@ -39,14 +45,25 @@ def expected_schema(settings: Settings) -> schema.Snapshot | None:
 
 
 def live_schema(conn: Connection, settings: Settings) -> schema.Snapshot:
-
+    """The live schema, as a snapshot holds it."""
     # A schema target's functions are hashed as if they were the snapshot's (`public`).
     schema_as = (settings.schema_target, "public") if settings.schema_target else None
     objects = objects_from_catalog(catalog.fetch_catalog(conn, settings.history_schema), schema_as)
-    # drizzle-kit's and Prisma's own history tables: the runner reads them, no migration makes them.
+    return schema.Snapshot(_ours(objects, settings), conn.info.server_version // 10000)
+
+
+def _ours(objects: Objects, settings: Settings) -> Objects:
+    """The objects less drizzle-kit's and Prisma's own history tables: the runner reads them,
+    no migration makes them."""
     foreign = {settings.drizzle_history, f"{settings.prisma_schema or 'public'}._prisma_migrations"}
-    objects = without_tables(objects, {name if "." in name else f"public.{name}" for name in foreign})
-    return schema.Snapshot(objects, conn.info.server_version // 10000)
+    return without_tables(objects, {name if "." in name else f"public.{name}" for name in foreign})
+
+
+def _health(conn: Connection, settings: Settings) -> tuple[Objects, int]:
+    """What verification without a snapshot checks (the INVALID indexes and NOT VALID
+    constraints), and how many indexes and constraints it looked at: one small read."""
+    raw = catalog.fetch_catalog(conn, settings.history_schema, "health")
+    return _ours(health_objects(raw), settings), int(raw["checked"])
 
 
 def compared(settings: Settings, expected: Objects | None, actual: Objects) -> list[drift.Mismatch]:
@@ -109,10 +126,31 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
             reason="no expected schema; only invalid indexes and constraints were checked. "
             "Run `release-runner snapshot` and commit the file",
         )
+        actual, checked = _health(conn, settings)
+        expected, mismatches = None, compared(settings, None, actual)
+    else:
+        expected, mismatches, checked = _against_snapshot(conn, settings, snapshot)
+    _refuse_another_database(settings, expected, mismatches)
+    failing = report(mismatches, lambda m: m.fails or settings.strict)
+    if failing:
+        raise DriftError(
+            f"schema verification failed: {len(failing)} difference(s)",
+            **listing(failing),
+            differences=len(failing),
+        )
+    emit(Event.VERIFY_PASSED, checked=checked, extras=len(mismatches), snapshot=expected is not None)
+
+
+def _against_snapshot(
+    conn: Connection, settings: Settings, snapshot: schema.Snapshot
+) -> tuple[Objects | None, list[drift.Mismatch], int]:
+    """The schema expected now, the differences of the live one from it, and how many live
+    objects were compared. A snapshot of another major version has the views whose text
+    differs rendered again by this server (_rendered_here)."""
     live = live_schema(conn, settings)
-    expected, actual = _expected_now(conn, settings, snapshot), live.objects
-    mismatches = compared(settings, expected, actual)
-    if snapshot is not None and snapshot.server_major not in (None, live.server_major):
+    expected = _expected_now(conn, settings, snapshot)
+    mismatches = compared(settings, expected, live.objects)
+    if snapshot.server_major not in (None, live.server_major):
         mismatches, rendered = _rendered_here(conn, mismatches)
         emit(
             Event.VERIFY_SERVER_DIFFERS,
@@ -125,20 +163,7 @@ def verify_live(conn: Connection, settings: Settings, snapshot: schema.Snapshot 
             "the snapshot on the production major version (snapshot --scratch-url pointing at "
             "such a server)",
         )
-    _refuse_another_database(settings, expected, mismatches)
-    failing = report(mismatches, lambda m: m.fails or settings.strict)
-    if failing:
-        raise DriftError(
-            f"schema verification failed: {len(failing)} difference(s)",
-            **listing(failing),
-            differences=len(failing),
-        )
-    emit(
-        Event.VERIFY_PASSED,
-        checked=sum(len(v) for v in actual.values()),
-        extras=len(mismatches),
-        snapshot=expected is not None,
-    )
+    return expected, mismatches, sum(len(v) for v in live.objects.values())
 
 
 def _refuse_another_database(

@@ -1,28 +1,5 @@
--- The whole user schema in one round trip, as JSON: what `verify` and `snapshot` compare.
--- Skips system schemas, the runner's own schema (%(history)s) and objects that belong to
--- extensions (they come with CREATE EXTENSION and differ between server builds).
-WITH nsp AS (
-    SELECT n.oid, n.nspname
-    FROM pg_namespace n
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', %(history)s)
-      AND n.nspname NOT LIKE 'pg\_toast%%'
-      AND n.nspname NOT LIKE 'pg\_temp\_%%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
-                        AND d.deptype = 'e')
-),
-rels AS (
-    -- An extension's objects are left out; so are identity sequences (an internal dependency
-    -- on their column: they are the column's). A partitioned parent has an internal
-    -- dependency too, and is kept.
-    SELECT c.oid, nsp.nspname AS schema, c.relname AS name, c.relkind, c.relrowsecurity
-    FROM pg_class c
-    JOIN nsp ON nsp.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                        AND (d.deptype = 'e' OR (d.deptype = 'i' AND c.relkind = 'S')))
-)
+-- The whole user schema in one round trip, as JSON: what `verify` and `snapshot` compare. Runs
+-- after scope.sql's CTEs (nsp, rels).
 SELECT json_build_object(
   'schemas', (SELECT coalesce(json_agg(nspname), '[]') FROM nsp WHERE nspname <> 'public'),
   'tables', (
