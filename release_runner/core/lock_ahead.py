@@ -109,6 +109,14 @@ class Lock:
     """Not the partitions too: ATTACH and DETACH PARTITION lock the parent alone, as does a
     statement on `ONLY` a table."""
 
+    @property
+    def referencing_column(self) -> tuple[str, str] | None:
+        """(table, column) of a "references-column" lock: the lock is needed only where that
+        column has a foreign key. None for every other lock."""
+        if self.via != "references-column":
+            return None
+        return ".".join(self.name), self.detail or ""
+
     def describe(self) -> str:
         name = ".".join(self.name)
         where = {

@@ -115,11 +115,7 @@ class Prepared:
     def _keyed(self, locks: list[Lock]) -> list[Lock]:
         """The locks less a referenced table of a column that has no foreign key."""
         unkeyed = self.no_foreign_key
-        return [
-            lock
-            for lock in locks
-            if lock.via != "references-column" or (".".join(lock.name), lock.detail) not in unkeyed
-        ]
+        return [lock for lock in locks if lock.referencing_column not in unkeyed]
 
     @property
     def transaction_mode(self) -> str:

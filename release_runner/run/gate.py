@@ -144,12 +144,7 @@ def lint(
 def _note_columns_without_foreign_key(conn: Connection, prepared: list[Prepared]) -> None:
     """Which columns a statement drops or retypes have no foreign key now (one catalog query,
     only when there are such columns): their referenced tables are not locked ahead."""
-    columns = {
-        (".".join(lock.name), lock.detail or "")
-        for item in prepared
-        for lock in item.locks
-        if lock.via == "references-column"
-    }
+    columns = {column for item in prepared for lock in item.locks if (column := lock.referencing_column)}
     if columns:
         keyed = catalog.foreign_key_columns(conn, sorted(columns))
         for item in prepared:
