@@ -24,6 +24,7 @@ from release_runner.cli import closing, drift_table
 from release_runner.cli.fleet_view import FleetView
 from release_runner.cli.lines import Facts, LineWriter, seconds
 from release_runner.core.events import Event, Level
+from release_runner.core.statements import shortened
 
 # What every event carries for the JSON lines; a person does not need it on each line.
 _CONTEXT = {"event", "level", "timestamp", "run_id", "app", "machine", "image"}
@@ -109,8 +110,8 @@ class Console(LineWriter):
                 line = f"{self.paint(self.counter(), 'dim')} {name} {self.paint(elapsed, 'dim')}"
             if self.status:
                 room = shutil.get_terminal_size().columns - len(self.plain(line)) - 4
-                status = self.status if len(self.status) <= room else self.status[: max(room - 3, 0)] + "..."
-                line = f"{line} · {self.paint(status, 'yellow')}" if line else self.paint(status, "yellow")
+                status = self.paint(shortened(self.status, room), "yellow")
+                line = f"{line} · {status}" if line else status
         try:
             self.stream.write(f"\r\033[K{line}")
             self.stream.flush()

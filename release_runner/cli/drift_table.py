@@ -7,13 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from release_runner.core.drift import attribute_changes
+from release_runner.core.statements import shortened
 
 _HEADER = ("", "OBJECT", "ATTRIBUTE", "EXPECTED", "FOUND")
 _WIDEST = 48
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _WIDEST else text[: _WIDEST - 3] + "..."
 
 
 def rows(facts: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -24,7 +21,7 @@ def rows(facts: dict[str, Any]) -> list[tuple[str, ...]]:
     if kind == "changed" and isinstance(expected, dict) and isinstance(found, dict):
         changes = attribute_changes(expected, found)
         return [
-            (kind if i == 0 else "", what if i == 0 else "", *(_cut(cell) for cell in change))
+            (kind if i == 0 else "", what if i == 0 else "", *(shortened(cell, _WIDEST) for cell in change))
             for i, change in enumerate(changes)
         ]
     described = str(facts.get("describe") or "")

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from release_runner.core.objects import Objects
+from release_runner.core.statements import shortened
 
 # Objects whose names PostgreSQL may generate: matched by meaning when the names differ.
 _RENAMEABLE = ("constraint", "index")
@@ -116,8 +117,7 @@ def _value(value: Any, other: Any) -> str:
             item.split("=", 1)[0] + "=…" if "." in item.split("=", 1)[0] else item for item in map(str, value)
         ]
         return ", ".join(shown) or "none"
-    text = " ".join(str(value).split())
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shortened(str(value), 80)
 
 
 def _plural(kind: str, count: int) -> str:

@@ -44,8 +44,7 @@ class Statement:
     @property
     def head(self) -> str:
         """The statement's first words, to name it in messages, with its constants masked."""
-        words = " ".join(mask.statement(self.text).split())
-        return words if len(words) <= 60 else words[:57] + "..."
+        return shortened(mask.statement(self.text), 60)
 
     def position(self, char_offset: int) -> tuple[int, int]:
         """File line and column of a 0-based character offset into `text`."""
@@ -54,6 +53,13 @@ class Statement:
         if newlines == 0:
             return self.line, self.column + char_offset
         return self.line + newlines, char_offset - before.rfind("\n")
+
+
+def shortened(text: str, width: int) -> str:
+    """Text on one line (its runs of whitespace one space), cut to `width` characters with
+    `...` at the end where it is longer: how a statement, a value or a status line is shown."""
+    words = " ".join(text.split())
+    return words if len(words) <= width else words[: max(width - 3, 0)] + "..."
 
 
 def node(statement: Statement) -> tuple[str, dict[str, Any]]:
