@@ -83,6 +83,8 @@ class _File:
         self.bound: dict[tuple[str, str], list[_Bound]] = {}
         self.defaults: dict[tuple[str, str], list[tuple[int, bool]]] = {}
         self.not_null_set: dict[tuple[str, str], list[int]] = {}
+        self.added: dict[int, list[tuple[str, str]]] = {}
+        """The columns each statement adds, as (COLUMN, "table.column")."""
         self.final: dict[str, str] = {}
         """Each type the file creates: its name at the end of the file (renames followed)."""
         for index, statement in enumerate(statements):
@@ -95,7 +97,7 @@ class _File:
             elif kind == "RenameStmt":
                 self._rename(index, body)
             elif kind == "AlterTableStmt":
-                self._defaults(index, body)
+                self._alter(index, body)
 
     def _bind(self, name: tuple[str, str], bound: _Bound) -> None:
         self.bound.setdefault((name[0], key(name[1])), []).append(bound)
@@ -114,7 +116,8 @@ class _File:
         self._bind((kind, new), replace(carried, index=index))
         self.final.update({made: new for made, now in self.final.items() if now == key(old)})
 
-    def _defaults(self, index: int, body: dict[str, Any]) -> None:
+    def _alter(self, index: int, body: dict[str, Any]) -> None:
+        """The defaults an ALTER TABLE sets or drops, the NOT NULLs it sets, the columns it adds."""
         table = key(relation_name(body.get("relation")) or "")
         for item in body.get("cmds", []):
             command = item.get("AlterTableCmd", {})
@@ -124,9 +127,12 @@ class _File:
                 )
             elif command.get("subtype") == "AT_SetNotNull":
                 self.not_null_set.setdefault((table, command.get("name")), []).append(index)
-            elif command.get("subtype") == "AT_AddColumn" and _has_default(command.get("def", {})):
-                column = command["def"]["ColumnDef"].get("colname")
-                self.defaults.setdefault((table, column), []).append((index, True))
+            elif command.get("subtype") == "AT_AddColumn":
+                definition = command.get("def", {}).get("ColumnDef", {})
+                column = definition.get("colname")
+                self.added.setdefault(index, []).append((COLUMN, f"{table}.{column}"))
+                if "CONSTR_DEFAULT" in constraint_types(definition):
+                    self.defaults.setdefault((table, column), []).append((index, True))
 
     def net(self, hit: Hit, index: int) -> Hit | None:
         """The hit as the file's net effect leaves it, or None where that breaks nothing."""
@@ -197,21 +203,6 @@ def _labels(kind: str, body: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(str(v.get("String", {}).get("sval")) for v in body.get("vals", []))
 
 
-def _has_default(definition: dict[str, Any]) -> bool:
-    return "CONSTR_DEFAULT" in constraint_types(definition.get("ColumnDef", {}))
-
-
-def _added_columns(statement: Statement) -> Iterator[tuple[str, str]]:
-    kind, body = node(statement)
-    if kind != "AlterTableStmt":
-        return
-    table = key(relation_name(body.get("relation")) or "")
-    for item in body.get("cmds", []):
-        command = item.get("AlterTableCmd", {})
-        if command.get("subtype") == "AT_AddColumn":
-            yield COLUMN, f"{table}.{command.get('def', {}).get('ColumnDef', {}).get('colname')}"
-
-
 def file_hits(statements: list[Statement], created_before: set[tuple[str, str]]) -> Iterator[Judged]:
     """The hits of a file's statements, as its net effect leaves them, on objects not created
     earlier in the batch (`created_before`, which is updated with what this file creates:
@@ -238,4 +229,4 @@ def file_hits(statements: list[Statement], created_before: set[tuple[str, str]])
             if once not in seen:
                 seen.add(once)
                 yield Judged(net, moved)
-        created_before.update(_added_columns(statement))
+        created_before.update(whole.added.get(index, []))
