@@ -22,7 +22,7 @@ import structlog
 
 from release_runner.cli import closing, drift_table
 from release_runner.cli.fleet_view import FleetView
-from release_runner.cli.lines import Facts, LineWriter, seconds
+from release_runner.cli.lines import Facts, LineWriter, on_object, seconds
 from release_runner.core.events import Event, Level
 from release_runner.core.statements import shortened
 
@@ -260,7 +260,7 @@ class Console(LineWriter):
         """A preflight finding: where, the rule and its object, what it finds, and the fix."""
         colour = "red" if level is Level.ERROR else "yellow"
         where = f"{facts.get('file')}:{facts.get('line')}:{facts.get('column')}"
-        rule = f"{facts.get('rule')} on {facts['object']}" if facts.get("object") else facts.get("rule")
+        rule = f"{facts.get('rule')}{on_object(facts)}"
         fix = f"\n    {facts.get('fix')}"
         return f"{self.paint(str(level), colour)} {where} {rule}: {facts.get('message')}{fix}"
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from release_runner.cli.lines import on_object
+
 
 def show_status(entries: list[dict[str, Any]], problems: list[str], output: str) -> None:
     """`status`'s document: JSON, or the table."""
@@ -75,8 +77,7 @@ def print_plan(document: dict[str, Any]) -> None:
 
 
 def _print_finding(finding: dict[str, Any]) -> None:
-    about = f" on {finding['object']}" if finding.get("object") else ""
-    click.echo(f"      {finding['severity']} {finding['rule']}{about}: {finding['message']}")
+    click.echo(f"      {finding['severity']} {finding['rule']}{on_object(finding)}: {finding['message']}")
     click.echo(f"        {finding['fix']}")
 
 

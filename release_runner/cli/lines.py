@@ -38,6 +38,12 @@ def seconds(milliseconds: float) -> str:
     return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
 
 
+def on_object(finding: Mapping[str, Any], quote: str = "") -> str:
+    """` on <object>` for a finding that names what it is about (its `object`: a table, a
+    column as `table.column`...), in `quote` (Markdown's backtick in a report); else nothing."""
+    return f" on {quote}{finding['object']}{quote}" if finding.get("object") else ""
+
+
 class Facts(dict[str, Any]):
     """An event's facts for a sentence template (`str.format_map`): a fact it lacks reads as `?`,
     and a text's newlines and tabs (libpq's, in a reason) become single spaces."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from release_runner.cli import closing
-from release_runner.cli.lines import Facts
+from release_runner.cli.lines import Facts, on_object
 from release_runner.core.events import Event
 
 _SUMMARY_COMMANDS = ("plan", "check")  # what a reviewer of a pull request reads in CI
@@ -112,9 +112,7 @@ class Record:
 
     def _lines(self, *events: Event) -> list[str]:
         return [
-            _TEMPLATES[Event(e["event"])].format_map(
-                Facts({**e, "about": f" on `{e['object']}`" if e.get("object") else ""})
-            )
+            _TEMPLATES[Event(e["event"])].format_map(Facts({**e, "about": on_object(e, "`")}))
             for e in self.named(*events)
         ]
 
@@ -127,7 +125,7 @@ class Record:
                 locks = ", ".join(step["locks"]) or "no lock on an existing table"
                 yield f"  - line {step['line']}: `{step['statement']}` ({locks})"
             for finding in item.get("findings", []):
-                about = f" on `{finding['object']}`" if finding.get("object") else ""
+                about = on_object(finding, "`")
                 where = f"line {finding['line']}: {finding['message']}"
                 yield f"  - {finding['severity']} {finding['rule']}{about}, {where}"
         for refusal in (self.document or {}).get("refusals", []):
